@@ -1,0 +1,60 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+let package = Package(
+    name: "mirror-agent",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "mirror-agent", targets: ["MirrorAgent"]),
+        .library(name: "Sync", targets: ["Sync"]),
+        .library(name: "DNSResponder", targets: ["DNSResponder"]),
+        .library(name: "NFTables", targets: ["NFTables"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+    ],
+    targets: [
+        // C libraries, reached only from Netlink and NFTables.
+        .systemLibrary(name: "CMnl", pkgConfig: "libmnl", providers: [.apt(["libmnl-dev"])]),
+        .systemLibrary(name: "CNftnl", pkgConfig: "libnftnl", providers: [.apt(["libnftnl-dev"])]),
+        .systemLibrary(name: "CNlRoute", pkgConfig: "libnl-route-3.0", providers: [.apt(["libnl-3-dev", "libnl-route-3-dev"])]),
+
+        .target(
+            name: "Sync",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Yams", package: "Yams"),
+            ]
+        ),
+        .target(
+            name: "DNSResponder",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(name: "Netlink", dependencies: ["CMnl", "CNlRoute"]),
+        .target(name: "NFTables", dependencies: ["Netlink", "CNftnl", "CMnl"]),
+        .executableTarget(
+            name: "MirrorAgent",
+            dependencies: [
+                "Sync", "DNSResponder", "NFTables", "Netlink",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
+
+        .testTarget(name: "SyncTests", dependencies: ["Sync"]),
+        .testTarget(name: "DNSResponderTests", dependencies: ["DNSResponder"]),
+        .testTarget(name: "NFTablesTests", dependencies: ["NFTables", "Netlink"]),
+        .testTarget(name: "MirrorAgentTests", dependencies: ["MirrorAgent", "Sync"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,2 @@
+/// Placeholder until the DNS responder lands.
+enum DNSResponderModule {}

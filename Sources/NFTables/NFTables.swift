@@ -1,0 +1,2 @@
+/// Placeholder until nftables programming lands.
+enum NFTablesModule {}

@@ -1,0 +1,129 @@
+import Foundation
+import Yams
+
+/// A parsed YAML or JSON document, before it is read into a ``MirrorState``.
+///
+/// State files are read through this tree rather than `Codable` so that every problem in a
+/// file (unknown fields, wrong types) is reported at once with its path, instead of the
+/// first one only.
+enum DocumentValue: Sendable {
+    case string(String)
+    case int(Int)
+    case double(Double)
+    case bool(Bool)
+    case null
+    case list([DocumentValue])
+    /// Keys in document order (YAML) or sorted (JSON).
+    case map([(key: String, value: DocumentValue)])
+
+    /// A short name of the value's type for error messages.
+    var typeName: String {
+        switch self {
+        case .string: "a string"
+        case .int: "an integer"
+        case .double: "a number"
+        case .bool: "a boolean"
+        case .null: "null"
+        case .list: "a list"
+        case .map: "a map"
+        }
+    }
+}
+
+/// Why a document could not be parsed at all (before any field is looked at).
+public struct DocumentSyntaxError: Error, CustomStringConvertible {
+    public var description: String
+}
+
+extension DocumentValue {
+    /// Parses YAML or JSON text. JSON goes through Foundation's decoder, which is much faster
+    /// than a YAML parser on the large states a benchmark or a big cluster produces.
+    static func parse(_ text: String) throws -> DocumentValue {
+        let trimmed = text.drop { $0 == " " || $0 == "\n" || $0 == "\t" || $0 == "\r" }
+        if trimmed.first == "{" {
+            do {
+                return try JSONDecoder().decode(DocumentValue.self, from: Data(text.utf8))
+            } catch {
+                throw DocumentSyntaxError(description: "invalid JSON: \(Self.describe(error))")
+            }
+        }
+        let node: Node?
+        do {
+            node = try Yams.compose(yaml: text)
+        } catch {
+            throw DocumentSyntaxError(description: "invalid YAML: \(error)")
+        }
+        guard let node else { return .map([]) }
+        return try DocumentValue(yaml: node, depth: 0)
+    }
+
+    private static func describe(_ error: Error) -> String {
+        if case let DecodingError.dataCorrupted(context) = error {
+            return context.underlyingError.map { "\($0)" } ?? context.debugDescription
+        }
+        return "\(error)"
+    }
+
+    private init(yaml node: Node, depth: Int) throws {
+        // Aliases could otherwise expand without bound ("billion laughs").
+        guard depth < 64 else { throw DocumentSyntaxError(description: "document nested deeper than 64 levels") }
+        switch node {
+        case .scalar(let scalar):
+            guard scalar.style == .plain || scalar.style == .any else {
+                self = .string(scalar.string)
+                return
+            }
+            switch Tag.Name(rawValue: node.tag.rawValue) {
+            case .null: self = .null
+            case .bool: self = node.bool.map(DocumentValue.bool) ?? .string(scalar.string)
+            case .int: self = node.int.map(DocumentValue.int) ?? .string(scalar.string)
+            case .float: self = node.float.map { .double(Double($0)) } ?? .string(scalar.string)
+            default: self = .string(scalar.string)
+            }
+        case .sequence(let sequence):
+            self = .list(try sequence.map { try DocumentValue(yaml: $0, depth: depth + 1) })
+        case .mapping(let mapping):
+            self = .map(try mapping.map { pair in
+                let key = pair.key.scalar?.string ?? "\(pair.key)"
+                return (key, try DocumentValue(yaml: pair.value, depth: depth + 1))
+            })
+        case .alias:
+            throw DocumentSyntaxError(description: "YAML aliases are not supported in state files")
+        }
+    }
+}
+
+extension DocumentValue: Decodable {
+    private struct AnyKey: CodingKey {
+        var stringValue: String
+        var intValue: Int? { nil }
+        init(stringValue: String) { self.stringValue = stringValue }
+        init?(intValue: Int) { nil }
+    }
+
+    init(from decoder: Decoder) throws {
+        if let object = try? decoder.container(keyedBy: AnyKey.self) {
+            let keys = object.allKeys.sorted { $0.stringValue < $1.stringValue }
+            self = .map(try keys.map { ($0.stringValue, try object.decode(DocumentValue.self, forKey: $0)) })
+            return
+        }
+        if var array = try? decoder.unkeyedContainer() {
+            var items: [DocumentValue] = []
+            while !array.isAtEnd { items.append(try array.decode(DocumentValue.self)) }
+            self = .list(items)
+            return
+        }
+        let single = try decoder.singleValueContainer()
+        if single.decodeNil() {
+            self = .null
+        } else if let value = try? single.decode(Bool.self) {
+            self = .bool(value)
+        } else if let value = try? single.decode(Int.self) {
+            self = .int(value)
+        } else if let value = try? single.decode(Double.self) {
+            self = .double(value)
+        } else {
+            self = .string(try single.decode(String.self))
+        }
+    }
+}

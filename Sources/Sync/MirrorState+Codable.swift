@@ -1,0 +1,138 @@
+import Foundation
+
+// JSON form of the mirror state, used by the feed and for canonical output. Decoding fills
+// the same defaults as state files; encoding is deterministic (sorted keys, no nil fields).
+
+extension MirrorState: Codable {
+    private enum CodingKeys: String, CodingKey { case clusterDomain, clusters, services }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        clusterDomain = try c.decodeIfPresent(String.self, forKey: .clusterDomain) ?? MirrorState.defaultClusterDomain
+        clusters = try c.decodeIfPresent([Cluster].self, forKey: .clusters) ?? []
+        services = try c.decodeIfPresent([MirroredService].self, forKey: .services) ?? []
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(clusterDomain, forKey: .clusterDomain)
+        try c.encode(clusters, forKey: .clusters)
+        try c.encode(services, forKey: .services)
+    }
+
+    /// Canonical JSON: sorted keys, so equal states give equal bytes.
+    public func canonicalJSON(pretty: Bool = false) throws -> Data {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = pretty ? [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes] : [.sortedKeys, .withoutEscapingSlashes]
+        return try encoder.encode(self)
+    }
+}
+
+extension Cluster: Codable {
+    private enum CodingKeys: String, CodingKey { case name, gateway, masquerade }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        name = try c.decode(String.self, forKey: .name)
+        gateway = try c.decodeIfPresent(Gateway.self, forKey: .gateway)
+        masquerade = try c.decodeIfPresent(Bool.self, forKey: .masquerade) ?? false
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(name, forKey: .name)
+        try c.encodeIfPresent(gateway, forKey: .gateway)
+        try c.encode(masquerade, forKey: .masquerade)
+    }
+}
+
+extension Gateway: Codable {
+    private enum CodingKeys: String, CodingKey { case addresses, port, identity, alive }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        addresses = try c.decode([String].self, forKey: .addresses)
+        port = try c.decodeIfPresent(Int.self, forKey: .port) ?? Gateway.defaultPort
+        identity = try c.decodeIfPresent(String.self, forKey: .identity)
+        alive = try c.decodeIfPresent(Bool.self, forKey: .alive) ?? true
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(addresses, forKey: .addresses)
+        try c.encode(port, forKey: .port)
+        try c.encodeIfPresent(identity, forKey: .identity)
+        try c.encode(alive, forKey: .alive)
+    }
+}
+
+extension MirrorMode: Codable {}
+extension L4Protocol: Codable {}
+
+extension ServicePort: Codable {
+    private enum CodingKeys: String, CodingKey { case name, `protocol`, port, targetPort, gatewayPort }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        name = try c.decodeIfPresent(String.self, forKey: .name)
+        self.protocol = try c.decodeIfPresent(L4Protocol.self, forKey: .protocol) ?? .tcp
+        port = try c.decode(Int.self, forKey: .port)
+        targetPort = try c.decodeIfPresent(Int.self, forKey: .targetPort) ?? port
+        gatewayPort = try c.decodeIfPresent(Int.self, forKey: .gatewayPort)
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encodeIfPresent(name, forKey: .name)
+        try c.encode(self.protocol, forKey: .protocol)
+        try c.encode(port, forKey: .port)
+        try c.encode(targetPort, forKey: .targetPort)
+        try c.encodeIfPresent(gatewayPort, forKey: .gatewayPort)
+    }
+}
+
+extension Endpoint: Codable {
+    private enum CodingKeys: String, CodingKey { case ip, ready, hostname, cluster }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        ip = try c.decode(String.self, forKey: .ip)
+        ready = try c.decodeIfPresent(Bool.self, forKey: .ready) ?? true
+        hostname = try c.decodeIfPresent(String.self, forKey: .hostname)
+        cluster = try c.decodeIfPresent(String.self, forKey: .cluster)
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(ip, forKey: .ip)
+        try c.encode(ready, forKey: .ready)
+        try c.encodeIfPresent(hostname, forKey: .hostname)
+        try c.encodeIfPresent(cluster, forKey: .cluster)
+    }
+}
+
+extension MirroredService: Codable {
+    private enum CodingKeys: String, CodingKey { case name, namespace, cluster, mode, ips, ports, endpoints }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        name = try c.decode(String.self, forKey: .name)
+        namespace = try c.decode(String.self, forKey: .namespace)
+        cluster = try c.decodeIfPresent(String.self, forKey: .cluster)
+        mode = try c.decode(MirrorMode.self, forKey: .mode)
+        ips = try c.decode([String].self, forKey: .ips)
+        ports = try c.decodeIfPresent([ServicePort].self, forKey: .ports) ?? []
+        endpoints = try c.decodeIfPresent([Endpoint].self, forKey: .endpoints) ?? []
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(name, forKey: .name)
+        try c.encode(namespace, forKey: .namespace)
+        try c.encodeIfPresent(cluster, forKey: .cluster)
+        try c.encode(mode, forKey: .mode)
+        try c.encode(ips, forKey: .ips)
+        try c.encode(ports, forKey: .ports)
+        if !endpoints.isEmpty { try c.encode(endpoints, forKey: .endpoints) }
+    }
+}

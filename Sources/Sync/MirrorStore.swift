@@ -1,0 +1,177 @@
+/// The current mirror state and its revision, changed only by whole snapshots or by single
+/// deltas, each validated before it is applied.
+///
+/// A rejected snapshot or delta leaves the store exactly as it was: the last good state stays
+/// in force. Each successful apply returns a ``ChangeSet`` naming what changed.
+public struct MirrorStore: Sendable {
+    /// The revision of the last applied snapshot or delta; 0 before the first.
+    public private(set) var revision: UInt64 = 0
+    public private(set) var clusterDomain = MirrorState.defaultClusterDomain
+    public private(set) var clusters: [String: Cluster] = [:]
+    public private(set) var services: [ServiceKey: MirroredService] = [:]
+    /// Which service owns each `ip proto port` slot, to reject conflicting upserts cheaply.
+    private var slotOwners: [String: ServiceKey] = [:]
+    /// Services that reference each cluster (own cluster or an endpoint's).
+    private var dependents: [String: Set<ServiceKey>] = [:]
+
+    public init() {}
+
+    /// The whole state, clusters and services sorted by name, as a feed snapshot carries it.
+    public var state: MirrorState {
+        MirrorState(
+            clusterDomain: clusterDomain,
+            clusters: clusters.values.sorted { $0.name < $1.name },
+            services: services.values.sorted { $0.key < $1.key }
+        )
+    }
+
+    /// The services whose traffic depends on `cluster` (e.g. to re-translate after its
+    /// gateway died).
+    public func services(referencing cluster: String) -> Set<ServiceKey> {
+        dependents[cluster] ?? []
+    }
+
+    /// Replaces everything with `snapshot`.
+    ///
+    /// Any revision is accepted: a snapshot may come from a restarted feed server.
+    /// - Throws: ``InvalidStateError`` when the snapshot is invalid; nothing is changed.
+    @discardableResult
+    public mutating func applySnapshot(_ snapshot: MirrorState, revision: UInt64) throws -> ChangeSet {
+        try snapshot.validate()
+        var changes = ChangeSet()
+        changes.clusterDomainChanged = snapshot.clusterDomain != clusterDomain
+        let newClusters = Dictionary(snapshot.clusters.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
+        let newServices = Dictionary(snapshot.services.map { ($0.key, $0) }, uniquingKeysWith: { first, _ in first })
+        Self.diff(old: clusters, new: newClusters, added: &changes.addedClusters, removed: &changes.removedClusters, changed: &changes.changedClusters)
+        Self.diff(old: services, new: newServices, added: &changes.addedServices, removed: &changes.removedServices, changed: &changes.changedServices)
+        clusterDomain = snapshot.clusterDomain
+        clusters = newClusters
+        services = newServices
+        slotOwners = [:]
+        dependents = [:]
+        for (key, service) in newServices { index(service, key: key) }
+        self.revision = revision
+        return changes
+    }
+
+    /// Applies one delta produced at `revision`.
+    ///
+    /// - Throws: ``StoreError/outOfOrder`` when `revision` is not newer than the store's, or
+    ///   ``InvalidStateError`` when the delta would make the state invalid; nothing is changed.
+    @discardableResult
+    public mutating func apply(_ delta: MirrorDelta, revision: UInt64) throws -> ChangeSet {
+        guard revision > self.revision else {
+            throw StoreError.outOfOrder(current: self.revision, received: revision, delta: delta.summary)
+        }
+        var changes = ChangeSet()
+        switch delta {
+        case .upsertCluster(let cluster):
+            try check(cluster)
+            switch clusters.updateValue(cluster, forKey: cluster.name) {
+            case nil: changes.addedClusters.insert(cluster.name)
+            case let old? where old != cluster: changes.changedClusters.insert(cluster.name)
+            default: break
+            }
+        case .deleteCluster(let name):
+            if let users = dependents[name], !users.isEmpty {
+                let listed = users.sorted().prefix(3).map(\.description).joined(separator: ", ")
+                throw InvalidStateError(issues: [ValidationIssue(object: "cluster \(name)", field: "",
+                    message: "still referenced by \(users.count) service(s) (\(listed)); delete them first")])
+            }
+            if clusters.removeValue(forKey: name) != nil { changes.removedClusters.insert(name) }
+        case .upsertService(let service):
+            try check(service)
+            let key = service.key
+            let old = services.updateValue(service, forKey: key)
+            if let old { unindex(old, key: key) }
+            index(service, key: key)
+            switch old {
+            case nil: changes.addedServices.insert(key)
+            case let old? where old != service: changes.changedServices.insert(key)
+            default: break
+            }
+        case .deleteService(let key):
+            if let old = services.removeValue(forKey: key) {
+                unindex(old, key: key)
+                changes.removedServices.insert(key)
+            }
+        }
+        self.revision = revision
+        return changes
+    }
+
+    // MARK: validation of single objects against the current state
+
+    private func check(_ cluster: Cluster) throws {
+        var validator = StateValidator()
+        let object = "cluster \(cluster.name)"
+        validator.validateCluster(cluster, object: object)
+        var issues = validator.issues
+        if cluster.gateway == nil {
+            let gatewayUsers = (dependents[cluster.name] ?? []).filter { services[$0]?.mode == .gateway && services[$0]?.cluster == cluster.name }
+            if !gatewayUsers.isEmpty {
+                issues.append(ValidationIssue(object: object, field: "gateway",
+                    message: "removing the gateway would strand \(gatewayUsers.count) gateway-mode service(s), e.g. \(gatewayUsers.sorted()[0])"))
+            }
+        }
+        guard issues.isEmpty else { throw InvalidStateError(issues: issues) }
+    }
+
+    private func check(_ service: MirroredService) throws {
+        var validator = StateValidator()
+        let object = "service \(service.key)"
+        validator.validateService(service, object: object, clusters: clusters)
+        var issues = validator.issues
+        for slot in Self.slots(of: service) {
+            if let owner = slotOwners[slot], owner != service.key {
+                issues.append(ValidationIssue(object: object, field: "ips", message: "\(slot) is already used by service \(owner)"))
+            }
+        }
+        guard issues.isEmpty else { throw InvalidStateError(issues: issues) }
+    }
+
+    // MARK: indexes
+
+    private static func slots(of service: MirroredService) -> [String] {
+        service.ips.compactMap { IPAddressText.canonical($0)?.text }.flatMap { ip in
+            service.ports.map { "\(ip):\($0.port)/\($0.protocol.rawValue)" }
+        }
+    }
+
+    private mutating func index(_ service: MirroredService, key: ServiceKey) {
+        for slot in Self.slots(of: service) { slotOwners[slot] = key }
+        for cluster in service.referencedClusters { dependents[cluster, default: []].insert(key) }
+    }
+
+    private mutating func unindex(_ service: MirroredService, key: ServiceKey) {
+        for slot in Self.slots(of: service) where slotOwners[slot] == key { slotOwners[slot] = nil }
+        for cluster in service.referencedClusters {
+            dependents[cluster]?.remove(key)
+            if dependents[cluster]?.isEmpty == true { dependents[cluster] = nil }
+        }
+    }
+
+    private static func diff<K: Hashable, V: Equatable>(old: [K: V], new: [K: V], added: inout Set<K>, removed: inout Set<K>, changed: inout Set<K>) {
+        for (key, value) in new {
+            if let previous = old[key] {
+                if previous != value { changed.insert(key) }
+            } else {
+                added.insert(key)
+            }
+        }
+        for key in old.keys where new[key] == nil { removed.insert(key) }
+    }
+}
+
+/// Why the store refused a delta for reasons other than its content.
+public enum StoreError: Error, Equatable, CustomStringConvertible {
+    /// Deltas must arrive in revision order; applying an older one would lose a change.
+    case outOfOrder(current: UInt64, received: UInt64, delta: String)
+
+    public var description: String {
+        switch self {
+        case let .outOfOrder(current, received, delta):
+            "out-of-order delta (\(delta)) at revision \(received); the store is already at revision \(current)"
+        }
+    }
+}

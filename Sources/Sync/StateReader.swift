@@ -1,0 +1,237 @@
+/// Reads a ``DocumentValue`` tree into a ``MirrorState``, collecting every structural problem
+/// (unknown field, wrong type, missing field) instead of stopping at the first.
+///
+/// Objects with structural problems are remembered so that semantic validation skips them:
+/// a port that failed to parse must not also be reported as "out of range".
+struct StateReader {
+    private(set) var issues: [ValidationIssue] = []
+    /// Indexes of services whose identity or mode could not be read: semantic checks of
+    /// them would only produce noise.
+    private(set) var brokenServices: Set<Int> = []
+    /// Indexes of clusters that are not maps or have no readable name.
+    private(set) var brokenClusters: Set<Int> = []
+
+    mutating func read(_ document: DocumentValue) -> MirrorState {
+        var state = MirrorState()
+        guard let top = map(document, object: "state", field: "") else { return state }
+        var fields = Fields(top)
+        if let domain = fields.take("clusterDomain") {
+            state.clusterDomain = string(domain, object: "state", field: "clusterDomain") ?? state.clusterDomain
+        }
+        if let clusters = fields.take("clusters"), let items = list(clusters, object: "state", field: "clusters") {
+            for (index, item) in items.enumerated() {
+                state.clusters.append(readCluster(item, index: index))
+            }
+        }
+        if let services = fields.take("services"), let items = list(services, object: "state", field: "services") {
+            for (index, item) in items.enumerated() {
+                state.services.append(readService(item, index: index))
+            }
+        }
+        reportUnknown(fields, object: "state", prefix: "")
+        return state
+    }
+
+    // MARK: objects
+
+    private mutating func readCluster(_ value: DocumentValue, index: Int) -> Cluster {
+        var cluster = Cluster(name: "")
+        let before = issues.count
+        var object = "clusters[\(index)]"
+        guard let body = map(value, object: object, field: "") else {
+            brokenClusters.insert(index)
+            return cluster
+        }
+        var fields = Fields(body)
+        if let name = fields.take("name") { cluster.name = string(name, object: object, field: "name") ?? "" }
+        if !cluster.name.isEmpty { object += " \(cluster.name)" }
+        if cluster.name.isEmpty, issues.count == before { missing(object: object, field: "name") }
+        if let masquerade = fields.take("masquerade") {
+            cluster.masquerade = bool(masquerade, object: object, field: "masquerade") ?? false
+        }
+        if let gateway = fields.take("gateway") {
+            cluster.gateway = readGateway(gateway, object: object)
+        }
+        reportUnknown(fields, object: object, prefix: "")
+        if cluster.name.isEmpty { brokenClusters.insert(index) }
+        return cluster
+    }
+
+    private mutating func readGateway(_ value: DocumentValue, object: String) -> Gateway? {
+        if case .null = value { return nil }
+        guard let body = map(value, object: object, field: "gateway") else { return nil }
+        var gateway = Gateway(addresses: [])
+        var fields = Fields(body)
+        if let addresses = fields.take("addresses") {
+            gateway.addresses = strings(addresses, object: object, field: "gateway.addresses")
+        } else {
+            missing(object: object, field: "gateway.addresses")
+        }
+        if let port = fields.take("port") { gateway.port = int(port, object: object, field: "gateway.port") ?? Gateway.defaultPort }
+        if let identity = fields.take("identity") { gateway.identity = optionalString(identity, object: object, field: "gateway.identity") }
+        if let alive = fields.take("alive") { gateway.alive = bool(alive, object: object, field: "gateway.alive") ?? true }
+        reportUnknown(fields, object: object, prefix: "gateway.")
+        return gateway
+    }
+
+    private mutating func readService(_ value: DocumentValue, index: Int) -> MirroredService {
+        var service = MirroredService(name: "", namespace: "", mode: .gateway, ips: [], ports: [])
+        let before = issues.count
+        var object = "services[\(index)]"
+        guard let body = map(value, object: object, field: "") else {
+            brokenServices.insert(index)
+            return service
+        }
+        var fields = Fields(body)
+        // Read the identity first so every later message names the service.
+        let name = fields.take("name").flatMap { string($0, object: object, field: "name") }
+        let namespace = fields.take("namespace").flatMap { string($0, object: object, field: "namespace") }
+        let cluster = fields.take("cluster").flatMap { optionalString($0, object: object, field: "cluster") }
+        let modeText = fields.take("mode").flatMap { string($0, object: object, field: "mode") }
+        service.name = name ?? ""
+        service.namespace = namespace ?? ""
+        service.cluster = cluster
+        if let modeText, let mode = MirrorMode(rawValue: modeText) { service.mode = mode }
+        if let name, let namespace {
+            object += " \(namespace)/\(service.mode == .federated ? "\(name)-federated" : "\(name)-\(cluster ?? "?")")"
+        }
+        if name == nil, issues.count == before { missing(object: object, field: "name") }
+        if namespace == nil, issues.count == before { missing(object: object, field: "namespace") }
+        if let modeText {
+            if MirrorMode(rawValue: modeText) == nil {
+                issue(object, "mode", "unknown mode \"\(modeText)\"; expected one of \(MirrorMode.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+        } else {
+            missing(object: object, field: "mode", hint: "one of \(MirrorMode.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        if let ips = fields.take("ips") {
+            service.ips = strings(ips, object: object, field: "ips")
+        } else {
+            missing(object: object, field: "ips", hint: "the mirrored ClusterIPs")
+        }
+        if let ports = fields.take("ports"), let items = list(ports, object: object, field: "ports") {
+            service.ports = items.enumerated().compactMap { readPort($1, object: object, field: "ports[\($0)]") }
+        }
+        if let endpoints = fields.take("endpoints"), let items = list(endpoints, object: object, field: "endpoints") {
+            service.endpoints = items.enumerated().compactMap { readEndpoint($1, object: object, field: "endpoints[\($0)]") }
+        }
+        reportUnknown(fields, object: object, prefix: "")
+        if name == nil || namespace == nil || modeText.flatMap(MirrorMode.init(rawValue:)) == nil {
+            brokenServices.insert(index)
+        }
+        return service
+    }
+
+    private mutating func readPort(_ value: DocumentValue, object: String, field: String) -> ServicePort? {
+        guard let body = map(value, object: object, field: field) else { return nil }
+        var fields = Fields(body)
+        var port = ServicePort(port: 0)
+        if let name = fields.take("name") { port.name = optionalString(name, object: object, field: "\(field).name") }
+        if let proto = fields.take("protocol"), let text = string(proto, object: object, field: "\(field).protocol") {
+            if let parsed = L4Protocol(rawValue: text) {
+                port.protocol = parsed
+            } else {
+                issue(object, "\(field).protocol", "unknown protocol \"\(text)\"; expected TCP, UDP or SCTP")
+            }
+        }
+        if let number = fields.take("port") {
+            port.port = int(number, object: object, field: "\(field).port") ?? 0
+        } else {
+            missing(object: object, field: "\(field).port")
+        }
+        port.targetPort = fields.take("targetPort").flatMap { int($0, object: object, field: "\(field).targetPort") } ?? port.port
+        if let gatewayPort = fields.take("gatewayPort") { port.gatewayPort = int(gatewayPort, object: object, field: "\(field).gatewayPort") }
+        reportUnknown(fields, object: object, prefix: "\(field).")
+        return port
+    }
+
+    private mutating func readEndpoint(_ value: DocumentValue, object: String, field: String) -> Endpoint? {
+        guard let body = map(value, object: object, field: field) else { return nil }
+        var fields = Fields(body)
+        var endpoint = Endpoint(ip: "")
+        if let ip = fields.take("ip") {
+            endpoint.ip = string(ip, object: object, field: "\(field).ip") ?? ""
+        } else {
+            missing(object: object, field: "\(field).ip")
+        }
+        if let ready = fields.take("ready") { endpoint.ready = bool(ready, object: object, field: "\(field).ready") ?? true }
+        if let hostname = fields.take("hostname") { endpoint.hostname = optionalString(hostname, object: object, field: "\(field).hostname") }
+        if let cluster = fields.take("cluster") { endpoint.cluster = optionalString(cluster, object: object, field: "\(field).cluster") }
+        reportUnknown(fields, object: object, prefix: "\(field).")
+        return endpoint
+    }
+
+    // MARK: typed access
+
+    /// The fields of one map, taken one by one so that the rest are the unknown ones.
+    private struct Fields {
+        var remaining: [(key: String, value: DocumentValue)]
+        init(_ pairs: [(key: String, value: DocumentValue)]) { remaining = pairs }
+        mutating func take(_ key: String) -> DocumentValue? {
+            guard let index = remaining.firstIndex(where: { $0.key == key }) else { return nil }
+            return remaining.remove(at: index).value
+        }
+    }
+
+    private mutating func reportUnknown(_ fields: Fields, object: String, prefix: String) {
+        for (key, _) in fields.remaining {
+            issue(object, prefix + key, "unknown field (check the spelling)")
+        }
+    }
+
+    private mutating func issue(_ object: String, _ field: String, _ message: String) {
+        issues.append(ValidationIssue(object: object, field: field, message: message))
+    }
+
+    private mutating func missing(object: String, field: String, hint: String? = nil) {
+        issue(object, field, "required field is missing" + (hint.map { " (\($0))" } ?? ""))
+    }
+
+    private mutating func wrongType(_ value: DocumentValue, expected: String, object: String, field: String) {
+        issue(object, field, "must be \(expected), got \(value.typeName)")
+    }
+
+    private mutating func map(_ value: DocumentValue, object: String, field: String) -> [(key: String, value: DocumentValue)]? {
+        if case .map(let pairs) = value { return pairs }
+        wrongType(value, expected: "a map", object: object, field: field)
+        return nil
+    }
+
+    private mutating func list(_ value: DocumentValue, object: String, field: String) -> [DocumentValue]? {
+        switch value {
+        case .list(let items): return items
+        case .null: return []
+        default:
+            wrongType(value, expected: "a list", object: object, field: field)
+            return nil
+        }
+    }
+
+    private mutating func string(_ value: DocumentValue, object: String, field: String) -> String? {
+        if case .string(let text) = value { return text }
+        wrongType(value, expected: "a string", object: object, field: field)
+        return nil
+    }
+
+    private mutating func optionalString(_ value: DocumentValue, object: String, field: String) -> String? {
+        if case .null = value { return nil }
+        return string(value, object: object, field: field)
+    }
+
+    private mutating func strings(_ value: DocumentValue, object: String, field: String) -> [String] {
+        guard let items = list(value, object: object, field: field) else { return [] }
+        return items.enumerated().compactMap { string($1, object: object, field: "\(field)[\($0)]") }
+    }
+
+    private mutating func int(_ value: DocumentValue, object: String, field: String) -> Int? {
+        if case .int(let number) = value { return number }
+        wrongType(value, expected: "an integer", object: object, field: field)
+        return nil
+    }
+
+    private mutating func bool(_ value: DocumentValue, object: String, field: String) -> Bool? {
+        if case .bool(let flag) = value { return flag }
+        wrongType(value, expected: "true or false", object: object, field: field)
+        return nil
+    }
+}
