@@ -1,14 +1,51 @@
 import ArgumentParser
+import Logging
+import Sync
 
 /// `mirror-agent run`: the node agent (DNS + nftables, driven by the feed).
 struct Run: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run the node agent: answer DNS for mirrored names and program nftables.",
-        discussion: "Not built yet: the DNS responder, nftables programming and feed client come in later releases."
+        discussion: """
+            Follows the mirror state given by --feed and keeps the DNS responder and the \
+            kernel's nftables in step with it. Invalid state is logged and ignored: the last \
+            good state stays in force.
+
+            Example (DNS only, no root needed):
+              mirror-agent run --feed file:examples/two-clusters.yaml --no-nftables \\
+                --dns-listen 127.0.0.1:5353 --upstream 127.0.0.1:53
+            """
     )
 
+    @Option(help: ArgumentHelp("Where the mirror state comes from: file:PATH (a state file, reloaded when it changes).", valueName: "source"))
+    var feed: String
+
+    @OptionGroup(title: "Logging")
+    var logging: LoggingOptions
+
+    func validate() throws {
+        _ = try sourceLocation()
+    }
+
+    private func sourceLocation() throws -> String {
+        guard feed.hasPrefix("file:"), feed.count > 5 else {
+            throw ValidationError("--feed \(feed): expected file:PATH")
+        }
+        return String(feed.dropFirst(5))
+    }
+
     func run() async throws {
-        printError("mirror-agent run: not built yet")
-        throw ExitCode(2)
+        let logger = logging.makeLogger(label: "mirror-agent.run")
+        let consumers: [any MirrorConsumer] = []
+        let source = FileMirrorSource(path: try sourceLocation(), logger: logger)
+        try await source.run { update in
+            for consumer in consumers {
+                do {
+                    try await consumer.apply(update)
+                } catch {
+                    logger.error("failed to apply mirror state; keeping the previous one", metadata: ["revision": "\(update.store.revision)", "error": "\(error)"])
+                }
+            }
+        }
     }
 }

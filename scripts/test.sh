@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The test command: installs what the tests need, builds (warnings are errors), runs every
+# test target. Kernel tests (nftables, network namespaces) need root and run as root in CI.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="/opt/swift/usr/bin:$PATH"
+
+scripts/install-deps.sh
+
+echo "== build"
+swift build -Xswiftc -warnings-as-errors 2>&1 | tail -n 20
+echo "== tests"
+swift test --no-parallel
