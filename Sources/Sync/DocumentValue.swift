@@ -54,7 +54,8 @@ extension DocumentValue {
             throw DocumentSyntaxError(description: "invalid YAML: \(error)")
         }
         guard let node else { return .map([]) }
-        return try DocumentValue(yaml: node, depth: 0)
+        var budget = maximumNodes
+        return try DocumentValue(yaml: node, depth: 0, budget: &budget)
     }
 
     private static func describe(_ error: Error) -> String {
@@ -64,8 +65,15 @@ extension DocumentValue {
         return "\(error)"
     }
 
-    private init(yaml node: Node, depth: Int) throws {
-        // Aliases could otherwise expand without bound ("billion laughs").
+    /// Far above any real state (a state file of 100k services is about 2M nodes; larger states belong in JSON), far below what would
+    /// exhaust memory.
+    static let maximumNodes = 3_000_000
+
+    private init(yaml node: Node, depth: Int, budget: inout Int) throws {
+        // YAML aliases share nodes; expanding them could otherwise grow without bound
+        // ("billion laughs").
+        budget -= 1
+        guard budget >= 0 else { throw DocumentSyntaxError(description: "document has more than \(Self.maximumNodes) nodes (alias expansion?)") }
         guard depth < 64 else { throw DocumentSyntaxError(description: "document nested deeper than 64 levels") }
         switch node {
         case .scalar(let scalar):
@@ -81,14 +89,14 @@ extension DocumentValue {
             default: self = .string(scalar.string)
             }
         case .sequence(let sequence):
-            self = .list(try sequence.map { try DocumentValue(yaml: $0, depth: depth + 1) })
+            self = .list(try sequence.map { try DocumentValue(yaml: $0, depth: depth + 1, budget: &budget) })
         case .mapping(let mapping):
             self = .map(try mapping.map { pair in
                 let key = pair.key.scalar?.string ?? "\(pair.key)"
-                return (key, try DocumentValue(yaml: pair.value, depth: depth + 1))
+                return (key, try DocumentValue(yaml: pair.value, depth: depth + 1, budget: &budget))
             })
-        case .alias:
-            throw DocumentSyntaxError(description: "YAML aliases are not supported in state files")
+        case .alias(let alias):
+            throw DocumentSyntaxError(description: "unresolved YAML alias \(alias)")
         }
     }
 }
