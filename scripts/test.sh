@@ -10,6 +10,6 @@ scripts/install-deps.sh
 echo "== build"
 swift build -Xswiftc -warnings-as-errors 2>&1 | tail -n 20
 echo "== deploy manifests"
-scripts/validate-deploy.sh | grep -v "^INFO"
+scripts/validate-deploy.sh | { grep -v "^INFO" || true; }
 echo "== tests"
 swift test --no-parallel
