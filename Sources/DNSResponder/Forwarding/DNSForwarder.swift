@@ -10,7 +10,7 @@ public struct DNSForwardingConfiguration: Sendable {
     /// Upstream queries in flight at once (over all event loops); beyond it clients get
     /// SERVFAIL at once instead of queuing without bound.
     public var maximumInFlight: Int
-    /// Cached answers (over all event loops).
+    /// The most answers kept in the cache.
     public var cacheEntries: Int
     /// The longest time a positive answer is cached, whatever its TTL says.
     public var maximumCacheTTL: UInt32
@@ -29,8 +29,8 @@ public struct DNSForwardingConfiguration: Sendable {
 /// queries in flight are joined, then upstreams in order (UDP, TCP on truncation or for TCP
 /// clients), SERVFAIL when every upstream fails.
 ///
-/// Confined to its event loop (no locks); the server keeps one per loop and splits the
-/// in-flight and cache budgets between them.
+/// Confined to its event loop; the server keeps one per loop, splits the in-flight budget
+/// between them, and gives them one shared cache.
 final class DNSForwarder {
     typealias Reply = (ByteBuffer) -> Void
 
@@ -38,16 +38,16 @@ final class DNSForwarder {
     private let configuration: DNSForwardingConfiguration
     private let inFlightLimit: Int
     private var inFlight = 0
-    private var cache: DNSResponseCache
+    private let cache: DNSSharedResponseCache
     private var waiting: [[UInt8]: [(DNSForwardRequest, Reply)]] = [:]
     private let logger: Logger
 
-    init(loop: any EventLoop, configuration: DNSForwardingConfiguration, share: Int, logger: Logger) {
+    init(loop: any EventLoop, configuration: DNSForwardingConfiguration, cache: DNSSharedResponseCache, share: Int, logger: Logger) {
         self.loop = loop
         self.configuration = configuration
         let parts = max(1, share)
         inFlightLimit = max(1, configuration.maximumInFlight / parts)
-        cache = DNSResponseCache(capacity: configuration.cacheEntries / parts)
+        self.cache = cache
         self.logger = logger
     }
 

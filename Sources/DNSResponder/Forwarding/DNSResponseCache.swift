@@ -1,12 +1,30 @@
+import NIOConcurrencyHelpers
 import NIOCore
+
+/// The answer cache shared by every event loop (a client's next query may arrive on
+/// another loop's socket), behind one short lock: a lookup holds it for a hash probe.
+final class DNSSharedResponseCache: Sendable {
+    private let cache: NIOLockedValueBox<DNSResponseCache>
+
+    init(capacity: Int) {
+        cache = NIOLockedValueBox(DNSResponseCache(capacity: capacity))
+    }
+
+    func lookup(_ key: [UInt8], now: NIODeadline) -> DNSResponseCache.Entry? {
+        cache.withLockedValue { $0.lookup(key, now: now) }
+    }
+
+    func store(_ answer: DNSUpstreamAnswer, key: [UInt8], now: NIODeadline) {
+        cache.withLockedValue { $0.store(answer, key: key, now: now) }
+    }
+}
 
 /// Answers from upstreams, kept for as long as their TTLs allow, bounded in entries.
 ///
-/// One cache per event loop, touched only from that loop, so it needs no lock. When full,
-/// an arbitrary entry (expired ones first, when the probe finds one) makes room: eviction
-/// is O(1) and memory never grows past `capacity` entries.
-struct DNSResponseCache {
-    struct Entry {
+/// When full, an arbitrary entry makes room: eviction is O(1) and memory never grows past
+/// `capacity` entries.
+struct DNSResponseCache: Sendable {
+    struct Entry: Sendable {
         var answer: DNSUpstreamAnswer
         var storedAt: NIODeadline
         var expiresAt: NIODeadline
@@ -49,7 +67,8 @@ struct DNSResponseCache {
         let rcode = DNSResponseCode(rawValue: answer.flags & 0xF)
         let optLength = query.edns == nil ? 0 : DNSResponseWriter.optLength
         let truncated = bytes.count + optLength > limit
-        let keptFlags = answer.flags & (DNSHeader.aaBit | DNSHeader.adBit)
+        // AA is ours to give only for owned names; AD passes through.
+        let keptFlags = answer.flags & DNSHeader.adBit
         let flags = DNSResponseWriter.flags(query: query.flags, rcode: rcode, authoritative: false, truncated: truncated, extra: keptFlags)
         var buffer = allocator.buffer(capacity: truncated ? query.questionEnd + optLength : bytes.count + optLength)
         let additional = UInt16(bytes[10]) << 8 | UInt16(bytes[11])

@@ -36,10 +36,11 @@ public final class DNSServer: Sendable {
         var states: [NIOLoopBound<DNSLoopState>] = []
         var statesByLoop: [ObjectIdentifier: NIOLoopBound<DNSLoopState>] = [:]
         let processor = DNSQueryProcessor(access: configuration.access)
+        let cache = DNSSharedResponseCache(capacity: configuration.forwarding.cacheEntries)
         for loop in loops {
             let state = try await loop.submit {
                 NIOLoopBound(DNSLoopState(table: table, processor: processor,
-                                          forwarder: DNSForwarder(loop: loop, configuration: configuration.forwarding, share: loops.count, logger: logger)),
+                                          forwarder: DNSForwarder(loop: loop, configuration: configuration.forwarding, cache: cache, share: loops.count, logger: logger)),
                              eventLoop: loop)
             }.get()
             states.append(state)
