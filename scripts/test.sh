@@ -11,3 +11,5 @@ echo "== build"
 swift build -Xswiftc -warnings-as-errors 2>&1 | tail -n 20
 echo "== tests"
 swift test --no-parallel
+echo "== fuzz (brief)"
+fuzz/run.sh 15
