@@ -13,3 +13,5 @@ echo "== deploy manifests"
 scripts/validate-deploy.sh | { grep -v "^INFO" || true; }
 echo "== tests"
 swift test --no-parallel
+echo "== fuzz (brief)"
+fuzz/run.sh 15

@@ -20,6 +20,9 @@ struct Run: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Where the mirror state comes from: file:PATH (a state file, reloaded when it changes).", valueName: "source"))
     var feed: String
 
+    @OptionGroup(title: "DNS")
+    var dns: DNSOptions
+
     @OptionGroup(title: "Logging")
     var logging: LoggingOptions
 
@@ -36,7 +39,7 @@ struct Run: AsyncParsableCommand {
 
     func run() async throws {
         let logger = logging.makeLogger(label: "mirror-agent.run")
-        let consumers: [any MirrorConsumer] = []
+        let consumers: [any MirrorConsumer] = [try await DNSComponent.start(options: dns, logger: logger)].compactMap { $0 }
         let source = FileMirrorSource(path: try sourceLocation(), logger: logger)
         try await source.run { update in
             for consumer in consumers {

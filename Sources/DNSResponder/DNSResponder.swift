@@ -1,2 +1,0 @@
-/// Placeholder until the DNS responder lands.
-enum DNSResponderModule {}

@@ -1,0 +1,96 @@
+import NIOCore
+
+/// Writes responses straight into a `ByteBuffer`: the header, the question copied from the
+/// query (so its case is echoed), precomputed sections, and the OPT record.
+enum DNSResponseWriter {
+    /// The 11-byte OPT record this responder sends: root owner, 1232-byte payload, version 0.
+    static let optLength = 11
+
+    /// The largest response the client can take over the transport it used.
+    @inline(__always)
+    static func sizeLimit(for query: DNSQueryView, overTCP: Bool) -> Int {
+        if overTCP { return 65535 }
+        guard let edns = query.edns else { return DNSLimits.classicUDPSize }
+        return max(DNSLimits.classicUDPSize, min(Int(edns.udpPayloadSize), DNSLimits.advertisedUDPSize))
+    }
+
+    /// The flags word of a response to a query with `queryFlags`: QR and RA set, RD, CD and
+    /// the opcode echoed, AA and TC as given, and the low bits of `rcode`.
+    @inline(__always)
+    static func flags(query queryFlags: UInt16, rcode: DNSResponseCode, authoritative: Bool, truncated: Bool = false, extra: UInt16 = 0) -> UInt16 {
+        var flags = DNSHeader.qrBit | DNSHeader.raBit | (queryFlags & (DNSHeader.rdBit | DNSHeader.cdBit | 0x7800)) | (rcode.rawValue & 0xF) | extra
+        if authoritative { flags |= DNSHeader.aaBit }
+        if truncated { flags |= DNSHeader.tcBit }
+        return flags
+    }
+
+    @inline(__always)
+    static func writeHeader(_ buffer: inout ByteBuffer, id: UInt16, flags: UInt16, questions: UInt16, answers: UInt16, authorities: UInt16, additionals: UInt16) {
+        buffer.writeMultipleIntegers(id, flags, questions, answers, authorities, additionals)
+    }
+
+    /// Appends the OPT record answering `edns` (DO echoed, RFC 3225) with `rcode`'s upper bits.
+    @inline(__always)
+    static func writeOPT(_ buffer: inout ByteBuffer, edns: DNSQueryView.EDNSSummary, rcode: DNSResponseCode) {
+        buffer.writeInteger(UInt8(0))
+        buffer.writeMultipleIntegers(DNSRecordType.opt.rawValue, UInt16(DNSLimits.advertisedUDPSize),
+                                     UInt8(truncatingIfNeeded: rcode.rawValue >> 4), UInt8(0),
+                                     UInt16(edns.dnssecOK ? 0x8000 : 0), UInt16(0))
+    }
+
+    /// A response with only a header (the question could not be read, or the opcode is
+    /// not supported).
+    static func headerOnly(id: UInt16, queryFlags: UInt16, rcode: DNSResponseCode, allocator: ByteBufferAllocator) -> ByteBuffer {
+        var buffer = allocator.buffer(capacity: DNSLimits.headerSize)
+        writeHeader(&buffer, id: id, flags: flags(query: queryFlags, rcode: rcode, authoritative: false), questions: 0, answers: 0, authorities: 0, additionals: 0)
+        return buffer
+    }
+
+    /// A response echoing the question with no records: errors such as FORMERR, SERVFAIL,
+    /// REFUSED and BADVERS. OPT is added when the query had one.
+    static func bare(_ query: DNSQueryView, packet: UnsafeRawBufferPointer, rcode: DNSResponseCode, allocator: ByteBufferAllocator) -> ByteBuffer {
+        var buffer = allocator.buffer(capacity: query.questionEnd + optLength)
+        writeHeader(&buffer, id: query.id, flags: flags(query: query.flags, rcode: rcode, authoritative: false), questions: 1, answers: 0,
+                    authorities: 0, additionals: query.edns == nil ? 0 : 1)
+        buffer.writeBytes(UnsafeRawBufferPointer(rebasing: packet[DNSLimits.headerSize..<query.questionEnd]))
+        if let edns = query.edns { writeOPT(&buffer, edns: edns, rcode: rcode) }
+        return buffer
+    }
+
+    /// An authoritative response from the record table: `answer` (an answer set) and/or the
+    /// SOA of `zone` in authority. Truncated to header, question and OPT with TC=1 when it
+    /// exceeds `limit`.
+    static func authoritative(_ query: DNSQueryView, packet: UnsafeRawBufferPointer, rcode: DNSResponseCode,
+                              table: DNSRecordTable, answer: DNSRecordTable.RRSet?, zone: Int,
+                              limit: Int, allocator: ByteBufferAllocator) -> ByteBuffer {
+        let answerLength = answer?.length ?? 0
+        let soa: DNSRecordTable.Zone? = zone >= 0 && answer == nil ? table.zones[zone] : nil
+        let authorityLength = soa.map { ($0.originLength == 1 ? 1 : 2) + $0.soaLength } ?? 0
+        let optLength = query.edns == nil ? 0 : optLength
+        let total = query.questionEnd + answerLength + authorityLength + optLength
+        let truncated = total > limit
+        var buffer = allocator.buffer(capacity: truncated ? query.questionEnd + optLength : total)
+        writeHeader(&buffer, id: query.id, flags: flags(query: query.flags, rcode: rcode, authoritative: true, truncated: truncated),
+                    questions: 1, answers: truncated ? 0 : answer?.count ?? 0, authorities: truncated || soa == nil ? 0 : 1,
+                    additionals: optLength == 0 ? 0 : 1)
+        buffer.writeBytes(UnsafeRawBufferPointer(rebasing: packet[DNSLimits.headerSize..<query.questionEnd]))
+        if !truncated {
+            table.arena.withUnsafeBytes { arena in
+                if let answer {
+                    buffer.writeBytes(UnsafeRawBufferPointer(rebasing: arena[answer.offset..<(answer.offset + answer.length)]))
+                }
+                if let soa {
+                    // The SOA owner is the zone origin, a suffix of the question name.
+                    if soa.originLength == 1 {
+                        buffer.writeInteger(UInt8(0))
+                    } else {
+                        buffer.writeInteger(UInt16(0xC000) | UInt16(DNSLimits.headerSize + query.nameLength - soa.originLength))
+                    }
+                    buffer.writeBytes(UnsafeRawBufferPointer(rebasing: arena[soa.soaOffset..<(soa.soaOffset + soa.soaLength)]))
+                }
+            }
+        }
+        if let edns = query.edns { writeOPT(&buffer, edns: edns, rcode: rcode) }
+        return buffer
+    }
+}

@@ -1,0 +1,95 @@
+import NIOConcurrencyHelpers
+import NIOCore
+
+/// The answer cache shared by every event loop (a client's next query may arrive on
+/// another loop's socket), behind one short lock: a lookup holds it for a hash probe.
+final class DNSSharedResponseCache: Sendable {
+    private let cache: NIOLockedValueBox<DNSResponseCache>
+
+    init(capacity: Int) {
+        cache = NIOLockedValueBox(DNSResponseCache(capacity: capacity))
+    }
+
+    func lookup(_ key: [UInt8], now: NIODeadline) -> DNSResponseCache.Entry? {
+        cache.withLockedValue { $0.lookup(key, now: now) }
+    }
+
+    func store(_ answer: DNSUpstreamAnswer, key: [UInt8], now: NIODeadline) {
+        cache.withLockedValue { $0.store(answer, key: key, now: now) }
+    }
+}
+
+/// Answers from upstreams, kept for as long as their TTLs allow, bounded in entries.
+///
+/// When full, an arbitrary entry makes room: eviction is O(1) and memory never grows past
+/// `capacity` entries.
+struct DNSResponseCache: Sendable {
+    struct Entry: Sendable {
+        var answer: DNSUpstreamAnswer
+        var storedAt: NIODeadline
+        var expiresAt: NIODeadline
+    }
+
+    let capacity: Int
+    private var entries: [[UInt8]: Entry] = [:]
+
+    init(capacity: Int) {
+        self.capacity = max(0, capacity)
+    }
+
+    var count: Int { entries.count }
+
+    /// The live entry for `key`, removing it if it has expired.
+    mutating func lookup(_ key: [UInt8], now: NIODeadline) -> Entry? {
+        guard let entry = entries[key] else { return nil }
+        if entry.expiresAt <= now {
+            entries[key] = nil
+            return nil
+        }
+        return entry
+    }
+
+    /// Keeps `answer` for its ``DNSUpstreamAnswer/cacheTTL`` seconds (nothing when 0).
+    mutating func store(_ answer: DNSUpstreamAnswer, key: [UInt8], now: NIODeadline) {
+        guard answer.cacheTTL > 0, capacity > 0 else { return }
+        if entries[key] == nil, entries.count >= capacity, let victim = entries.first {
+            entries.remove(at: entries.index(forKey: victim.key) ?? entries.startIndex)
+        }
+        entries[key] = Entry(answer: answer, storedAt: now, expiresAt: now + .seconds(Int64(answer.cacheTTL)))
+    }
+
+    /// Builds the response to `query` from a stored answer: the client's ID, flags and
+    /// question, record TTLs reduced by the answer's age, OPT when the client sent one, and
+    /// TC with empty sections when it does not fit `limit`.
+    static func response(to query: DNSQueryView, question: [UInt8], answer: DNSUpstreamAnswer, age: UInt32,
+                         limit: Int, allocator: ByteBufferAllocator) -> ByteBuffer {
+        let bytes = answer.bytes
+        let rcode = DNSResponseCode(rawValue: answer.flags & 0xF)
+        let optLength = query.edns == nil ? 0 : DNSResponseWriter.optLength
+        let truncated = bytes.count + optLength > limit
+        // AA is ours to give only for owned names; AD passes through.
+        let keptFlags = answer.flags & DNSHeader.adBit
+        let flags = DNSResponseWriter.flags(query: query.flags, rcode: rcode, authoritative: false, truncated: truncated, extra: keptFlags)
+        var buffer = allocator.buffer(capacity: truncated ? query.questionEnd + optLength : bytes.count + optLength)
+        let additional = UInt16(bytes[10]) << 8 | UInt16(bytes[11])
+        DNSResponseWriter.writeHeader(&buffer, id: query.id, flags: flags, questions: 1,
+                                      answers: truncated ? 0 : UInt16(bytes[6]) << 8 | UInt16(bytes[7]),
+                                      authorities: truncated ? 0 : UInt16(bytes[8]) << 8 | UInt16(bytes[9]),
+                                      additionals: (truncated ? 0 : additional) + (optLength == 0 ? 0 : 1))
+        buffer.writeBytes(question)
+        if !truncated {
+            let sectionsStart = buffer.writerIndex
+            buffer.writeBytes(bytes[query.questionEnd...])
+            if age > 0 {
+                for offset in answer.ttlOffsets {
+                    let at = sectionsStart + offset - query.questionEnd
+                    if let ttl = buffer.getInteger(at: at, as: UInt32.self) {
+                        buffer.setInteger(ttl > age ? ttl - age : 0, at: at)
+                    }
+                }
+            }
+        }
+        if let edns = query.edns { DNSResponseWriter.writeOPT(&buffer, edns: edns, rcode: rcode) }
+        return buffer
+    }
+}

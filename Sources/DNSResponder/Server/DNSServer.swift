@@ -1,0 +1,143 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Logging
+import NIOCore
+import NIOPosix
+
+/// The DNS responder's network face: UDP and TCP listeners on every configured address,
+/// answering from the current ``DNSRecordTable`` and forwarding the rest.
+///
+/// UDP: one socket per event loop per address, all bound with SO_REUSEPORT so the kernel
+/// spreads clients over the loops; each socket reads bursts of datagrams with `recvmmsg`
+/// and flushes the burst's replies at once. TCP: one listener per address, connections
+/// spread over the loops, capped in number and closed when idle.
+public final class DNSServer: Sendable {
+    private let states: [NIOLoopBound<DNSLoopState>]
+    private let channels: [any Channel]
+    /// The addresses actually bound (with the real port when 0 was asked).
+    public let localAddresses: [SocketAddress]
+
+    private init(states: [NIOLoopBound<DNSLoopState>], channels: [any Channel], localAddresses: [SocketAddress]) {
+        self.states = states
+        self.channels = channels
+        self.localAddresses = localAddresses
+    }
+
+    /// Binds every listener and starts serving `table` (nil: SERVFAIL until the first
+    /// ``replaceTable(_:)``).
+    ///
+    /// - Throws: ``DNSServerError`` naming the address that could not be bound.
+    public static func start(configuration: DNSServerConfiguration, table: DNSRecordTable?, group: MultiThreadedEventLoopGroup,
+                             logger: Logger) async throws -> DNSServer {
+        let loops = Array(group.makeIterator())
+        var states: [NIOLoopBound<DNSLoopState>] = []
+        var statesByLoop: [ObjectIdentifier: NIOLoopBound<DNSLoopState>] = [:]
+        let processor = DNSQueryProcessor(access: configuration.access)
+        let cache = DNSSharedResponseCache(capacity: configuration.forwarding.cacheEntries)
+        for loop in loops {
+            let state = try await loop.submit {
+                NIOLoopBound(DNSLoopState(table: table, processor: processor,
+                                          forwarder: DNSForwarder(loop: loop, configuration: configuration.forwarding, cache: cache, share: loops.count, logger: logger)),
+                             eventLoop: loop)
+            }.get()
+            states.append(state)
+            statesByLoop[ObjectIdentifier(loop)] = state
+        }
+
+        let loopStates = statesByLoop
+        var channels: [any Channel] = []
+        var bound: [SocketAddress] = []
+        do {
+            for address in try expand(configuration.listen) {
+                // UDP: the first loop picks the port (when 0), the others join it.
+                var udpAddress = address
+                for (index, loop) in loops.enumerated() {
+                    let state = states[index]
+                    let channel = try await DatagramBootstrap(group: loop)
+                        .channelOption(.socketOption(.so_reuseaddr), value: 1)
+                        .channelOption(ChannelOptions.Types.SocketOption(level: .socket, name: NIOBSDSocket.Option(rawValue: SO_REUSEPORT)), value: 1)
+                        .channelOption(.datagramVectorReadMessageCount, value: configuration.udpVectorReadCount)
+                        .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: configuration.udpReceiveBufferSize))
+                        .channelInitializer { channel in
+                            channel.eventLoop.makeCompletedFuture {
+                                try channel.pipeline.syncOperations.addHandler(DNSUDPHandler(state: state.value))
+                            }
+                        }
+                        .bind(to: udpAddress).get()
+                    channels.append(channel)
+                    if let local = channel.localAddress, index == 0 {
+                        udpAddress = local
+                        bound.append(local)
+                    }
+                }
+                let tcpAddress = udpAddress
+                let limit = configuration.maximumTCPConnections
+                let idle = configuration.tcpIdleTimeout
+                let tcp = try await ServerBootstrap(group: group)
+                    .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                    .serverChannelInitializer { channel in
+                        channel.eventLoop.makeCompletedFuture {
+                            try channel.pipeline.syncOperations.addHandler(DNSTCPConnectionLimiter(maximum: limit))
+                        }
+                    }
+                    .childChannelOption(.allowRemoteHalfClosure, value: true)
+                    .childChannelInitializer { channel in
+                        channel.eventLoop.makeCompletedFuture {
+                            guard let state = loopStates[ObjectIdentifier(channel.eventLoop)] else {
+                                throw DNSServerError(address: "\(tcpAddress)", reason: "connection on an unknown event loop")
+                            }
+                            let operations = channel.pipeline.syncOperations
+                            try operations.addHandler(IdleStateHandler(allTimeout: idle))
+                            try operations.addHandler(ByteToMessageHandler(DNSFrameDecoder()))
+                            try operations.addHandler(DNSTCPHandler(state: state.value))
+                        }
+                    }
+                    .bind(to: tcpAddress).get()
+                channels.append(tcp)
+            }
+        } catch let error as DNSServerError {
+            for channel in channels { try? await channel.close() }
+            throw error
+        } catch {
+            for channel in channels { try? await channel.close() }
+            throw DNSServerError(address: configuration.listen.map { "\($0)" }.joined(separator: ", "), reason: "\(error)")
+        }
+        logger.info("serving DNS", metadata: ["addresses": "\(bound.map { "\($0)" }.joined(separator: ", "))",
+                                               "loops": "\(loops.count)", "upstreams": "\(configuration.forwarding.upstreams.count)"])
+        return DNSServer(states: states, channels: channels, localAddresses: bound)
+    }
+
+    /// Makes `table` the one every loop answers from. Queries in progress finish with the
+    /// old table; readers never wait.
+    public func replaceTable(_ table: DNSRecordTable) {
+        for state in states {
+            state.eventLoop.execute { state.value.table = table }
+        }
+    }
+
+    /// Closes every listener.
+    public func close() async {
+        for channel in channels { try? await channel.close() }
+    }
+
+    /// Wildcard listen addresses become every local address of their family.
+    private static func expand(_ addresses: [SocketAddress]) throws -> [SocketAddress] {
+        var result: [SocketAddress] = []
+        for address in addresses {
+            guard let ip = address.ipAddress, ip == "0.0.0.0" || ip == "::", let port = address.port else {
+                result.append(address)
+                continue
+            }
+            let family = address.protocol
+            for device in try System.enumerateDevices() {
+                guard let local = device.address, local.protocol == family, let text = local.ipAddress else { continue }
+                if family == .inet6, text.lowercased().hasPrefix("fe80") { continue }
+                result.append(try SocketAddress(ipAddress: text, port: port))
+            }
+        }
+        return result
+    }
+}

@@ -1,0 +1,157 @@
+/// A domain name in uncompressed wire form (length-prefixed labels ending with the root).
+///
+/// Names compare and hash case-insensitively (RFC 4343) but keep their original spelling,
+/// so a question can be echoed exactly as it was asked.
+public struct DNSName: Hashable, Sendable, CustomStringConvertible {
+    /// The wire form, e.g. `[3 f o o 3 c o m 0]`; always valid (label and name limits hold).
+    public let wire: [UInt8]
+
+    /// The root name `.`.
+    public static let root = DNSName(uncheckedWire: [0])
+
+    init(uncheckedWire wire: [UInt8]) { self.wire = wire }
+
+    /// Builds a name from wire bytes after checking them.
+    ///
+    /// - Throws: ``DNSWireError`` when `wire` is not exactly one uncompressed name.
+    public init(wire: [UInt8]) throws {
+        var position = 0
+        while true {
+            guard position < wire.count else { throw DNSWireError.truncated(field: "name", offset: position) }
+            let length = Int(wire[position])
+            guard length <= DNSLimits.maxLabelLength else { throw DNSWireError.labelTooLong(offset: position, length: length) }
+            position += 1 + length
+            guard position <= DNSLimits.maxNameLength else { throw DNSWireError.nameTooLong(offset: 0) }
+            if length == 0 { break }
+        }
+        guard position == wire.count else { throw DNSWireError.trailingBytes(offset: position, count: wire.count - position) }
+        self.wire = wire
+    }
+
+    /// Parses presentation form: `bar-paris.default.svc.cluster.local` (the final dot is
+    /// optional, `.` alone is the root). `\.` and `\DDD` escapes are understood.
+    ///
+    /// - Throws: ``DNSWireError/badNameText(_:reason:)`` naming the problem.
+    public init(_ text: String) throws {
+        if text == "." || text.isEmpty {
+            self = .root
+            return
+        }
+        var wire: [UInt8] = []
+        var label: [UInt8] = []
+        var bytes = Array(text.utf8)[...]
+        func finishLabel() throws {
+            guard !label.isEmpty else { throw DNSWireError.badNameText(text, reason: "empty label") }
+            guard label.count <= DNSLimits.maxLabelLength else {
+                throw DNSWireError.badNameText(text, reason: "label of \(label.count) bytes (at most 63)")
+            }
+            wire.append(UInt8(label.count))
+            wire.append(contentsOf: label)
+            label.removeAll(keepingCapacity: true)
+        }
+        while let byte = bytes.popFirst() {
+            switch byte {
+            case UInt8(ascii: "."):
+                try finishLabel()
+            case UInt8(ascii: "\\"):
+                guard let next = bytes.popFirst() else { throw DNSWireError.badNameText(text, reason: "dangling backslash") }
+                if next >= UInt8(ascii: "0"), next <= UInt8(ascii: "9") {
+                    guard bytes.count >= 2 else { throw DNSWireError.badNameText(text, reason: "\\DDD needs three digits") }
+                    let digits = [next, bytes.removeFirst(), bytes.removeFirst()]
+                    guard digits.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }) else {
+                        throw DNSWireError.badNameText(text, reason: "\\DDD needs three digits")
+                    }
+                    let value = digits.reduce(0) { $0 * 10 + Int($1 - UInt8(ascii: "0")) }
+                    guard value <= 255 else { throw DNSWireError.badNameText(text, reason: "\\DDD above 255") }
+                    label.append(UInt8(value))
+                } else {
+                    label.append(next)
+                }
+            default:
+                label.append(byte)
+            }
+        }
+        if !label.isEmpty { try finishLabel() }
+        wire.append(0)
+        guard wire.count <= DNSLimits.maxNameLength else {
+            throw DNSWireError.badNameText(text, reason: "longer than 255 bytes in wire form")
+        }
+        self.wire = wire
+    }
+
+    /// The labels, leftmost first, root excluded.
+    public var labels: [ArraySlice<UInt8>] {
+        var result: [ArraySlice<UInt8>] = []
+        var position = 0
+        while position < wire.count, wire[position] != 0 {
+            let length = Int(wire[position])
+            result.append(wire[(position + 1)..<(position + 1 + length)])
+            position += 1 + length
+        }
+        return result
+    }
+
+    /// The number of labels, root excluded (`cluster.local` has 2).
+    public var labelCount: Int { labels.count }
+
+    /// The same name in lower case (ASCII only, as DNS defines it).
+    public func lowercased() -> DNSName {
+        DNSName(uncheckedWire: wire.map(DNSName.lowercase))
+    }
+
+    /// The name one label up, or `nil` for the root.
+    public var parent: DNSName? {
+        guard wire.count > 1 else { return nil }
+        return DNSName(uncheckedWire: Array(wire[(Int(wire[0]) + 1)...]))
+    }
+
+    /// Whether this name equals `other` or lies below it.
+    public func isSubdomain(of other: DNSName) -> Bool {
+        guard wire.count >= other.wire.count else { return false }
+        var candidate: DNSName? = self
+        while let name = candidate, name.wire.count >= other.wire.count {
+            if name == other { return true }
+            candidate = name.parent
+        }
+        return false
+    }
+
+    public static func == (lhs: DNSName, rhs: DNSName) -> Bool {
+        guard lhs.wire.count == rhs.wire.count else { return false }
+        for index in lhs.wire.indices where lowercase(lhs.wire[index]) != lowercase(rhs.wire[index]) { return false }
+        return true
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        for byte in wire { hasher.combine(DNSName.lowercase(byte)) }
+    }
+
+    /// Presentation form with a trailing dot; bytes outside printable ASCII and `.`/`\`
+    /// inside labels are escaped as `\DDD` / `\.`.
+    public var description: String {
+        if wire.count <= 1 { return "." }
+        var text = ""
+        for label in labels {
+            for byte in label {
+                switch byte {
+                case UInt8(ascii: "."), UInt8(ascii: "\\"), UInt8(ascii: "\""), UInt8(ascii: ";"):
+                    text.append("\\")
+                    text.append(Character(Unicode.Scalar(byte)))
+                case 0x21...0x7E:
+                    text.append(Character(Unicode.Scalar(byte)))
+                default:
+                    let digits = String(byte)
+                    text.append("\\" + String(repeating: "0", count: 3 - digits.count) + digits)
+                }
+            }
+            text.append(".")
+        }
+        return text
+    }
+
+    /// ASCII lower-casing of one byte; other bytes are unchanged.
+    @inline(__always)
+    static func lowercase(_ byte: UInt8) -> UInt8 {
+        byte >= 0x41 && byte <= 0x5A ? byte | 0x20 : byte
+    }
+}

@@ -1,0 +1,74 @@
+import ArgumentParser
+import DNSResponder
+import NIOCore
+
+/// The `run` flags for the DNS responder.
+struct DNSOptions: ParsableArguments {
+    @Option(name: .customLong("dns-listen"),
+            help: ArgumentHelp("Address to answer DNS on, UDP and TCP (repeatable). Pods' resolv.conf should point here.", valueName: "addr:port"))
+    var listen: [String] = ["127.0.0.1:53"]
+
+    @Option(help: ArgumentHelp("DNS server to forward every name the agent does not own to, usually the cluster DNS (repeatable; tried in order, 2 s each).",
+                               valueName: "addr:port"))
+    var upstream: [String] = []
+
+    @Option(help: ArgumentHelp("Client range allowed to query (repeatable); others get REFUSED. Default: loopback, private and link-local ranges.",
+                               valueName: "cidr"))
+    var allow: [String] = []
+
+    @Option(help: ArgumentHelp("TTL in seconds of answers for mirrored names (negative answers: at most 5).", valueName: "seconds"))
+    var ttl: UInt32 = 5
+
+    @Flag(name: .customLong("no-dns"), help: "Do not serve DNS (nftables only).")
+    var disabled = false
+
+    func validate() throws {
+        guard !disabled else { return }
+        _ = try listenAddresses()
+        _ = try upstreamAddresses()
+        _ = try accessList()
+        guard !upstream.isEmpty else {
+            throw ValidationError("--upstream is required: the DNS server for names the agent does not own (e.g. the cluster DNS, 10.96.0.10:53), or pass --no-dns")
+        }
+    }
+
+    func listenAddresses() throws -> [SocketAddress] {
+        try listen.map { try Self.parseAddress($0, flag: "--dns-listen") }
+    }
+
+    func upstreamAddresses() throws -> [SocketAddress] {
+        try upstream.map { try Self.parseAddress($0, flag: "--upstream") }
+    }
+
+    func accessList() throws -> DNSAccessList {
+        do {
+            return allow.isEmpty ? .standard() : try DNSAccessList(allow)
+        } catch {
+            throw ValidationError("\(error)")
+        }
+    }
+
+    /// `1.2.3.4:53`, `[fd00::1]:53`, or an address alone (port 53).
+    static func parseAddress(_ text: String, flag: String) throws -> SocketAddress {
+        var host = text
+        var port = 53
+        if text.hasPrefix("["), let close = text.firstIndex(of: "]") {
+            host = String(text[text.index(after: text.startIndex)..<close])
+            let rest = text[text.index(after: close)...]
+            if rest.hasPrefix(":") {
+                guard let value = Int(rest.dropFirst()) else { throw ValidationError("\(flag) \(text): bad port") }
+                port = value
+            }
+        } else if text.filter({ $0 == ":" }).count == 1, let colon = text.lastIndex(of: ":") {
+            host = String(text[..<colon])
+            guard let value = Int(text[text.index(after: colon)...]) else { throw ValidationError("\(flag) \(text): bad port") }
+            port = value
+        }
+        guard (0...65535).contains(port) else { throw ValidationError("\(flag) \(text): port must be 0–65535") }
+        do {
+            return try SocketAddress(ipAddress: host, port: port)
+        } catch {
+            throw ValidationError("\(flag) \(text): expected an IP address and port such as 127.0.0.1:53 or [fd00::1]:53")
+        }
+    }
+}

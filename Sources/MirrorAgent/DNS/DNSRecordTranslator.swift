@@ -1,0 +1,93 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import DNSResponder
+import Sync
+
+/// Translates the mirror state into the record table's plain input, following the
+/// Kubernetes DNS-based service discovery schema for the names the agent owns:
+///
+/// - `<svc>-<cluster>.<ns>.svc.<zone>` (or `<svc>-federated…`): A/AAAA → mirrored ClusterIPs;
+/// - `_<port>._<proto>.<that name>`: SRV for each named port;
+/// - `<hostname>.<that name>`: A/AAAA for each ready endpoint that has a hostname;
+/// - the reverse name of each ClusterIP: PTR → the service name;
+/// - for federated services, the MCS name `<svc>.<ns>.svc.clusterset.local` (A/AAAA, SRV),
+///   and `dns-version.clusterset.local TXT "1.0.0"`.
+///
+/// Each zone (`<zone>`, `clusterset.local`, `in-addr.arpa`, `ip6.arpa`) gets an SOA whose
+/// serial is the state's revision, used in negative answers.
+enum DNSRecordTranslator {
+    static let clusterSetZone = "clusterset.local"
+
+    static func content(for store: MirrorStore, ttl: UInt32) throws -> DNSTableContent {
+        let zone = store.clusterDomain
+        let serial = UInt32(truncatingIfNeeded: store.revision)
+        let negativeTTL = min(ttl, DNSRecordTable.maximumNegativeTTL)
+        var content = DNSTableContent()
+        for origin in [zone, clusterSetZone, "in-addr.arpa", "ip6.arpa"] {
+            content.zones.append(try DNSZone.standard(origin: try DNSName(origin), serial: serial, negativeTTL: negativeTTL))
+        }
+        let version = try DNSName("dns-version." + clusterSetZone)
+        content.ownedNames.append(version)
+        content.records.append(DNSRecord(name: version, ttl: ttl, data: .txt([Array("1.0.0".utf8)])))
+
+        for key in store.services.keys.sorted() {
+            guard let service = store.services[key] else { continue }
+            let name = try DNSName(service.dnsName(zone: zone))
+            try addService(service, at: name, ttl: ttl, to: &content)
+            for ip in service.ips {
+                guard let reverse = try reverseName(ip) else { continue }
+                content.ownedNames.append(reverse)
+                content.records.append(DNSRecord(name: reverse, ttl: ttl, data: .ptr(name)))
+            }
+            for endpoint in service.endpoints where endpoint.ready {
+                guard let hostname = endpoint.hostname, let data = addressData(endpoint.ip) else { continue }
+                content.records.append(DNSRecord(name: try DNSName("\(hostname).\(name.description)"), ttl: ttl, data: data))
+            }
+            if service.mode == .federated {
+                let clusterSetName = try DNSName("\(service.name).\(service.namespace).svc.\(clusterSetZone)")
+                try addService(service, at: clusterSetName, ttl: ttl, to: &content)
+            }
+        }
+        return content
+    }
+
+    /// The service name itself (owned even without addresses), its A/AAAA and SRV records.
+    private static func addService(_ service: MirroredService, at name: DNSName, ttl: UInt32, to content: inout DNSTableContent) throws {
+        content.ownedNames.append(name)
+        for ip in service.ips {
+            if let data = addressData(ip) { content.records.append(DNSRecord(name: name, ttl: ttl, data: data)) }
+        }
+        for port in service.ports {
+            guard let portName = port.name, !portName.isEmpty else { continue }
+            let srvName = try DNSName("_\(portName)._\(port.protocol.rawValue.lowercased()).\(name.description)")
+            content.records.append(DNSRecord(name: srvName, ttl: ttl,
+                                             data: .srv(priority: 0, weight: 100, port: UInt16(clamping: port.port), target: name)))
+        }
+    }
+
+    /// A or AAAA data for a textual address, or nil when it is neither.
+    static func addressData(_ text: String) -> DNSRecordData? {
+        var v4 = in_addr()
+        if inet_pton(AF_INET, text, &v4) == 1 { return .a(withUnsafeBytes(of: v4) { Array($0) }) }
+        var v6 = in6_addr()
+        if inet_pton(AF_INET6, text, &v6) == 1 { return .aaaa(withUnsafeBytes(of: v6) { Array($0) }) }
+        return nil
+    }
+
+    /// `10.0.112.10.in-addr.arpa` for 10.112.0.10; nibble form under `ip6.arpa` for IPv6.
+    static func reverseName(_ text: String) throws -> DNSName? {
+        switch addressData(text) {
+        case .a(let bytes)?:
+            return try DNSName(bytes.reversed().map(String.init).joined(separator: ".") + ".in-addr.arpa")
+        case .aaaa(let bytes)?:
+            let digits = Array("0123456789abcdef")
+            let nibbles = bytes.reversed().flatMap { [digits[Int($0 & 0xF)], digits[Int($0 >> 4)]] }
+            return try DNSName(nibbles.map(String.init).joined(separator: ".") + ".ip6.arpa")
+        default:
+            return nil
+        }
+    }
+}

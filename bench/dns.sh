@@ -1,0 +1,146 @@
+#!/usr/bin/env bash
+# DNS benchmark: mirror-agent against the references DESIGN.md names, side by side.
+#
+#   1. mirrored names: 10k services, the same names and query file, answered by
+#      mirror-agent (from its state file) and by unbound (local-data);
+#   2. forwarded names, cache hits: dnsmasq and mirror-agent both forwarding to one unbound,
+#      caches warmed by one pass over the query file first.
+#
+# dnsperf sends at a fixed rate (RATE qps for DURATION s per run). Server CPU per query comes
+# from the server's utime+stime in /proc/PID/stat around the run; latencies from dnsperf -v.
+# Usage: bench/dns.sh            (env: RATE=20000 DURATION=10 NAMES=10000 FORWARDED=5000)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="/opt/swift/usr/bin:$PATH"
+RATE="${RATE:-20000}"
+DURATION="${DURATION:-10}"
+NAMES="${NAMES:-10000}"
+FORWARDED="${FORWARDED:-5000}"
+AGENT_PORT=25400 UNBOUND_PORT=25401 UPSTREAM_PORT=25402 DNSMASQ_PORT=25403
+
+for tool in dnsperf unbound dnsmasq; do
+  command -v "$tool" >/dev/null || { echo "error: $tool is missing (scripts/install-deps.sh installs it)" >&2; exit 1; }
+done
+echo "== building mirror-agent (release)"
+swift build -c release --product mirror-agent 2>&1 | tail -n 1
+agent_bin=.build/release/mirror-agent
+
+work=$(mktemp -d /tmp/dns-bench.XXXXXX)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+echo "== generating $NAMES mirrored services and $FORWARDED forwarded names"
+{
+  echo "clusterDomain: cluster.local"
+  echo "clusters:"
+  echo "  - {name: paris, gateway: {addresses: [\"10.99.1.2\"], port: 4143}}"
+  echo "services:"
+  for ((i = 0; i < NAMES; i++)); do
+    echo "  - {name: svc$i, namespace: bench, cluster: paris, mode: gateway, ips: [\"10.100.$((i / 250)).$((i % 250 + 1))\"], ports: [{name: http, protocol: TCP, port: 80}]}"
+  done
+} > "$work/state.yaml"
+for ((i = 0; i < NAMES; i++)); do echo "svc$i-paris.bench.svc.cluster.local A"; done > "$work/mirrored.txt"
+for ((i = 0; i < FORWARDED; i++)); do echo "host$i.example.test A"; done > "$work/forwarded.txt"
+
+unbound_conf() { # port, extra lines file
+  cat <<CONF
+server:
+  interface: 127.0.0.1
+  port: $1
+  do-daemonize: no
+  use-syslog: no
+  username: ""
+  chroot: ""
+  directory: "$work"
+  pidfile: ""
+  num-threads: 2
+  so-reuseport: yes
+  access-control: 127.0.0.0/8 allow
+  verbosity: 0
+CONF
+  cat "$2"
+}
+{
+  echo '  local-zone: "cluster.local." static'
+  for ((i = 0; i < NAMES; i++)); do
+    echo "  local-data: \"svc$i-paris.bench.svc.cluster.local. 5 IN A 10.100.$((i / 250)).$((i % 250 + 1))\""
+  done
+} > "$work/mirrored-data"
+{
+  echo '  local-zone: "example.test." static'
+  for ((i = 0; i < FORWARDED; i++)); do
+    echo "  local-data: \"host$i.example.test. 3600 IN A 192.0.$((i / 250 % 256)).$((i % 250 + 1))\""
+  done
+} > "$work/forwarded-data"
+unbound_conf "$UNBOUND_PORT" "$work/mirrored-data" > "$work/unbound-mirrored.conf"
+unbound_conf "$UPSTREAM_PORT" "$work/forwarded-data" > "$work/unbound-upstream.conf"
+
+echo "== starting servers"
+unbound -d -c "$work/unbound-mirrored.conf" >"$work/unbound-mirrored.log" 2>&1 & unbound_pid=$!; pids+=("$unbound_pid")
+unbound -d -c "$work/unbound-upstream.conf" >"$work/unbound-upstream.log" 2>&1 & pids+=($!)
+dnsmasq -k --port="$DNSMASQ_PORT" --listen-address=127.0.0.1 --bind-interfaces --no-resolv --no-hosts \
+  --server="127.0.0.1#$UPSTREAM_PORT" --cache-size=10000 --pid-file= --user=root >"$work/dnsmasq.log" 2>&1 & dnsmasq_pid=$!; pids+=("$dnsmasq_pid")
+"$agent_bin" run --feed "file:$work/state.yaml" --dns-listen "127.0.0.1:$AGENT_PORT" --upstream "127.0.0.1:$UPSTREAM_PORT" \
+  --log-level warning >"$work/agent.log" 2>&1 & agent_pid=$!; pids+=("$agent_pid")
+
+wait_ready() { # port name
+  for _ in $(seq 1 200); do
+    if dig @127.0.0.1 -p "$1" +time=1 +tries=1 +short "$2" 2>/dev/null | grep -q .; then return 0; fi
+    sleep 0.1
+  done
+  echo "error: nothing answers $2 on port $1" >&2; cat "$work"/*.log >&2; exit 1
+}
+wait_ready "$AGENT_PORT" "svc0-paris.bench.svc.cluster.local"
+wait_ready "$UNBOUND_PORT" "svc0-paris.bench.svc.cluster.local"
+wait_ready "$UPSTREAM_PORT" "host0.example.test"
+wait_ready "$DNSMASQ_PORT" "host0.example.test"
+
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+hz=$(getconf CLK_TCK)
+
+# run LABEL PID PORT QUERYFILE -> one result line in $work/results
+run() {
+  local label=$1 pid=$2 port=$3 queries=$4
+  local before after
+  before=$(ticks "$pid")
+  dnsperf -s 127.0.0.1 -p "$port" -d "$queries" -l "$DURATION" -Q "$RATE" -c 8 -q 1000 -v >"$work/run.out" 2>&1 || true
+  after=$(ticks "$pid")
+  local completed qps
+  completed=$(awk '/Queries completed:/ {print $3}' "$work/run.out")
+  qps=$(awk '/Queries per second:/ {print $4}' "$work/run.out")
+  local lat
+  lat=$(awk '/^> / {print $NF}' "$work/run.out" | sort -g | awk '{a[NR]=$1; s+=$1} END {if (NR==0) {print "0 0"; exit}; i=int(NR*0.99); if (i<1) i=1; printf "%.1f %.1f", s/NR*1e6, a[i]*1e6}')
+  local cpu_us
+  cpu_us=$(awk -v d=$((after - before)) -v hz="$hz" -v n="$completed" 'BEGIN {printf "%.2f", (n > 0) ? d * 1e6 / hz / n : 0}')
+  printf "%s %s %s %s %s %s\n" "$label" "$qps" "$cpu_us" ${lat} "$completed" >> "$work/results"
+  echo "   $label: $completed answered"
+}
+
+echo "== warm-up"
+dnsperf -s 127.0.0.1 -p "$AGENT_PORT" -d "$work/mirrored.txt" -n 1 -Q "$RATE" >/dev/null 2>&1 || true
+dnsperf -s 127.0.0.1 -p "$UNBOUND_PORT" -d "$work/mirrored.txt" -n 1 -Q "$RATE" >/dev/null 2>&1 || true
+dnsperf -s 127.0.0.1 -p "$AGENT_PORT" -d "$work/forwarded.txt" -n 1 -Q 5000 >/dev/null 2>&1 || true
+dnsperf -s 127.0.0.1 -p "$DNSMASQ_PORT" -d "$work/forwarded.txt" -n 1 -Q 5000 >/dev/null 2>&1 || true
+
+echo "== measuring: ${RATE} qps for ${DURATION} s per run"
+: > "$work/results"
+run "mirrored/unbound" "$unbound_pid" "$UNBOUND_PORT" "$work/mirrored.txt"
+run "mirrored/mirror-agent" "$agent_pid" "$AGENT_PORT" "$work/mirrored.txt"
+run "forwarded/dnsmasq" "$dnsmasq_pid" "$DNSMASQ_PORT" "$work/forwarded.txt"
+run "forwarded/mirror-agent" "$agent_pid" "$AGENT_PORT" "$work/forwarded.txt"
+
+echo
+awk '
+  { label[NR]=$1; qps[NR]=$2; cpu[NR]=$3; avg[NR]=$4; p99[NR]=$5 }
+  END {
+    printf "%-24s %10s %14s %12s %12s\n", "run", "QPS", "CPU us/query", "avg us", "p99 us"
+    for (i = 1; i <= NR; i++) printf "%-24s %10.0f %14.2f %12.1f %12.1f\n", label[i], qps[i], cpu[i], avg[i], p99[i]
+    print ""
+    printf "mirrored names,  mirror-agent / unbound:  CPU per query %.2fx, avg latency %.2fx, p99 %.2fx\n", cpu[2]/cpu[1], avg[2]/avg[1], p99[2]/p99[1]
+    printf "forwarded (hit), mirror-agent / dnsmasq:  CPU per query %.2fx, avg latency %.2fx, p99 %.2fx\n", cpu[4]/cpu[3], avg[4]/avg[3], p99[4]/p99[3]
+  }' "$work/results"
