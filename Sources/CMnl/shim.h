@@ -5,3 +5,7 @@
 #include <linux/netfilter.h>
 #include <linux/netfilter/nfnetlink.h>
 #include <linux/netfilter/nf_tables.h>
+
+/* setns(2) needs _GNU_SOURCE in glibc's headers; declare it here for Swift. */
+extern int setns(int fd, int nstype);
+static inline int mirror_agent_setns_net(int fd) { return setns(fd, 0x40000000 /* CLONE_NEWNET */); }
