@@ -40,8 +40,10 @@ public enum NFTablesError: Error, Sendable, CustomStringConvertible {
 
     public var description: String {
         switch self {
+        case .unavailable(let error) where error.isPermissionDenied:
+            "permission denied by the kernel (\(error)); the agent needs CAP_NET_ADMIN: run it as root or grant the capability, or pass --no-nftables"
         case .unavailable(let error):
-            "nftables is not available: \(error). Run as root (or with CAP_NET_ADMIN) on a kernel with nf_tables, or pass --no-nftables"
+            "the kernel has no usable nf_tables (\(error)); load the nf_tables module (modprobe nf_tables) or pass --no-nftables"
         case .rejected(let changes):
             "the kernel rejected the nftables batch, nothing was changed: " + changes.prefix(5).map(\.description).joined(separator: "; ")
                 + (changes.count > 5 ? "; … \(changes.count - 5) more" : "")

@@ -23,10 +23,6 @@ public struct NetlinkError: Error, Equatable, CustomStringConvertible {
     public var description: String {
         var text = "\(call) failed: \(NetlinkError.name(of: errno)) (\(String(cString: strerror(errno))))"
         if !context.isEmpty { text += " while \(context)" }
-        if isPermissionDenied { text += "; the agent needs CAP_NET_ADMIN (run as root or grant the capability)" }
-        if errno == EPROTONOSUPPORT || errno == EAFNOSUPPORT {
-            text += "; the kernel lacks nf_tables/netlink support (load the nf_tables module)"
-        }
         return text
     }
 
