@@ -54,7 +54,7 @@ let package = Package(
 
         .testTarget(name: "SyncTests", dependencies: ["Sync"]),
         .testTarget(name: "DNSResponderTests", dependencies: ["DNSResponder"]),
-        .testTarget(name: "NFTablesTests", dependencies: ["NFTables", "Netlink"]),
+        .testTarget(name: "NFTablesTests", dependencies: ["NFTables", "Netlink", "MirrorAgent", "Sync"]),
         .testTarget(name: "MirrorAgentTests", dependencies: ["MirrorAgent", "Sync"]),
     ],
     swiftLanguageModes: [.v6]

@@ -1,3 +1,5 @@
+#include <sys/socket.h>
+#include <netinet/in.h>
 #include <libnftnl/table.h>
 #include <libnftnl/chain.h>
 #include <libnftnl/rule.h>
@@ -5,4 +7,5 @@
 #include <libnftnl/set.h>
 #include <libnftnl/batch.h>
 #include <libnftnl/gen.h>
+#include <libnftnl/udata.h>
 #include <libnftnl/common.h>

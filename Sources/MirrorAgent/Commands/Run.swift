@@ -18,7 +18,7 @@ struct Run: AsyncParsableCommand {
     )
 
     @Option(help: ArgumentHelp("Where the mirror state comes from: file:PATH (a state file, reloaded when it changes).", valueName: "source"))
-    var feed: String
+    var feed: String?
 
     @OptionGroup(title: "DNS")
     var dns: DNSOptions
@@ -26,20 +26,28 @@ struct Run: AsyncParsableCommand {
     @OptionGroup(title: "Logging")
     var logging: LoggingOptions
 
+    @OptionGroup(title: "nftables")
+    var rules: RulesOptions
+
     func validate() throws {
+        if rules.cleanup { return }
         _ = try sourceLocation()
     }
 
     private func sourceLocation() throws -> String {
-        guard feed.hasPrefix("file:"), feed.count > 5 else {
-            throw ValidationError("--feed \(feed): expected file:PATH")
+        guard let feed, feed.hasPrefix("file:"), feed.count > 5 else {
+            throw ValidationError("--feed \(feed ?? "(missing)"): expected file:PATH")
         }
         return String(feed.dropFirst(5))
     }
 
     func run() async throws {
         let logger = logging.makeLogger(label: "mirror-agent.run")
-        let consumers: [any MirrorConsumer] = [try await DNSComponent.start(options: dns, logger: logger)].compactMap { $0 }
+        if try await rules.runOneShot(statePath: try? sourceLocation(), logger: logger) { return }
+        let consumers: [any MirrorConsumer] = [
+            try rules.makeConsumer(logger: logger),
+            try await DNSComponent.start(options: dns, logger: logger),
+        ].compactMap { $0 }
         let source = FileMirrorSource(path: try sourceLocation(), logger: logger)
         try await source.run { update in
             for consumer in consumers {

@@ -1,0 +1,109 @@
+import Foundation
+import Logging
+import NFTables
+import Sync
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Keeps the kernel's `mirror-agent` tables in step with the mirror state.
+///
+/// The first update reconciles in full: the agent's tables are read back and only the
+/// difference is sent (a restart with unchanged state sends nothing, so traffic never stops).
+/// Later updates re-translate only the services the change touched and send a batch bound to
+/// the ruleset generation; if anyone else committed meanwhile, it reads back and diffs in full.
+/// A refused batch leaves the kernel as it was; the next update retries with a full diff.
+actor RulesComponent: MirrorConsumer {
+    private let reconciler: Reconciler
+    private var layout: MirrorTables
+    private var needsFullReconcile = true
+    private var ruleIDs: [ServiceKey: [String]] = [:]
+    private let logger: Logger
+
+    /// Opens the kernel backend in the current network namespace.
+    /// - Throws: ``NFTablesError/unavailable(_:)`` without permission or nf_tables.
+    init(dnsAddresses: [IPAddress], logger: Logger) throws {
+        self.init(backend: try KernelRulesetBackend(), dnsAddresses: dnsAddresses, logger: logger)
+    }
+
+    /// Uses `backend` (the kernel, or a fake in tests).
+    init(backend: sending any RulesetBackend, dnsAddresses: [IPAddress], logger: Logger) {
+        reconciler = Reconciler(backend: backend, tables: MirrorTables.tableIDs)
+        layout = MirrorTables(dnsAddresses: dnsAddresses)
+        self.logger = logger
+    }
+
+    /// The desired ruleset for the last applied update.
+    var desired: Ruleset { layout.desired }
+
+    func apply(_ update: MirrorUpdate) async throws {
+        _ = try applyAndReport(update)
+    }
+
+    /// Applies `update` and returns the transaction sent to the kernel (empty when nothing
+    /// changed); used by `--once` and the tests.
+    func applyAndReport(_ update: MirrorUpdate) throws -> Transaction {
+        let start = ContinuousClock.now
+        let transaction: Transaction
+        do {
+            if needsFullReconcile {
+                layout = RulesTranslator.layout(for: update.store, dnsAddresses: layout.dnsAddresses)
+                ruleIDs = Dictionary(uniqueKeysWithValues: update.store.services.map { key, service in
+                    (key, RulesTranslator.rules(for: service, clusters: update.store.clusters).map(\.id))
+                })
+                transaction = try reconciler.reconcile(layout.desired)
+            } else {
+                var scope = DiffScope()
+                for key in RulesTranslator.affectedServices(update.changes, store: update.store) {
+                    scope.formUnion(retranslate(key, store: update.store))
+                }
+                transaction = try reconciler.update(layout.desired, scope: scope)
+            }
+        } catch {
+            needsFullReconcile = true
+            throw error
+        }
+        let full = needsFullReconcile
+        needsFullReconcile = false
+        let elapsed = ContinuousClock.now - start
+        logger.info("nftables in sync", metadata: [
+            "revision": "\(update.store.revision)",
+            "mode": "\(full ? "full" : "incremental")",
+            "batch": "\(transaction.summary)",
+            "duration_ms": "\(String(format: "%.3f", elapsed.milliseconds))",
+        ])
+        return transaction
+    }
+
+    /// Replaces the rules of one service (removing them when it is gone); returns the scope.
+    private func retranslate(_ key: ServiceKey, store: MirrorStore) -> DiffScope {
+        var scope = DiffScope()
+        let old = ruleIDs.removeValue(forKey: key) ?? []
+        let fresh = store.services[key].map { RulesTranslator.rules(for: $0, clusters: store.clusters) } ?? []
+        let freshIDs = Set(fresh.map(\.id))
+        for id in old where !freshIDs.contains(id) { scope.formUnion(layout.set(nil, for: id)) }
+        for rule in fresh { scope.formUnion(layout.set(rule, for: rule.id)) }
+        if !fresh.isEmpty { ruleIDs[key] = fresh.map(\.id) }
+        return scope
+    }
+
+    /// Reads the kernel back and reports whether it holds exactly the desired tables.
+    func kernelMatchesDesired() throws -> Bool {
+        let snapshot = try reconciler.backend.read(MirrorTables.tableIDs)
+        return Ruleset.diff(current: snapshot.ruleset, desired: layout.desired).isEmpty
+    }
+
+    /// Deletes the agent's tables.
+    func removeTables() throws -> Transaction {
+        try reconciler.removeAll()
+    }
+}
+
+extension Duration {
+    /// The duration in (fractional) milliseconds, for logs.
+    var milliseconds: Double {
+        let parts = components
+        return Double(parts.seconds) * 1000 + Double(parts.attoseconds) / 1e15
+    }
+}

@@ -1,0 +1,50 @@
+import ArgumentParser
+import Logging
+import NFTables
+import Sync
+
+extension RulesOptions {
+    /// Does the one-shot job (--print-ruleset, --cleanup, --once) if one was asked for.
+    ///
+    /// - Returns: true when a one-shot job ran and `run` should exit.
+    func runOneShot(statePath: String?, logger: Logger) async throws -> Bool {
+        guard isOneShot else { return false }
+        do {
+            if cleanup {
+                let component = try RulesComponent(dnsAddresses: [], logger: logger)
+                let removed = try await component.removeTables()
+                print(removed.isEmpty ? "no mirror-agent tables to remove" : "removed: \(removed.summary)")
+                return true
+            }
+            guard let statePath else { throw ValidationError("--feed file:PATH is required with --once and --print-ruleset") }
+            var store = MirrorStore()
+            let changes = try store.applySnapshot(try MirrorState(contentsOf: statePath), revision: 1)
+            if printRuleset {
+                print(RulesTranslator.layout(for: store, dnsAddresses: notrackAddresses).desired.nftText, terminator: "")
+                return true
+            }
+            let component = try RulesComponent(dnsAddresses: notrackAddresses, logger: logger)
+            let sent = try await component.applyAndReport(MirrorUpdate(store: store, changes: changes))
+            guard try await component.kernelMatchesDesired() else {
+                printError("nftables: the kernel does not hold the desired rules after programming (another process changed them?)")
+                throw ExitCode(1)
+            }
+            print("nftables programmed: \(sent.summary)")
+            return true
+        } catch let error as NFTablesError {
+            printError("nftables: \(error)")
+            throw ExitCode(1)
+        }
+    }
+
+    /// The nftables consumer for a long-running agent, or nil with --no-nftables.
+    func makeConsumer(logger: Logger) throws -> (any MirrorConsumer)? {
+        guard !noNftables else { return nil }
+        do {
+            return try RulesComponent(dnsAddresses: notrackAddresses, logger: logger)
+        } catch let error as NFTablesError {
+            printError("nftables: \(error)")
+            throw ExitCode(1)
+        }
+    }
+}

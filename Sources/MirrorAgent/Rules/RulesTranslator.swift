@@ -1,0 +1,64 @@
+import NFTables
+import Sync
+
+/// Translates mirror state into the packet-rewrite rules NFTables programs (DESIGN.md mode
+/// rules). Pure functions; the only place that knows both the feed model and the layout.
+///
+/// - gateway: every gateway address of the service's cluster, at the port's `gatewayPort` or
+///   the gateway's port; a dead or missing gateway means no target.
+/// - remote-discovery: the ready endpoints at `targetPort`.
+/// - federated: the ready endpoints of every member cluster at `targetPort`.
+/// A port with no target is rejected at once. Targets in clusters marked `masquerade` are
+/// masqueraded.
+enum RulesTranslator {
+    /// The rules for one service, one per port.
+    static func rules(for service: MirroredService, clusters: [String: Cluster]) -> [ServicePortRule] {
+        let addresses = service.ips.compactMap(IPAddress.init)
+        let name = service.key.description
+        return service.ports.compactMap { port in
+            guard let number = UInt16(exactly: port.port) else { return nil }
+            return ServicePortRule(service: name, proto: port.protocol.number, port: number, addresses: addresses,
+                                   targets: targets(of: service, port: port, clusters: clusters))
+        }
+    }
+
+    /// Where connections to `port` of `service` may go right now.
+    static func targets(of service: MirroredService, port: ServicePort, clusters: [String: Cluster]) -> [ServicePortRule.Target] {
+        switch service.mode {
+        case .gateway:
+            guard let cluster = service.cluster.flatMap({ clusters[$0] }), let gateway = cluster.gateway, gateway.alive,
+                  let gatewayPort = UInt16(exactly: port.gatewayPort ?? gateway.port) else { return [] }
+            return gateway.addresses.compactMap(IPAddress.init).map {
+                ServicePortRule.Target(address: $0, port: gatewayPort, masquerade: cluster.masquerade)
+            }
+        case .remoteDiscovery, .federated:
+            guard let targetPort = UInt16(exactly: port.targetPort) else { return [] }
+            return service.endpoints.filter(\.ready).compactMap { endpoint in
+                guard let address = IPAddress(endpoint.ip) else { return nil }
+                let owner = endpoint.cluster ?? service.cluster
+                let masquerade = owner.flatMap { clusters[$0]?.masquerade } ?? false
+                return ServicePortRule.Target(address: address, port: targetPort, masquerade: masquerade)
+            }
+        }
+    }
+
+    /// The whole layout for a store.
+    static func layout(for store: MirrorStore, dnsAddresses: [IPAddress]) -> MirrorTables {
+        var rules: [ServicePortRule] = []
+        rules.reserveCapacity(store.services.count)
+        for service in store.services.values {
+            rules.append(contentsOf: Self.rules(for: service, clusters: store.clusters))
+        }
+        return MirrorTables(rules: rules, dnsAddresses: dnsAddresses)
+    }
+
+    /// The services whose rules a change may alter: those changed, and those depending on a
+    /// changed cluster (gateway addresses, liveness, masquerade).
+    static func affectedServices(_ changes: ChangeSet, store: MirrorStore) -> Set<ServiceKey> {
+        var keys = changes.addedServices.union(changes.changedServices).union(changes.removedServices)
+        for cluster in changes.changedClusters.union(changes.addedClusters).union(changes.removedClusters) {
+            keys.formUnion(store.services(referencing: cluster))
+        }
+        return keys
+    }
+}

@@ -1,0 +1,196 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CNftnl
+import CMnl
+import Netlink
+
+/// Turns a ``Transaction`` into one netlink batch of nf_tables messages through libnftnl.
+///
+/// Element lists are split into messages whose element nest stays well under the 64 KiB
+/// netlink attribute limit. Every message remembers which operation (and which elements) it
+/// carries so a kernel error can be traced back to the service concerned.
+struct BatchEncoder {
+    /// What one message of the batch carries.
+    struct Subject {
+        var operation: Int
+        /// For element messages: the range of the operation's elements in this message.
+        var elements: Range<Int>?
+    }
+
+    private(set) var subjects: [Subject] = []
+    private var setID: UInt32 = 1
+    /// Bytes of element payload per message; the nest length field is 16 bits.
+    static let elementBudget = 48 * 1024
+
+    mutating func encode(_ transaction: Transaction, into batch: NetlinkBatch) {
+        for (index, operation) in transaction.operations.enumerated() {
+            encode(operation, index: index, into: batch)
+        }
+    }
+
+    private mutating func subject(_ operation: Int, _ elements: Range<Int>? = nil) -> Int {
+        subjects.append(Subject(operation: operation, elements: elements))
+        return subjects.count - 1
+    }
+
+    private mutating func encode(_ operation: Operation, index: Int, into batch: NetlinkBatch) {
+        let id = operation.table
+        let family = id.family.protocolFamily
+        let create = UInt16(NLM_F_CREATE | NLM_F_ACK)
+        switch operation {
+        case .addTable, .deleteTable:
+            let isAdd: Bool = { if case .addTable = operation { return true } else { return false } }()
+            let table = nftnl_table_alloc()!
+            defer { nftnl_table_free(table) }
+            nftnl_table_set_str(table, attribute(NFTNL_TABLE_NAME), id.name)
+            nftnl_table_set_u32(table, attribute(NFTNL_TABLE_FAMILY), UInt32(family))
+            message(batch, subject(index), isAdd ? messageType(NFT_MSG_NEWTABLE) : messageType(NFT_MSG_DELTABLE), family,
+                    isAdd ? create : UInt16(NLM_F_ACK)) { nftnl_table_nlmsg_build_payload($0, table) }
+        case .addChain(_, let chain):
+            let object = makeChain(id, chain.name)
+            defer { nftnl_chain_free(object) }
+            if let base = chain.base {
+                nftnl_chain_set_u32(object, attribute(NFTNL_CHAIN_HOOKNUM), base.hook.number)
+                nftnl_chain_set_s32(object, attribute(NFTNL_CHAIN_PRIO), base.priority)
+                nftnl_chain_set_str(object, attribute(NFTNL_CHAIN_TYPE), base.kind.rawValue)
+                nftnl_chain_set_u32(object, attribute(NFTNL_CHAIN_POLICY), UInt32(NF_ACCEPT))
+            }
+            message(batch, subject(index), messageType(NFT_MSG_NEWCHAIN), family, create) { nftnl_chain_nlmsg_build_payload($0, object) }
+        case .deleteChain(_, let name):
+            let object = makeChain(id, name)
+            defer { nftnl_chain_free(object) }
+            message(batch, subject(index), messageType(NFT_MSG_DELCHAIN), family, UInt16(NLM_F_ACK)) { nftnl_chain_nlmsg_build_payload($0, object) }
+        case .flushChain(_, let name):
+            let rule = makeRule(id, chain: name)
+            defer { nftnl_rule_free(rule) }
+            message(batch, subject(index), messageType(NFT_MSG_DELRULE), family, UInt16(NLM_F_ACK)) { nftnl_rule_nlmsg_build_payload($0, rule) }
+        case .addRule(_, let chain, let rule):
+            let object = makeRule(id, chain: chain)
+            defer { nftnl_rule_free(object) }
+            for expression in rule.expressions { expression.encode(into: object, family: id.family) }
+            let data = commentUserData(rule.storedComment)
+            data.withUnsafeBytes { _ = nftnl_rule_set_data(object, attribute(NFTNL_RULE_USERDATA), $0.baseAddress, UInt32($0.count)) }
+            message(batch, subject(index), messageType(NFT_MSG_NEWRULE), family, create | UInt16(NLM_F_APPEND)) {
+                nftnl_rule_nlmsg_build_payload($0, object)
+            }
+        case .addSet(_, let set):
+            let object = makeSet(id, set.name)
+            defer { nftnl_set_free(object) }
+            nftnl_set_set_u32(object, attribute(NFTNL_SET_KEY_TYPE), DataType.concatenatedID(set.keyTypes))
+            nftnl_set_set_u32(object, attribute(NFTNL_SET_KEY_LEN), UInt32(DataType.length(set.keyTypes)))
+            nftnl_set_set_u32(object, attribute(NFTNL_SET_ID), setID)
+            setID += 1
+            if let dataTypes = set.dataTypes {
+                nftnl_set_set_u32(object, attribute(NFTNL_SET_FLAGS), number(NFT_SET_MAP))
+                if set.isVerdictMap {
+                    nftnl_set_set_u32(object, attribute(NFTNL_SET_DATA_TYPE), number(NFT_DATA_VERDICT))
+                } else {
+                    nftnl_set_set_u32(object, attribute(NFTNL_SET_DATA_TYPE), DataType.concatenatedID(dataTypes))
+                    nftnl_set_set_u32(object, attribute(NFTNL_SET_DATA_LEN), UInt32(DataType.length(dataTypes)))
+                }
+            } else {
+                nftnl_set_set_u32(object, attribute(NFTNL_SET_FLAGS), 0)
+            }
+            if set.counter, let counter = nftnl_expr_alloc("counter") { nftnl_set_add_expr(object, counter) }
+            message(batch, subject(index), messageType(NFT_MSG_NEWSET), family, create) { nftnl_set_nlmsg_build_payload($0, object) }
+        case .deleteSet(_, let name):
+            let object = makeSet(id, name)
+            defer { nftnl_set_free(object) }
+            message(batch, subject(index), messageType(NFT_MSG_DELSET), family, UInt16(NLM_F_ACK)) { nftnl_set_nlmsg_build_payload($0, object) }
+        case .addElements(_, let set, let elements):
+            encodeElements(elements, set: set, id: id, add: true, index: index, into: batch)
+        case .deleteElements(_, let set, let elements):
+            encodeElements(elements, set: set, id: id, add: false, index: index, into: batch)
+        }
+    }
+
+    private mutating func encodeElements(_ elements: [Element], set: String, id: TableID, add: Bool, index: Int, into batch: NetlinkBatch) {
+        var start = 0
+        while start < elements.count {
+            let object = makeSet(id, set)
+            var budget = 0
+            var end = start
+            while end < elements.count, budget < Self.elementBudget {
+                let element = elements[end]
+                guard let item = nftnl_set_elem_alloc() else { fatalError("out of memory allocating a set element") }
+                let key = ElementCoding.bytes(element.key)
+                key.withUnsafeBytes { _ = nftnl_set_elem_set(item, attribute(NFTNL_SET_ELEM_KEY), $0.baseAddress, UInt32($0.count)) }
+                budget += key.count + 32
+                if add {
+                    switch element.data {
+                    case .values(let values)?:
+                        let data = ElementCoding.bytes(values)
+                        data.withUnsafeBytes { _ = nftnl_set_elem_set(item, attribute(NFTNL_SET_ELEM_DATA), $0.baseAddress, UInt32($0.count)) }
+                        budget += data.count + 16
+                    case .verdict(let verdict)?:
+                        let code: Int32
+                        switch verdict {
+                        case .accept: code = Int32(NF_ACCEPT)
+                        case .drop: code = Int32(NF_DROP)
+                        case .jump: code = NFT_JUMP.rawValue
+                        case .goto: code = NFT_GOTO.rawValue
+                        }
+                        nftnl_set_elem_set_u32(item, attribute(NFTNL_SET_ELEM_VERDICT), UInt32(bitPattern: code))
+                        if let chain = verdict.chain {
+                            nftnl_set_elem_set_str(item, attribute(NFTNL_SET_ELEM_CHAIN), chain)
+                            budget += chain.utf8.count + 16
+                        }
+                        budget += 32
+                    case nil:
+                        break
+                    }
+                    if let comment = element.comment {
+                        let data = commentUserData(comment)
+                        data.withUnsafeBytes { _ = nftnl_set_elem_set(item, attribute(NFTNL_SET_ELEM_USERDATA), $0.baseAddress, UInt32($0.count)) }
+                        budget += data.count + 8
+                    }
+                }
+                nftnl_set_elem_add(object, item)
+                end += 1
+            }
+            let type = add ? messageType(NFT_MSG_NEWSETELEM) : messageType(NFT_MSG_DELSETELEM)
+            // Only the last message of a large list asks for an ack: errors are always reported,
+            // and 100k acks would overflow the receive buffer.
+            let flags = UInt16(add ? NLM_F_CREATE : 0) | (end == elements.count ? UInt16(NLM_F_ACK) : 0)
+            message(batch, subject(index, start ..< end), type, id.family.protocolFamily, flags, maximum: budget + 4096) {
+                nftnl_set_elems_nlmsg_build_payload($0, object)
+            }
+            nftnl_set_free(object)
+            start = end
+        }
+    }
+
+    private func message(_ batch: NetlinkBatch, _ subject: Int, _ type: UInt16, _ family: UInt16, _ flags: UInt16,
+                         maximum: Int = 1 << 16, _ payload: (UnsafeMutablePointer<nlmsghdr>) -> Void) {
+        batch.append(subject: subject, maximumLength: maximum) { buffer, sequence in
+            let header = nftnl_nlmsg_build_hdr(buffer.assumingMemoryBound(to: CChar.self), type, family, flags, sequence)!
+            payload(header)
+            return Int(header.pointee.nlmsg_len)
+        }
+    }
+
+    private func makeChain(_ id: TableID, _ name: String) -> OpaquePointer {
+        guard let chain = nftnl_chain_alloc() else { fatalError("out of memory allocating a chain") }
+        nftnl_chain_set_str(chain, attribute(NFTNL_CHAIN_TABLE), id.name)
+        nftnl_chain_set_str(chain, attribute(NFTNL_CHAIN_NAME), name)
+        nftnl_chain_set_u32(chain, attribute(NFTNL_CHAIN_FAMILY), UInt32(id.family.protocolFamily))
+        return chain
+    }
+
+    private func makeRule(_ id: TableID, chain: String) -> OpaquePointer {
+        guard let rule = nftnl_rule_alloc() else { fatalError("out of memory allocating a rule") }
+        nftnl_rule_set_str(rule, attribute(NFTNL_RULE_TABLE), id.name)
+        nftnl_rule_set_str(rule, attribute(NFTNL_RULE_CHAIN), chain)
+        nftnl_rule_set_u32(rule, attribute(NFTNL_RULE_FAMILY), UInt32(id.family.protocolFamily))
+        return rule
+    }
+
+    private func makeSet(_ id: TableID, _ name: String) -> OpaquePointer {
+        guard let set = nftnl_set_alloc() else { fatalError("out of memory allocating a set") }
+        nftnl_set_set_str(set, attribute(NFTNL_SET_TABLE), id.name)
+        nftnl_set_set_str(set, attribute(NFTNL_SET_NAME), name)
+        nftnl_set_set_u32(set, attribute(NFTNL_SET_FAMILY), UInt32(id.family.protocolFamily))
+        return set
+    }
+}

@@ -1,0 +1,107 @@
+/// The statements the agent's rules are made of: a deliberately small vocabulary, each with
+/// an nft spelling and a libnftnl encoding.
+public enum Expression: Hashable, Sendable {
+    /// Which end of the packet an address or port match looks at.
+    public enum Direction: Hashable, Sendable { case source, destination }
+
+    /// `meta l4proto tcp`
+    case l4proto(UInt8)
+    /// `ip daddr 10.0.0.1` / `ip6 saddr …`
+    case address(Direction, IPAddress)
+    /// `th dport 53`
+    case port(Direction, UInt16)
+    /// `ct status dnat` — the connection was destination-NATed.
+    case ctStatusDNAT
+    /// `ip daddr . meta l4proto . th dport @set`
+    case slotLookup(set: String)
+    /// `dnat ip to ip daddr . meta l4proto . th dport map @set`
+    case slotDNATMap(set: String)
+    /// `ip daddr . meta l4proto . th dport vmap @set`
+    case slotVerdictMap(set: String)
+    /// `numgen random mod N == k`
+    case numgen(modulus: UInt32, equals: UInt32)
+    /// `dnat to 10.0.0.1:8080`
+    case dnat(IPAddress, UInt16)
+    /// `reject with tcp reset`
+    case rejectWithTCPReset
+    /// `reject` (ICMP / ICMPv6 port unreachable)
+    case rejectPortUnreachable
+    case masquerade
+    case notrack
+    case counter
+
+    /// nft syntax in a table of `family`.
+    public func text(family: Family) -> String {
+        let ip = family.addressKeyword
+        let slot = "\(ip) daddr . meta l4proto . th dport"
+        switch self {
+        case .l4proto(let number): return "meta l4proto \(protocolName(number))"
+        case .address(let direction, let address): return "\(ip) \(direction == .source ? "saddr" : "daddr") \(address)"
+        case .port(let direction, let port): return "th \(direction == .source ? "sport" : "dport") \(port)"
+        case .ctStatusDNAT: return "ct status dnat"
+        case .slotLookup(let set): return "\(slot) @\(set)"
+        case .slotDNATMap(let set): return "dnat \(ip) to \(slot) map @\(set)"
+        case .slotVerdictMap(let set): return "\(slot) vmap @\(set)"
+        case .numgen(let modulus, let equals): return "numgen random mod \(modulus) == \(equals)"
+        case .dnat(let address, let port):
+            return family == .ip ? "dnat to \(address):\(port)" : "dnat to [\(address)]:\(port)"
+        case .rejectWithTCPReset: return "reject with tcp reset"
+        case .rejectPortUnreachable: return family == .ip ? "reject with icmp port-unreachable" : "reject with icmpv6 port-unreachable"
+        case .masquerade: return "masquerade"
+        case .notrack: return "notrack"
+        case .counter: return "counter"
+        }
+    }
+
+    /// The set this expression refers to, if any.
+    public var setName: String? {
+        switch self {
+        case .slotLookup(let set), .slotDNATMap(let set), .slotVerdictMap(let set): set
+        default: nil
+        }
+    }
+}
+
+/// A rule: expressions evaluated in order, identified by a fingerprint of its nft text.
+///
+/// The fingerprint travels in the rule's comment (`NFTNL_UDATA_RULE_COMMENT`), so a rule read
+/// back from the kernel — whether the agent or `nft -f` wrote it — compares equal to the
+/// desired one without decoding its expressions.
+public struct Rule: Hashable, Sendable {
+    /// Empty for rules read back from the kernel.
+    public let expressions: [Expression]
+    /// The comment as stored in the kernel: the caller's comment plus `#` and the fingerprint.
+    public let storedComment: String
+    /// The nft text (expressions and comment) for printing.
+    public let text: String
+
+    /// A desired rule in a table of `family`.
+    public init(family: Family, _ expressions: [Expression], comment: String? = nil) {
+        self.expressions = expressions
+        let body = expressions.map { $0.text(family: family) }.joined(separator: " ")
+        let fingerprint = Rule.fingerprint(body)
+        storedComment = (comment.map { $0 + " " } ?? "") + "#" + fingerprint
+        text = body + " comment " + quoted(storedComment)
+    }
+
+    /// A rule read back from the kernel, known only by its stored comment.
+    public init(storedComment: String) {
+        expressions = []
+        self.storedComment = storedComment
+        text = "# rule with comment " + quoted(storedComment)
+    }
+
+    public static func == (lhs: Rule, rhs: Rule) -> Bool { lhs.storedComment == rhs.storedComment }
+    public func hash(into hasher: inout Hasher) { hasher.combine(storedComment) }
+
+    /// 32-bit FNV-1a of the rule text, as 8 hex digits: stable across runs and versions.
+    static func fingerprint(_ text: String) -> String {
+        var hash: UInt32 = 0x811c_9dc5
+        for byte in text.utf8 {
+            hash ^= UInt32(byte)
+            hash = hash &* 0x0100_0193
+        }
+        let digits = String(hash, radix: 16)
+        return String(repeating: "0", count: 8 - digits.count) + digits
+    }
+}

@@ -1,2 +1,0 @@
-/// Placeholder until nftables programming lands.
-enum NFTablesModule {}

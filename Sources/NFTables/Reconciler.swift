@@ -1,0 +1,83 @@
+/// Keeps the kernel's copy of some tables equal to a desired ruleset with minimal batches.
+///
+/// It remembers what the kernel holds after each successful commit and the generation that
+/// commit produced, so a small change is diffed and sent without re-reading the kernel; the
+/// batch is bound to that generation, and if anyone else committed in between (the kernel
+/// answers ERESTART) it falls back to a full read and diff. Not thread-safe: one owner.
+public final class Reconciler {
+    public let backend: any RulesetBackend
+    /// The tables this reconciler owns; nothing else is read or touched.
+    public let tables: [TableID]
+    private var current = Ruleset()
+    private var generation: UInt32?
+    private let maximumAttempts = 8
+
+    public init(backend: any RulesetBackend, tables: [TableID]) {
+        self.backend = backend
+        self.tables = tables
+    }
+
+    /// What the kernel held after the last successful read or commit.
+    public var lastKnown: Ruleset { current }
+
+    /// Reads the owned tables from the kernel, diffs them against `desired` in full and commits
+    /// the difference as one batch (nothing when they already match).
+    ///
+    /// - Returns: the transaction that was committed (empty when nothing changed).
+    /// - Throws: ``NFTablesError`` (the kernel is left as it was).
+    @discardableResult
+    public func reconcile(_ desired: Ruleset) throws -> Transaction {
+        var attempt = 0
+        while true {
+            attempt += 1
+            generation = nil
+            let snapshot = try backend.read(tables)
+            current = snapshot.ruleset
+            let transaction = Ruleset.diff(current: current, desired: desired, scope: .all)
+            if transaction.isEmpty {
+                generation = snapshot.generation
+                return transaction
+            }
+            do {
+                let next = try backend.commit(transaction, generation: snapshot.generation)
+                try current.applyInPlace(transaction)
+                generation = next
+                return transaction
+            } catch is GenerationChanged {
+                if attempt >= maximumAttempts { throw NFTablesError.generationRace(attempts: attempt) }
+            }
+        }
+    }
+
+    /// Sends the difference between what the kernel holds and `desired`, looking only at what
+    /// `scope` names (the objects a change touched). Falls back to ``reconcile(_:)`` when the
+    /// kernel state is unknown or someone else changed the ruleset meanwhile.
+    @discardableResult
+    public func update(_ desired: Ruleset, scope: DiffScope) throws -> Transaction {
+        guard let known = generation else { return try reconcile(desired) }
+        let transaction = Ruleset.diff(current: current, desired: desired, scope: scope)
+        if transaction.isEmpty { return transaction }
+        do {
+            let next = try backend.commit(transaction, generation: known)
+            try current.applyInPlace(transaction)
+            generation = next
+            return transaction
+        } catch is GenerationChanged {
+            return try reconcile(desired)
+        } catch {
+            generation = nil
+            throw error
+        }
+    }
+
+    /// Deletes the owned tables (those that exist) in one batch.
+    public func removeAll() throws -> Transaction {
+        let snapshot = try backend.read(tables)
+        var transaction = Transaction()
+        for id in tables where snapshot.ruleset[id] != nil { transaction.add(.deleteTable(id)) }
+        if !transaction.isEmpty { _ = try backend.commit(transaction, generation: nil) }
+        current = Ruleset()
+        generation = nil
+        return transaction
+    }
+}

@@ -1,0 +1,135 @@
+/// Which parts of a ruleset a diff must look at. Restricting the scope to what a change
+/// touched keeps a one-service update O(that service) instead of O(all elements).
+public struct DiffScope: Sendable {
+    /// Compare everything.
+    public var everything: Bool
+    /// Element keys to compare, per table and set.
+    public var elementKeys: [TableID: [String: Set<[Value]>]]
+    /// Chains (existence and rules) to compare, per table.
+    public var chains: [TableID: Set<String>]
+
+    public static let all = DiffScope(everything: true, elementKeys: [:], chains: [:])
+
+    public init(everything: Bool = false, elementKeys: [TableID: [String: Set<[Value]>]] = [:], chains: [TableID: Set<String>] = [:]) {
+        self.everything = everything
+        self.elementKeys = elementKeys
+        self.chains = chains
+    }
+
+    public var isEmpty: Bool { !everything && elementKeys.values.allSatisfy { $0.values.allSatisfy(\.isEmpty) } && chains.values.allSatisfy(\.isEmpty) }
+
+    /// Adds another scope's keys and chains to this one.
+    public mutating func formUnion(_ other: DiffScope) {
+        everything = everything || other.everything
+        for (table, sets) in other.elementKeys {
+            for (set, keys) in sets { elementKeys[table, default: [:]][set, default: []].formUnion(keys) }
+        }
+        for (table, names) in other.chains { chains[table, default: []].formUnion(names) }
+    }
+}
+
+extension Ruleset {
+    /// The minimal transaction that turns `current` into `desired` for the tables `desired`
+    /// holds (tables `current` holds beyond those are deleted).
+    ///
+    /// Order inside the batch respects references: tables, sets and chains are created first;
+    /// elements are removed before the chains their verdicts point at; rules are rewritten
+    /// before the sets they use are deleted. A set or base chain whose definition changed
+    /// replaces the whole table in the same batch (the packet path never sees a gap).
+    public static func diff(current: Ruleset, desired: Ruleset, scope: DiffScope = .all) -> Transaction {
+        var transaction = Transaction()
+        for id in desired.tables.keys.sorted() {
+            guard let want = desired.tables[id] else { continue }
+            if let have = current.tables[id], !Self.needsReplacement(have: have, want: want) {
+                diffTable(have: have, want: want, scope: scope, into: &transaction)
+            } else {
+                if current.tables[id] != nil { transaction.add(.deleteTable(id)) }
+                create(want, into: &transaction)
+            }
+        }
+        for id in current.tables.keys.sorted() where desired.tables[id] == nil {
+            transaction.add(.deleteTable(id))
+        }
+        return transaction
+    }
+
+    /// Operations that create `table` and everything in it.
+    static func create(_ table: Table, into transaction: inout Transaction) {
+        let id = table.id
+        transaction.add(.addTable(id))
+        for name in table.sets.keys.sorted() { transaction.add(.addSet(id, table.sets[name]!)) }
+        for name in table.chains.keys.sorted() { transaction.add(.addChain(id, table.chains[name]!)) }
+        for name in table.chains.keys.sorted() {
+            for rule in table.rules[name] ?? [] { transaction.add(.addRule(id, chain: name, rule)) }
+        }
+        for name in table.sets.keys.sorted() {
+            transaction.add(.addElements(id, set: name, Array((table.elements[name] ?? [:]).values)))
+        }
+    }
+
+    private static func needsReplacement(have: Table, want: Table) -> Bool {
+        for (name, set) in want.sets where have.sets[name].map({ $0 != set }) ?? false { return true }
+        for (name, chain) in want.chains where have.chains[name].map({ $0 != chain }) ?? false { return true }
+        return false
+    }
+
+    private static func diffTable(have: Table, want: Table, scope: DiffScope, into transaction: inout Transaction) {
+        let id = have.id
+        let chainNames: [String] = scope.everything
+            ? Array(Set(have.chains.keys).union(want.chains.keys)).sorted()
+            : (scope.chains[id] ?? []).sorted()
+
+        // 1. New sets and chains.
+        for name in want.sets.keys.sorted() where have.sets[name] == nil { transaction.add(.addSet(id, want.sets[name]!)) }
+        for name in chainNames where have.chains[name] == nil {
+            if let chain = want.chains[name] { transaction.add(.addChain(id, chain)) }
+        }
+
+        // 2. Element changes, computed per set.
+        var additions: [(String, [Element])] = []
+        for name in want.sets.keys.sorted() {
+            let wanted = want.elements[name] ?? [:]
+            guard let had = have.elements[name], have.sets[name] != nil else {
+                additions.append((name, Array(wanted.values)))
+                continue
+            }
+            var removed: [Element] = []
+            var added: [Element] = []
+            func compare(_ key: [Value]) {
+                let old = had[key], new = wanted[key]
+                if old == new { return }
+                if let old { removed.append(old) }
+                if let new { added.append(new) }
+            }
+            if scope.everything {
+                for key in had.keys { compare(key) }
+                for key in wanted.keys where had[key] == nil { compare(key) }
+            } else {
+                for key in scope.elementKeys[id]?[name] ?? [] { compare(key) }
+            }
+            transaction.add(.deleteElements(id, set: name, removed))
+            additions.append((name, added))
+        }
+
+        // 3. Rules of new or changed chains.
+        for name in chainNames {
+            guard let wantedRules = want.rules[name], want.chains[name] != nil else { continue }
+            let hadRules = have.chains[name] == nil ? nil : (have.rules[name] ?? [])
+            if hadRules == wantedRules { continue }
+            if let hadRules, !hadRules.isEmpty { transaction.add(.flushChain(id, name)) }
+            for rule in wantedRules { transaction.add(.addRule(id, chain: name, rule)) }
+        }
+
+        // 4. New elements (their verdicts may point at the chains created above).
+        for (name, elements) in additions { transaction.add(.addElements(id, set: name, elements)) }
+
+        // 5. Chains and sets no longer wanted.
+        for name in chainNames where want.chains[name] == nil && have.chains[name] != nil {
+            if !(have.rules[name] ?? []).isEmpty { transaction.add(.flushChain(id, name)) }
+        }
+        for name in chainNames where want.chains[name] == nil && have.chains[name] != nil {
+            transaction.add(.deleteChain(id, name))
+        }
+        for name in have.sets.keys.sorted() where want.sets[name] == nil { transaction.add(.deleteSet(id, name)) }
+    }
+}

@@ -1,2 +1,0 @@
-/// Placeholder until the netlink layer lands.
-enum NetlinkModule {}
