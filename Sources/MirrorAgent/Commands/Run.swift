@@ -17,19 +17,22 @@ struct Run: AsyncParsableCommand {
             """
     )
 
-    @Option(help: ArgumentHelp("Where the mirror state comes from: file:PATH (a state file, reloaded when it changes).", valueName: "source"))
+    @Option(help: ArgumentHelp("Where the mirror state comes from: https://HOST:PORT (a mirror feed), http://HOST:PORT (with --insecure), or file:PATH (a state file, reloaded when it changes).", valueName: "source"))
     var feed: String
+
+    @OptionGroup(title: "Feed client")
+    var feedClient: FeedClientOptions
 
     @OptionGroup(title: "Logging")
     var logging: LoggingOptions
 
     func validate() throws {
-        _ = try sourceLocation()
+        if try feedClient.endpoint(for: feed) == nil { _ = try sourceLocation() }
     }
 
     private func sourceLocation() throws -> String {
         guard feed.hasPrefix("file:"), feed.count > 5 else {
-            throw ValidationError("--feed \(feed): expected file:PATH")
+            throw ValidationError("--feed \(feed): expected https://HOST:PORT, http://HOST:PORT or file:PATH")
         }
         return String(feed.dropFirst(5))
     }
@@ -37,7 +40,7 @@ struct Run: AsyncParsableCommand {
     func run() async throws {
         let logger = logging.makeLogger(label: "mirror-agent.run")
         let consumers: [any MirrorConsumer] = []
-        let source = FileMirrorSource(path: try sourceLocation(), logger: logger)
+        let source = try feedClient.makeSource(feed: feed, logger: logger) ?? FileMirrorSource(path: try sourceLocation(), logger: logger)
         try await source.run { update in
             for consumer in consumers {
                 do {
