@@ -101,13 +101,36 @@ extension FeedEvent: Codable {
         }
     }
 
-    /// The event as one line of the stream: compact JSON and a trailing `\n`.
+    /// The event as one line of the stream: compact JSON, `type` and `revision` first (easy
+    /// to read with curl), and a trailing `\n`.
     public func encodedLine(allocator: ByteBufferAllocator = ByteBufferAllocator()) throws -> ByteBuffer {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.withoutEscapingSlashes]
-        var data = try encoder.encode(self)
-        data.append(UInt8(ascii: "\n"))
-        return allocator.buffer(bytes: data)
+        var fields: [(String, Data)] = []
+        switch self {
+        case .snapshot(let epoch, _, let state):
+            fields = [("epoch", try encoder.encode(epoch)), ("state", try encoder.encode(state))]
+        case .resumed(let epoch, _):
+            fields = [("epoch", try encoder.encode(epoch))]
+        case .bookmark:
+            break
+        case .delta(_, let delta):
+            switch delta {
+            case .upsertCluster(let cluster): fields = [("cluster", try encoder.encode(cluster))]
+            case .deleteCluster(let name): fields = [("name", try encoder.encode(name))]
+            case .upsertService(let service): fields = [("service", try encoder.encode(service))]
+            case .deleteService(let key):
+                fields = [("namespace", try encoder.encode(key.namespace)), ("mirroredName", try encoder.encode(key.mirroredName))]
+            }
+        }
+        var buffer = allocator.buffer(capacity: 40 + fields.reduce(0) { $0 + $1.0.utf8.count + $1.1.count + 4 })
+        buffer.writeString("{\"type\":\"\(typeName)\",\"revision\":\(revision)")
+        for (name, value) in fields {
+            buffer.writeString(",\"\(name)\":")
+            buffer.writeBytes(value)
+        }
+        buffer.writeString("}\n")
+        return buffer
     }
 
     /// Decodes one line (without its `\n`).
