@@ -27,6 +27,7 @@ public struct FeedTLSFiles: Sendable, Equatable {
         // Client certificates are checked against the CA; clients have no hostname to match.
         configuration.certificateVerification = .noHostnameVerification
         configuration.minimumTLSVersion = .tlsv12
+        configuration.shutdownTimeout = .seconds(1)
         return try context(configuration, role: "server")
     }
 
@@ -39,6 +40,8 @@ public struct FeedTLSFiles: Sendable, Equatable {
         configuration.trustRoots = .certificates(try loadCA())
         configuration.certificateVerification = .fullVerification
         configuration.minimumTLSVersion = .tlsv12
+        // A dropped stream is abandoned: no point waiting long for the server's close_notify.
+        configuration.shutdownTimeout = .milliseconds(200)
         return try context(configuration, role: "client")
     }
 
