@@ -18,7 +18,8 @@ changes=${2:-100}
 services=${3:-1000}
 poll_ms=${POLL_MS:-10}
 (( watchers <= 5000 )) || { echo "at most 5000 watchers (bounded load)" >&2; exit 1; }
-ulimit -n 65536
+hard=$(ulimit -Hn); [ "$hard" = unlimited ] && hard=65536; ulimit -n $(( hard < 65536 ? hard : 65536 ))
+(( $(ulimit -n) > watchers + 256 )) || { echo "ulimit -n $(ulimit -n) is too low for $watchers watchers" >&2; exit 1; }
 
 swift build -c release --product mirror-agent >/dev/null
 swift build -c release --product FeedBench >/dev/null

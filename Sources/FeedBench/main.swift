@@ -60,6 +60,7 @@ final class Progress: Sendable {
         var target: UInt64 = .max
         var remaining = 0
         var doneAt: ContinuousClock.Instant?
+        var firstAt: ContinuousClock.Instant?
     }
     let state: NIOLockedValueBox<State>
 
@@ -71,6 +72,7 @@ final class Progress: Sendable {
         let now = ContinuousClock.now
         state.withLockedValue { s in
             if s.revisions[watcher] < s.target, revision >= s.target {
+                if s.firstAt == nil { s.firstAt = now }
                 s.remaining -= 1
                 if s.remaining == 0 { s.doneAt = now }
             }
@@ -83,6 +85,7 @@ final class Progress: Sendable {
             s.target = target
             s.remaining = s.revisions.filter { $0 < target }.count
             s.doneAt = s.remaining == 0 ? ContinuousClock.now : nil
+            s.firstAt = s.doneAt
         }
     }
 
@@ -96,6 +99,7 @@ final class Progress: Sendable {
     }
 
     var lagging: Int { state.withLockedValue { $0.remaining } }
+    var firstAt: ContinuousClock.Instant? { state.withLockedValue { $0.firstAt } }
 }
 
 func metric(_ name: String, url: String) throws -> Double {
@@ -153,6 +157,10 @@ func run(_ arguments: [String]) async throws {
 
         let bytesBefore = try metric("mirror_feed_bytes_sent_total", url: url)
         var latencies: [Double] = []
+        var firsts: [Double] = []
+        func milliseconds(_ duration: Duration) -> Double {
+            Double(duration.components.seconds) * 1000 + Double(duration.components.attoseconds) / 1e15
+        }
         var deltaLine = 0
         for step in 1...changes {
             let state = benchState(services: services, step: step)
@@ -165,14 +173,17 @@ func run(_ arguments: [String]) async throws {
             guard let done = await progress.wait(timeout: .seconds(10)) else {
                 throw BenchError(description: "change \(step): \(progress.lagging) watchers never applied it")
             }
-            let elapsed = done - written
-            latencies.append(Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15)
+            latencies.append(milliseconds(done - written))
+            firsts.append(milliseconds((progress.firstAt ?? done) - written))
             try await Task.sleep(for: .milliseconds(30))
         }
         let bytesAfter = try metric("mirror_feed_bytes_sent_total", url: url)
         let sorted = latencies.sorted()
         print(String(format: "propagation: p50 %.1f ms  p99 %.1f ms  max %.1f ms  (file rename -> last of %d watchers applied, %d changes)",
                      percentile(sorted, 50), percentile(sorted, 99), sorted.last ?? .nan, watchers, changes))
+        let sortedFirsts = firsts.sorted()
+        print(String(format: "first:       p50 %.1f ms  p99 %.1f ms  (file rename -> first watcher applied: poll, parse, diff, publish)",
+                     percentile(sortedFirsts, 50), percentile(sortedFirsts, 99)))
         print(String(format: "bytes:       %.0f bytes per delta per watcher (event line %d bytes; state %d services, snapshot line %d bytes)",
                      (bytesAfter - bytesBefore) / Double(changes * watchers), deltaLine, services + 1,
                      try FeedEvent.snapshot(epoch: "x", revision: 1, state: benchState(services: services, step: 0)).encodedLine().readableBytes))
@@ -186,6 +197,26 @@ do {
     case "init":
         let statePath = try argument("state", arguments)
         try writeAtomically(benchState(services: try intArgument("services", arguments), step: 0), to: statePath)
+    case "micro":
+        // Client-side cost of one delta: decode + apply (no network).
+        let state = benchState(services: 1000, step: 0)
+        var applier = FeedApplier()
+        applier.beginStream()
+        _ = try applier.apply(.snapshot(epoch: "e", revision: 1, state: state))
+        var lines: [ByteBuffer] = []
+        for step in 1...2000 {
+            let flat = benchState(services: 0, step: step).services[0]
+            var line = try FeedEvent.delta(revision: UInt64(step + 1), .upsertService(flat)).encodedLine()
+            line.moveWriterIndex(to: line.writerIndex - 1)
+            lines.append(line)
+        }
+        var clock = ContinuousClock.now
+        var events: [FeedEvent] = []
+        for line in lines { events.append(try FeedEvent.decode(line: line)) }
+        print("decode:", (ContinuousClock.now - clock) / lines.count)
+        clock = ContinuousClock.now
+        for event in events { _ = try applier.apply(event) }
+        print("apply:", (ContinuousClock.now - clock) / lines.count)
     case "run":
         try await run(arguments)
     default:

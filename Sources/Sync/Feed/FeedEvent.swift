@@ -133,12 +133,15 @@ extension FeedEvent: Codable {
         return buffer
     }
 
+    /// One decoder for every line (it holds no per-call state; making one per line costs).
+    private static let lineDecoder = JSONDecoder()
+
     /// Decodes one line (without its `\n`).
     ///
     /// - Throws: ``FeedProtocolError/malformedEvent(_:)`` naming what is wrong.
     public static func decode(line: ByteBuffer) throws -> FeedEvent {
         do {
-            return try JSONDecoder().decode(FeedEvent.self, from: Data(line.readableBytesView))
+            return try lineDecoder.decode(FeedEvent.self, from: Data(line.readableBytesView))
         } catch let error as DecodingError {
             throw FeedProtocolError.malformedEvent(error.feedSummary)
         } catch {

@@ -72,6 +72,8 @@ public struct FeedPublisher: Sendable {
             guard deferred.count < pending.count else { return nil }
             pending = deferred
         }
-        return trial.state == new.state ? ordered : nil
+        // Compared by key (no sorting): the deltas must lead exactly to the new state.
+        let reached = trial.clusterDomain == new.clusterDomain && trial.clusters == new.clusters && trial.services == new.services
+        return reached ? ordered : nil
     }
 }
