@@ -15,6 +15,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
     ],
     targets: [
         // C libraries, reached only from Netlink and NFTables.
@@ -26,6 +27,10 @@ let package = Package(
             name: "Sync",
             dependencies: [
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Yams", package: "Yams"),
             ]
@@ -40,6 +45,16 @@ let package = Package(
             ]
         ),
         .target(name: "Netlink", dependencies: ["CMnl", "CNlRoute"]),
+        // bench/feed.sh's load generator: many feed watchers in one process.
+        .executableTarget(
+            name: "FeedBench",
+            dependencies: [
+                "Sync",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .target(name: "NFTables", dependencies: ["Netlink", "CNftnl", "CMnl"]),
         .executableTarget(
             name: "MirrorAgent",

@@ -1,14 +1,158 @@
 import ArgumentParser
+import Dispatch
+import Logging
+import NIOCore
+import Sync
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// `mirror-agent feed`: serve one cluster's mirror state to every node's agent.
 struct Feed: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Serve the mirror feed (snapshot, then deltas) that node agents follow.",
-        discussion: "Not built yet."
+        discussion: """
+            Watches the state given by --source and serves it over HTTPS with client \
+            certificates: each watcher gets a snapshot, then one delta per changed cluster or \
+            service, and a bookmark every few seconds. An invalid edit of the state file is \
+            logged and nothing is published; the previous state stays in force. The protocol \
+            is described in docs/feed-protocol.md.
+
+            Probes: GET /healthz (alive), /readyz (a state is loaded), /metrics (Prometheus).
+            SIGTERM or SIGINT closes the listener and every stream; agents keep their state \
+            and resume when a feed answers again.
+
+            Example:
+              mirror-agent feed --source file:/etc/mirror/state.yaml --listen 0.0.0.0:8443 \\
+                --tls-cert feed.pem --tls-key feed.key --client-ca agents-ca.pem
+              curl --cacert ca.pem --cert agent.pem --key agent.key https://feed:8443/v1/watch
+            """
     )
 
+    @Option(help: ArgumentHelp("Where the state comes from: file:PATH (a state file, YAML or JSON, reloaded when it changes).", valueName: "source"))
+    var source: String
+
+    @Option(help: ArgumentHelp("Address and port to listen on: 0.0.0.0:8443, [::]:8443, 127.0.0.1:0.", valueName: "addr:port"))
+    var listen: String = "0.0.0.0:8443"
+
+    @Option(help: ArgumentHelp("The feed's server certificate (PEM).", valueName: "file"))
+    var tlsCert: String?
+
+    @Option(help: ArgumentHelp("The private key (PEM) of --tls-cert.", valueName: "file"))
+    var tlsKey: String?
+
+    @Option(help: ArgumentHelp("CA bundle (PEM) agents' client certificates must chain to.", valueName: "file"))
+    var clientCA: String?
+
+    @Flag(help: "Serve plain HTTP without client authentication. For tests and labs only.")
+    var insecure = false
+
+    @Option(help: ArgumentHelp("How often the state file is checked for changes, in milliseconds.", valueName: "ms"))
+    var pollInterval: Int = 500
+
+    @Option(help: ArgumentHelp("Seconds between bookmarks on an idle stream (agents drop a stream silent for about 3 of these).", valueName: "seconds"))
+    var bookmarkInterval: Int = 5
+
+    @Option(help: ArgumentHelp("Deltas kept so that reconnecting agents resume instead of downloading a snapshot.", valueName: "count"))
+    var history: Int = 10_000
+
+    @Option(help: ArgumentHelp("Unsent MiB a slow watcher may accumulate before it is cut (it then reconnects and resumes).", valueName: "MiB"))
+    var maxWatcherBacklog: Int = 8
+
+    @OptionGroup(title: "Logging")
+    var logging: LoggingOptions
+
+    func validate() throws {
+        _ = try sourcePath()
+        _ = try listenAddress()
+        if insecure {
+            guard tlsCert == nil, tlsKey == nil, clientCA == nil else {
+                throw ValidationError("--insecure serves plain HTTP; drop it to use --tls-cert/--tls-key/--client-ca")
+            }
+        } else if tlsCert == nil || tlsKey == nil || clientCA == nil {
+            throw ValidationError("the feed needs --tls-cert, --tls-key and --client-ca (agents authenticate with client certificates), or --insecure for plain HTTP")
+        }
+        guard pollInterval > 0 else { throw ValidationError("--poll-interval must be at least 1 ms") }
+        guard bookmarkInterval > 0 else { throw ValidationError("--bookmark-interval must be at least 1 second") }
+        guard history > 0 else { throw ValidationError("--history must be at least 1") }
+        guard maxWatcherBacklog > 0 else { throw ValidationError("--max-watcher-backlog must be at least 1 MiB") }
+    }
+
+    private func sourcePath() throws -> String {
+        guard source.hasPrefix("file:"), source.count > 5 else {
+            throw ValidationError("--source \(source): expected file:PATH")
+        }
+        return String(source.dropFirst(5))
+    }
+
+    private func listenAddress() throws -> (host: String, port: Int) {
+        guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]), (0...65535).contains(port) else {
+            throw ValidationError("--listen \(listen): expected ADDRESS:PORT, e.g. 0.0.0.0:8443 or [::]:8443")
+        }
+        var host = String(listen[..<colon])
+        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        guard !host.isEmpty else { throw ValidationError("--listen \(listen): missing address; use 0.0.0.0:\(port) for every interface") }
+        return (host, port)
+    }
+
     func run() async throws {
-        printError("mirror-agent feed: not built yet")
-        throw ExitCode(2)
+        let logger = logging.makeLogger(label: "mirror-agent.feed")
+        let (host, port) = try listenAddress()
+        var tls: FeedTLSFiles?
+        if let tlsCert, let tlsKey, let clientCA { tls = FeedTLSFiles(certificate: tlsCert, key: tlsKey, ca: clientCA) }
+        let tlsContext = try tls?.makeServerContext()
+        if tlsContext == nil {
+            logger.warning("serving plain HTTP (--insecure): anyone who can connect reads the mirror state")
+        }
+        var hubConfiguration = FeedHub.Configuration()
+        hubConfiguration.bookmarkInterval = .seconds(Int64(bookmarkInterval))
+        hubConfiguration.historyCount = history
+        hubConfiguration.maxWatcherBacklog = maxWatcherBacklog << 20
+        let hub = FeedHub(configuration: hubConfiguration)
+        let server = try await FeedServer(hub: hub, host: host, port: port, tls: tlsContext, logger: logger)
+        let publisher = FeedPublisher(hub: hub, source: FileMirrorSource(path: try sourcePath(), pollInterval: .milliseconds(pollInterval), logger: logger), logger: logger)
+
+        let failure: (any Error)? = await withTaskGroup(of: (any Error)?.self) { group in
+            group.addTask {
+                do {
+                    try await publisher.run()
+                    return nil
+                } catch {
+                    return error
+                }
+            }
+            group.addTask {
+                if let signal = await TerminationSignal.next() {
+                    logger.info("shutting down", metadata: ["signal": "\(signal)"])
+                }
+                return nil
+            }
+            let first = await group.next() ?? nil
+            group.cancelAll()
+            return first
+        }
+        await server.shutdown()
+        if let failure, !(failure is CancellationError) {
+            printError("mirror-agent feed: \(failure)")
+            throw ExitCode(1)
+        }
+    }
+}
+
+/// Waits for SIGTERM or SIGINT (handled, not fatal, so the feed can close its streams).
+enum TerminationSignal {
+    /// The signal received, or nil when the waiting task was cancelled.
+    static func next() async -> Int32? {
+        let (signals, continuation) = AsyncStream.makeStream(of: Int32.self)
+        let sources = [SIGTERM, SIGINT].map { number in
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler { continuation.yield(number) }
+            source.resume()
+            return source
+        }
+        defer { sources.forEach { $0.cancel() } }
+        for await number in signals { return number }
+        return nil
     }
 }

@@ -17,26 +17,30 @@ struct Run: AsyncParsableCommand {
             """
     )
 
-    @Option(help: ArgumentHelp("Where the mirror state comes from: file:PATH (a state file, reloaded when it changes).", valueName: "source"))
+    @Option(help: ArgumentHelp("Where the mirror state comes from: https://HOST:PORT (a mirror feed), http://HOST:PORT (with --insecure), or file:PATH (a state file, reloaded when it changes).", valueName: "source"))
     var feed: String?
+
+    @OptionGroup(title: "Feed client")
+    var feedClient: FeedClientOptions
 
     @OptionGroup(title: "DNS")
     var dns: DNSOptions
 
-    @OptionGroup(title: "Logging")
-    var logging: LoggingOptions
-
     @OptionGroup(title: "nftables")
     var rules: RulesOptions
 
+    @OptionGroup(title: "Logging")
+    var logging: LoggingOptions
+
     func validate() throws {
         if rules.cleanup { return }
-        _ = try sourceLocation()
+        guard let feed else { throw ValidationError("--feed is required: https://HOST:PORT, http://HOST:PORT or file:PATH") }
+        if try feedClient.endpoint(for: feed) == nil { _ = try sourceLocation() }
     }
 
     private func sourceLocation() throws -> String {
         guard let feed, feed.hasPrefix("file:"), feed.count > 5 else {
-            throw ValidationError("--feed \(feed ?? "(missing)"): expected file:PATH")
+            throw ValidationError("--feed \(feed ?? "(missing)"): expected https://HOST:PORT, http://HOST:PORT or file:PATH")
         }
         return String(feed.dropFirst(5))
     }
@@ -44,11 +48,12 @@ struct Run: AsyncParsableCommand {
     func run() async throws {
         let logger = logging.makeLogger(label: "mirror-agent.run")
         if try await rules.runOneShot(statePath: try? sourceLocation(), logger: logger) { return }
+        guard let feed else { throw ValidationError("--feed is required") }
         let consumers: [any MirrorConsumer] = [
             try rules.makeConsumer(logger: logger),
             try await DNSComponent.start(options: dns, logger: logger),
         ].compactMap { $0 }
-        let source = FileMirrorSource(path: try sourceLocation(), logger: logger)
+        let source = try feedClient.makeSource(feed: feed, logger: logger) ?? FileMirrorSource(path: try sourceLocation(), logger: logger)
         try await source.run { update in
             for consumer in consumers {
                 do {

@@ -1,0 +1,158 @@
+import Logging
+import NIOCore
+import NIOPosix
+import NIOSSL
+
+/// A mirror feed as the agent's ``MirrorSource``: snapshot then deltas, resumed by revision
+/// across reconnects, and persisted so a restart while the feed is down still serves the
+/// last applied state.
+///
+/// The connection is dropped and retried (exponential backoff with jitter) when it fails,
+/// ends, stays silent past ``Configuration/silenceTimeout`` (the server bookmarks every few
+/// seconds), or delivers an event that is malformed, out of order or invalid. Such an event
+/// is never applied, even in part: the last good state stays in force.
+public struct FeedClient: MirrorSource {
+    /// How a client connects and behaves.
+    public struct Configuration: Sendable {
+        public var endpoint: FeedEndpoint
+        /// Client certificate, key and CA bundle; required for https, nil for http.
+        public var tls: FeedTLSFiles?
+        /// Where the last applied state is persisted; nil to persist nothing.
+        public var stateDirectory: String?
+        /// No byte for this long means the connection is dead (several missed bookmarks).
+        public var silenceTimeout: TimeAmount = .seconds(15)
+        public var connectTimeout: TimeAmount = .seconds(5)
+        /// First reconnect delay; doubles per failure up to ``maxBackoff``; jittered.
+        public var initialBackoff: Duration = .milliseconds(250)
+        public var maxBackoff: Duration = .seconds(30)
+        /// Persist at most this often while changes stream in (always on disconnect and exit).
+        public var persistInterval: Duration = .seconds(1)
+        /// The longest event line accepted (a snapshot of the whole state is one line).
+        public var lineLimit = 256 << 20
+
+        public init(endpoint: FeedEndpoint, tls: FeedTLSFiles?, stateDirectory: String?) {
+            self.endpoint = endpoint
+            self.tls = tls
+            self.stateDirectory = stateDirectory
+        }
+    }
+
+    public let configuration: Configuration
+    private let group: any EventLoopGroup
+    private let logger: Logger
+
+    public init(configuration: Configuration, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, logger: Logger) {
+        self.configuration = configuration
+        self.group = group
+        self.logger = logger
+    }
+
+    public var description: String { "feed:\(configuration.endpoint)" }
+
+    /// Serves the persisted state (if any) at once, then follows the feed until cancelled.
+    ///
+    /// - Throws: only for unusable configuration (TLS files); feed outages are retried forever.
+    public func run(onUpdate: @escaping @Sendable (MirrorUpdate) async -> Void) async throws {
+        let tlsContext = try configuration.tls?.makeClientContext()
+        var applier = FeedApplier()
+        var persistence = FeedPersistence(file: configuration.stateDirectory.map(FeedStateFile.init(directory:)),
+                                          interval: configuration.persistInterval, logger: logger)
+        if let restored = persistence.restore() {
+            applier = FeedApplier(store: restored.store, epoch: restored.epoch)
+            logger.info("serving the persisted mirror state until the feed answers", metadata: [
+                "revision": "\(restored.store.revision)", "services": "\(restored.store.services.count)",
+            ])
+            await onUpdate(MirrorUpdate(store: restored.store, changes: restored.changes))
+        }
+
+        var backoff = configuration.initialBackoff
+        while !Task.isCancelled {
+            let connection = FeedConnection(configuration: configuration, tls: tlsContext, group: group)
+            do {
+                try await connection.stream(into: &applier, persistence: &persistence, onUpdate: onUpdate)
+                throw FeedClientError.streamEnded
+            } catch where Task.isCancelled {
+                break
+            } catch {
+                logger.warning("feed connection lost; keeping the last applied state", metadata: [
+                    "feed": "\(configuration.endpoint)", "revision": "\(applier.store.revision)", "error": "\(error)",
+                ])
+            }
+            persistence.persist(applier, force: true)
+            if applier.streamStarted { backoff = configuration.initialBackoff }
+            // "Equal jitter": half the delay fixed, half random, so a fleet restarted together
+            // spreads its reconnects.
+            let delay = backoff / 2 + backoff / 2 * Double.random(in: 0...1)
+            do {
+                try await Task.sleep(for: delay)
+            } catch {
+                break
+            }
+            backoff = min(backoff * 2, configuration.maxBackoff)
+        }
+        persistence.persist(applier, force: true)
+    }
+}
+
+/// Why a feed connection ended.
+public enum FeedClientError: Error, CustomStringConvertible {
+    case connect(address: String, reason: String)
+    case httpStatus(Int, String)
+    case silent(after: TimeAmount)
+    case streamEnded
+
+    public var description: String {
+        switch self {
+        case let .connect(address, reason): "cannot connect to the feed at \(address): \(reason)"
+        case let .httpStatus(code, reason): "feed answered HTTP \(code) \(reason)"
+        case let .silent(after): "no data from the feed for \(after.nanoseconds / 1_000_000) ms (missed bookmarks); reconnecting"
+        case .streamEnded: "the feed closed the stream"
+        }
+    }
+}
+
+/// Persists the applied state at most every `interval`, and keeps quiet about repeated
+/// failures (one warning until a save succeeds again).
+struct FeedPersistence {
+    let file: FeedStateFile?
+    let interval: Duration
+    let logger: Logger
+    private var saved: (revision: UInt64, epoch: String?)?
+    private var lastSave: ContinuousClock.Instant?
+    private var failing = false
+
+    init(file: FeedStateFile?, interval: Duration, logger: Logger) {
+        self.file = file
+        self.interval = interval
+        self.logger = logger
+    }
+
+    mutating func restore() -> FeedStateFile.Contents? {
+        guard let file else { return nil }
+        do {
+            let contents = try file.load()
+            if let contents { saved = (contents.store.revision, contents.epoch) }
+            return contents
+        } catch {
+            logger.error("ignoring the persisted feed state", metadata: ["path": "\(file.path)", "error": "\(error)"])
+            return nil
+        }
+    }
+
+    mutating func persist(_ applier: FeedApplier, force: Bool) {
+        guard let file, applier.epoch != nil else { return }
+        if let saved, saved.revision == applier.store.revision, saved.epoch == applier.epoch { return }
+        let now = ContinuousClock.now
+        if !force, let lastSave, now - lastSave < interval { return }
+        do {
+            try file.save(applier.store, epoch: applier.epoch)
+            saved = (applier.store.revision, applier.epoch)
+            lastSave = now
+            failing = false
+        } catch {
+            lastSave = now
+            if !failing { logger.warning("could not persist the feed state", metadata: ["error": "\(error)"]) }
+            failing = true
+        }
+    }
+}

@@ -1,0 +1,177 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOHTTP1
+
+/// Serves one HTTP/1.1 connection of the feed server: `/v1/watch` (the stream), `/healthz`,
+/// `/readyz` and `/metrics`.
+///
+/// A watch request turns the connection into a ``FeedWatchSession`` until either side
+/// closes it; every other request gets a small complete response.
+final class FeedHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private let hub: FeedHub
+    private let logger: Logger
+    private var request: HTTPRequestHead?
+    private var watch: (session: FeedWatchSession, loop: FeedLoopWatchers)?
+
+    init(hub: FeedHub, logger: Logger) {
+        self.hub = hub
+        self.logger = logger
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard watch == nil else { return }  // a watch stream ignores anything sent after its request
+        switch unwrapInboundIn(data) {
+        case .head(let head): request = head
+        case .body: break
+        case .end:
+            guard let head = request else { return }
+            request = nil
+            route(head, context: context)
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        if let watch {
+            watch.loop.remove(watch.session)
+            self.watch = nil
+            hub.metrics.update { $0.watchers -= 1 }
+        }
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        logger.debug("feed connection error", metadata: ["peer": "\(context.remoteAddress?.description ?? "?")", "error": "\(error)"])
+        context.close(promise: nil)
+    }
+
+    private func route(_ head: HTTPRequestHead, context: ChannelHandlerContext) {
+        let components = URLComponents(string: head.uri)
+        let path = components?.path ?? head.uri
+        guard head.method == .GET || head.method == .HEAD else {
+            respond(context, head, .methodNotAllowed, "only GET is served\n", extra: [("allow", "GET")])
+            return
+        }
+        switch path {
+        case "/healthz":
+            respond(context, head, .ok, "ok\n")
+        case "/readyz":
+            hub.isReady ? respond(context, head, .ok, "ready\n") : respond(context, head, .serviceUnavailable, "no mirror state loaded yet\n")
+        case "/metrics":
+            respond(context, head, .ok, hub.metrics.render(), contentType: "text/plain; version=0.0.4; charset=utf-8")
+        case FeedWatchRequest.path:
+            startWatch(head, query: components?.queryItems ?? [], context: context)
+        default:
+            respond(context, head, .notFound, "unknown path \(path); the feed is at \(FeedWatchRequest.path)\n")
+        }
+    }
+
+    private func startWatch(_ head: HTTPRequestHead, query: [URLQueryItem], context: ChannelHandlerContext) {
+        let request: FeedWatchRequest
+        do {
+            request = try FeedWatchRequest(queryItems: query)
+        } catch {
+            respond(context, head, .badRequest, "\(error)\n")
+            return
+        }
+        guard case let .lines(lines, resumed, loop) = hub.start(on: context.eventLoop, since: request.since, epoch: request.epoch) else {
+            respond(context, head, .serviceUnavailable, "the feed has no state yet or is shutting down; retry\n", extra: [("retry-after", "1")])
+            return
+        }
+        var headers = HTTPHeaders()
+        headers.add(name: "content-type", value: FeedWatchRequest.contentType)
+        headers.add(name: "transfer-encoding", value: "chunked")
+        headers.add(name: "cache-control", value: "no-store")
+        headers.add(name: "x-mirror-feed-epoch", value: hub.epoch)
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .ok, headers: headers))), promise: nil)
+        let initialBytes = lines.reduce(0) { $0 + $1.1.readableBytes }
+        let session = FeedWatchSession(context: context, startRevision: lines.last?.0 ?? 0,
+                                       initialBytes: initialBytes, maxBacklog: hub.configuration.maxWatcherBacklog)
+        var tally = FeedSendTally()
+        session.start(lines, tally: &tally)
+        loop.add(session)
+        watch = (session, loop)
+        tally.record(into: hub.metrics)
+        hub.metrics.update {
+            $0.watchers += 1
+            $0.watchesStarted[resumed ? "resume" : "snapshot", default: 0] += 1
+        }
+        logger.debug("watch started", metadata: [
+            "peer": "\(context.remoteAddress?.description ?? "?")", "since": "\(request.since.map(String.init) ?? "-")",
+            "resumed": "\(resumed)", "revision": "\(lines.last?.0 ?? 0)",
+        ])
+    }
+
+    private func respond(_ context: ChannelHandlerContext, _ request: HTTPRequestHead, _ status: HTTPResponseStatus, _ body: String,
+                         contentType: String = "text/plain; charset=utf-8", extra: [(String, String)] = []) {
+        let keepAlive = request.isKeepAlive
+        var headers = HTTPHeaders()
+        headers.add(name: "content-type", value: contentType)
+        headers.add(name: "content-length", value: "\(body.utf8.count)")
+        headers.add(contentsOf: extra)
+        if !keepAlive { headers.add(name: "connection", value: "close") }
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: request.version, status: status, headers: headers))), promise: nil)
+        if request.method != .HEAD {
+            context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: body)))), promise: nil)
+        }
+        let done = context.eventLoop.makePromise(of: Void.self)
+        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: done)
+        if !keepAlive {
+            done.futureResult.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+        }
+    }
+}
+
+/// The query of a watch request: `GET /v1/watch?since=REV&epoch=EPOCH`.
+public struct FeedWatchRequest: Equatable, Sendable {
+    /// The watch stream's path.
+    public static let path = "/v1/watch"
+    /// The stream's media type: newline-delimited JSON.
+    public static let contentType = "application/x-ndjson"
+
+    /// The last revision the client applied; nil for a fresh start.
+    public var since: UInt64?
+    /// The server instance that revision came from.
+    public var epoch: String?
+
+    public init(since: UInt64?, epoch: String?) {
+        self.since = since
+        self.epoch = epoch
+    }
+
+    init(queryItems: [URLQueryItem]) throws {
+        for item in queryItems {
+            switch item.name {
+            case "since":
+                guard let text = item.value, let value = UInt64(text) else {
+                    throw FeedRequestError(message: "since=\(item.value ?? ""): expected a revision (an unsigned integer)")
+                }
+                since = value
+            case "epoch":
+                epoch = item.value
+            default:
+                continue  // unknown parameters are ignored, for forward compatibility
+            }
+        }
+    }
+
+    /// The request target: `/v1/watch?since=12&epoch=…`.
+    public var target: String {
+        var items: [URLQueryItem] = []
+        if let since { items.append(URLQueryItem(name: "since", value: String(since))) }
+        if let epoch { items.append(URLQueryItem(name: "epoch", value: epoch)) }
+        var components = URLComponents()
+        components.path = Self.path
+        if !items.isEmpty { components.queryItems = items }
+        return components.string ?? Self.path
+    }
+}
+
+/// A watch request the server cannot serve as asked.
+struct FeedRequestError: Error, CustomStringConvertible {
+    var message: String
+    var description: String { "bad watch request: \(message)" }
+}

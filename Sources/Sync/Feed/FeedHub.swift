@@ -1,0 +1,178 @@
+import Foundation
+import NIOConcurrencyHelpers
+import NIOCore
+
+/// The heart of the feed server: the current state and revision, the history of recent
+/// deltas, and every open watch stream grouped by event loop.
+///
+/// Each change is encoded once and the same bytes are written to every watcher. Publishing
+/// and registration happen under one lock, and broadcasts are queued to each event loop
+/// while it is held, so every watcher sees events in revision order with no gap.
+public final class FeedHub: Sendable {
+    /// The configuration of a hub.
+    public struct Configuration: Sendable {
+        /// Deltas held for resuming clients (count).
+        public var historyCount = 10_000
+        /// Deltas held for resuming clients (bytes).
+        public var historyBytes = 64 << 20
+        /// How often an idle stream gets a bookmark.
+        public var bookmarkInterval: TimeAmount = .seconds(5)
+        /// Unsent bytes a watcher may accumulate (beyond its initial snapshot) before it is cut.
+        public var maxWatcherBacklog = 8 << 20
+
+        public init() {}
+    }
+
+    /// This server instance's identity; a client resuming with another epoch gets a snapshot.
+    public let epoch: String
+    public let configuration: Configuration
+    public let metrics: FeedMetrics
+
+    struct State {
+        var revision: UInt64 = 0
+        var current: MirrorState?
+        var snapshotLine: ByteBuffer?
+        var history: FeedHistory
+        var loops: [ObjectIdentifier: FeedLoopWatchers] = [:]
+        var closed = false
+    }
+
+    private let state: NIOLockedValueBox<State>
+
+    public init(configuration: Configuration = Configuration(), metrics: FeedMetrics = FeedMetrics()) {
+        self.epoch = UUID().uuidString.lowercased()
+        self.configuration = configuration
+        self.metrics = metrics
+        self.state = NIOLockedValueBox(State(history: FeedHistory(maxCount: configuration.historyCount, maxBytes: configuration.historyBytes)))
+    }
+
+    /// Whether a first state has been published (readiness).
+    public var isReady: Bool { state.withLockedValue { $0.current != nil } }
+
+    /// The revision of the state served.
+    public var revision: UInt64 { state.withLockedValue { $0.revision } }
+
+    /// The state served (for tests and `dump`).
+    public var currentState: MirrorState? { state.withLockedValue { $0.current } }
+
+    // MARK: publishing
+
+    /// Publishes `newState` as a whole snapshot at the next revision: used for the first state
+    /// and for changes deltas cannot express. Clients older than it must start over.
+    public func publishSnapshot(_ newState: MirrorState) throws {
+        try state.withLockedValue { s in
+            let revision = s.revision + 1
+            let line = try FeedEvent.snapshot(epoch: epoch, revision: revision, state: newState).encodedLine()
+            let wasReady = s.current != nil
+            s.revision = revision
+            s.current = newState
+            s.snapshotLine = line
+            s.history.reset(at: revision)
+            let batch = FeedBroadcast(lines: [(revision, line, "snapshot")], isReset: true)
+            dispatch(batch, to: s.loops)
+            let historySize = s.history.count
+            metrics.update {
+                $0.revision = revision
+                $0.historySize = historySize
+                if wasReady { $0.snapshotsPublished += 1 }
+            }
+        }
+    }
+
+    /// Publishes `deltas`, in order, each at its own revision; `newState` is the state after
+    /// the last one. The caller has checked that they apply cleanly in this order.
+    public func publish(_ deltas: [MirrorDelta], resulting newState: MirrorState) throws {
+        guard !deltas.isEmpty else { return }
+        try state.withLockedValue { s in
+            var lines: [(UInt64, ByteBuffer, String)] = []
+            var revision = s.revision
+            for delta in deltas {
+                revision += 1
+                let event = FeedEvent.delta(revision: revision, delta)
+                lines.append((revision, try event.encodedLine(), event.typeName))
+            }
+            for (revision, line, type) in lines { s.history.append(revision: revision, line: line, type: type) }
+            s.revision = revision
+            s.current = newState
+            s.snapshotLine = nil
+            dispatch(FeedBroadcast(lines: lines, isReset: false), to: s.loops)
+            let historySize = s.history.count
+            metrics.update {
+                $0.revision = revision
+                $0.historySize = historySize
+                $0.deltasPublished += UInt64(deltas.count)
+            }
+        }
+    }
+
+    /// Sends a bookmark at the current revision to every watcher.
+    func publishBookmark() {
+        state.withLockedValue { s in
+            guard s.current != nil, !s.closed else { return }
+            let line = (try? FeedEvent.bookmark(revision: s.revision).encodedLine()) ?? ByteBuffer()
+            dispatch(FeedBroadcast(lines: [(s.revision, line, "bookmark")], isReset: false, isBookmark: true), to: s.loops)
+        }
+    }
+
+    private func dispatch(_ batch: FeedBroadcast, to loops: [ObjectIdentifier: FeedLoopWatchers]) {
+        for watchers in loops.values {
+            watchers.eventLoop.execute { watchers.broadcast(batch) }
+        }
+    }
+
+    // MARK: watchers
+
+    /// How a new watch stream starts.
+    enum Start {
+        /// Not ready: no state yet, or shutting down.
+        case unavailable
+        /// The lines to write first (a snapshot, or a resume marker and the missed deltas).
+        case lines([(UInt64, ByteBuffer, String)], resumed: Bool, loop: FeedLoopWatchers)
+    }
+
+    /// Decides how a watch starting on `eventLoop` with `since`/`epoch` begins. Must be called
+    /// on `eventLoop`; the caller adds itself to the returned loop's watchers before returning
+    /// to the loop, so that no broadcast is missed (duplicates are dropped by revision).
+    func start(on eventLoop: any EventLoop, since: UInt64?, epoch clientEpoch: String?) -> Start {
+        state.withLockedValue { s in
+            guard let current = s.current, !s.closed else { return .unavailable }
+            let key = ObjectIdentifier(eventLoop)
+            let loop: FeedLoopWatchers
+            if let existing = s.loops[key] {
+                loop = existing
+            } else {
+                loop = FeedLoopWatchers(eventLoop: eventLoop, hub: self)
+                s.loops[key] = loop
+            }
+            if let since, clientEpoch == epoch, since <= s.revision, let missed = s.history.lines(after: since) {
+                let resume = (try? FeedEvent.resumed(epoch: epoch, revision: since).encodedLine()) ?? ByteBuffer()
+                let lines = [(since, resume, "resume")] + missed.map { ($0.revision, $0.line, $0.type) }
+                return .lines(lines, resumed: true, loop: loop)
+            }
+            if s.snapshotLine == nil {
+                s.snapshotLine = try? FeedEvent.snapshot(epoch: epoch, revision: s.revision, state: current).encodedLine()
+            }
+            guard let snapshot = s.snapshotLine else { return .unavailable }
+            return .lines([(s.revision, snapshot, "snapshot")], resumed: false, loop: loop)
+        }
+    }
+
+    /// Stops accepting watches and closes every open stream.
+    public func close() {
+        state.withLockedValue { s in
+            s.closed = true
+            for watchers in s.loops.values {
+                watchers.eventLoop.execute { watchers.closeAll() }
+            }
+        }
+    }
+}
+
+/// Lines queued for every watcher on one event loop.
+struct FeedBroadcast: Sendable {
+    /// Revision, encoded line, and event type (for metrics), oldest first.
+    var lines: [(UInt64, ByteBuffer, String)]
+    /// A snapshot that replaces the state (after a change deltas cannot express).
+    var isReset: Bool
+    var isBookmark = false
+}

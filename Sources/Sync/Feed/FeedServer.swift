@@ -1,0 +1,78 @@
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import NIOSSL
+
+/// The feed's HTTP(S) listener: accepts watchers and probes, sends bookmarks, and shuts
+/// down by closing the listener and then every stream.
+///
+/// State comes from the ``FeedHub``; ``FeedPublisher`` feeds the hub from a source.
+public final class FeedServer: Sendable {
+    public let hub: FeedHub
+    private let group: any EventLoopGroup
+    private let tls: NIOSSLContext?
+    private let logger: Logger
+    private let channel: any Channel
+    private let bookmarks: RepeatedTask
+
+    /// The bound address (with the real port when 0 was asked).
+    public var localAddress: SocketAddress? { channel.localAddress }
+
+    /// Binds `host:port` and starts serving.
+    ///
+    /// - Parameters:
+    ///   - tls: the server TLS context (``FeedTLSFiles/makeServerContext()``); nil serves plain
+    ///     HTTP, which the command allows only with `--insecure`.
+    /// - Throws: when the address cannot be bound.
+    public init(hub: FeedHub, host: String, port: Int, tls: NIOSSLContext?,
+                group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, logger: Logger) async throws {
+        self.hub = hub
+        self.group = group
+        self.tls = tls
+        self.logger = logger
+        let bootstrap = ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 4096)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.maxMessagesPerRead, value: 4)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let sync = channel.pipeline.syncOperations
+                    if let tls { try sync.addHandler(NIOSSLServerHandler(context: tls)) }
+                    try sync.configureHTTPServerPipeline(withErrorHandling: true)
+                    try sync.addHandler(FeedHTTPHandler(hub: hub, logger: logger))
+                }
+            }
+        do {
+            channel = try await bootstrap.bind(host: host, port: port).get()
+        } catch {
+            throw FeedServerError.bind(address: "\(host):\(port)", reason: "\(error)")
+        }
+        let interval = hub.configuration.bookmarkInterval
+        bookmarks = group.next().scheduleRepeatedTask(initialDelay: interval, delay: interval) { _ in hub.publishBookmark() }
+        logger.info("feed listening", metadata: [
+            "address": "\(channel.localAddress?.description ?? "\(host):\(port)")", "tls": "\(tls != nil)", "epoch": "\(hub.epoch)",
+        ])
+    }
+
+    /// Stops accepting, closes every watch stream, and waits for the listener to close.
+    /// Clients reconnect (to this address, once a new server listens) and resume.
+    public func shutdown() async {
+        bookmarks.cancel()
+        try? await channel.close()
+        hub.close()
+        logger.info("feed stopped", metadata: ["watchers": "\(hub.metrics.watchers)"])
+    }
+}
+
+/// The feed server could not start.
+public enum FeedServerError: Error, CustomStringConvertible {
+    case bind(address: String, reason: String)
+
+    public var description: String {
+        switch self {
+        case let .bind(address, reason): "cannot listen on \(address): \(reason); is another process using the port?"
+        }
+    }
+}

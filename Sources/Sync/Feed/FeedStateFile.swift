@@ -1,0 +1,116 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// The last state a feed client applied, kept on local disk so that an agent restarting while
+/// the feed is unreachable serves it (DNS and rules) instead of nothing, and resumes from its
+/// revision once the feed is back.
+///
+/// Written atomically: a temporary file in the same directory, fsync, rename over the old
+/// file, fsync of the directory. A crash leaves either the old or the new file, never a mix.
+public struct FeedStateFile: Sendable {
+    /// The file's name inside the state directory.
+    public static let fileName = "feed-state.json"
+
+    public let directory: String
+    public var path: String { (directory as NSString).appendingPathComponent(Self.fileName) }
+
+    public init(directory: String) {
+        self.directory = directory
+    }
+
+    /// What the file holds.
+    public struct Contents: Sendable {
+        public var store: MirrorStore
+        /// The feed server instance the revision belongs to.
+        public var epoch: String?
+        /// Everything in `store`, as added (what a fresh start must program).
+        public var changes: ChangeSet
+    }
+
+    private struct Document: Codable {
+        var format: Int
+        var epoch: String?
+        var revision: UInt64
+        var state: MirrorState
+    }
+
+    /// Writes `store` (and the `epoch` its revision belongs to).
+    /// - Throws: ``FeedStateFileError`` naming the file and the failing call.
+    public func save(_ store: MirrorStore, epoch: String?) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        let data = try encoder.encode(Document(format: 1, epoch: epoch, revision: store.revision, state: store.state))
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let temporary = path + ".tmp"
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw FeedStateFileError(path: temporary, call: "open", errno: errno) }
+        var failure: FeedStateFileError?
+        data.withUnsafeBytes { raw in
+            var offset = 0
+            while offset < raw.count, let base = raw.baseAddress {
+                let written = write(fd, base + offset, raw.count - offset)
+                if written < 0 {
+                    if errno == EINTR { continue }
+                    failure = FeedStateFileError(path: temporary, call: "write", errno: errno)
+                    return
+                }
+                offset += written
+            }
+        }
+        if failure == nil, fsync(fd) != 0 { failure = FeedStateFileError(path: temporary, call: "fsync", errno: errno) }
+        close(fd)
+        if let failure {
+            unlink(temporary)
+            throw failure
+        }
+        guard rename(temporary, path) == 0 else {
+            let error = FeedStateFileError(path: path, call: "rename", errno: errno)
+            unlink(temporary)
+            throw error
+        }
+        let directoryFD = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if directoryFD >= 0 {
+            _ = fsync(directoryFD)
+            close(directoryFD)
+        }
+    }
+
+    /// Reads and validates the file; nil when there is none.
+    /// - Throws: when the file exists but cannot be read or holds an invalid state.
+    public func load() throws -> Contents? {
+        guard FileManager.default.fileExists(atPath: path) else { return nil }
+        let data: Data
+        do {
+            data = try Data(contentsOf: URL(fileURLWithPath: path))
+        } catch {
+            throw StateFileError(path: path, reason: (error as NSError).localizedDescription)
+        }
+        let document: Document
+        do {
+            document = try JSONDecoder().decode(Document.self, from: data)
+        } catch let error as DecodingError {
+            throw StateFileError(path: path, reason: "not a feed state file (\(error.feedSummary))")
+        }
+        guard document.format == 1 else {
+            throw StateFileError(path: path, reason: "format \(document.format) is not understood by this version")
+        }
+        var store = MirrorStore()
+        let changes = try store.applySnapshot(document.state, revision: document.revision)
+        return Contents(store: store, epoch: document.epoch, changes: changes)
+    }
+}
+
+/// The persisted feed state could not be written.
+public struct FeedStateFileError: Error, CustomStringConvertible {
+    public var path: String
+    public var call: String
+    public var errno: Int32
+
+    public var description: String {
+        "cannot persist the feed state to \(path): \(call) failed: \(String(cString: strerror(errno))) (errno \(errno)); check --state-dir is writable and not full"
+    }
+}
