@@ -1,4 +1,4 @@
 #include <netlink/netlink.h>
 #include <netlink/route/link.h>
 #include <netlink/route/addr.h>
-#include <netlink/route/link/dummy.h>
+#include <net/if.h>

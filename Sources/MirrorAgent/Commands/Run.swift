@@ -1,5 +1,8 @@
 import ArgumentParser
+import Dispatch
+import Foundation
 import Logging
+import NIOCore
 import Sync
 
 /// `mirror-agent run`: the node agent (DNS + nftables, driven by the feed).
@@ -9,9 +12,18 @@ struct Run: AsyncParsableCommand {
         discussion: """
             Follows the mirror state given by --feed and keeps the DNS responder and the \
             kernel's nftables in step with it. Invalid state is logged and ignored: the last \
-            good state stays in force.
+            good state stays in force. `mirror-agent dump` shows what the agent holds.
 
-            Example (DNS only, no root needed):
+            On a node (root): creates --dns-interface with the --dns-address addresses, answers \
+            DNS there, programs the ip/ip6 mirror-agent tables, and checks them for drift. On \
+            SIGTERM the rules stay in the kernel (traffic keeps flowing across an upgrade) \
+            unless --cleanup-on-exit is given.
+
+            Examples:
+              # a node, following the cluster's feed
+              mirror-agent run --feed https://mirror-feed:8443 --tls-cert agent.crt --tls-key agent.key --ca ca.crt \\
+                --dns-address 169.254.20.11 --dns-listen 169.254.20.11:53 --upstream 10.96.0.10:53
+              # DNS only from a state file, no root needed
               mirror-agent run --feed file:examples/two-clusters.yaml --no-nftables \\
                 --dns-listen 127.0.0.1:5353 --upstream 127.0.0.1:53
             """
@@ -28,6 +40,9 @@ struct Run: AsyncParsableCommand {
 
     @OptionGroup(title: "nftables")
     var rules: RulesOptions
+
+    @OptionGroup(title: "Node")
+    var node: NodeOptions
 
     @OptionGroup(title: "Logging")
     var logging: LoggingOptions
@@ -49,19 +64,101 @@ struct Run: AsyncParsableCommand {
         let logger = logging.makeLogger(label: "mirror-agent.run")
         if try await rules.runOneShot(statePath: try? sourceLocation(), logger: logger) { return }
         guard let feed else { throw ValidationError("--feed is required") }
-        let consumers: [any MirrorConsumer] = [
-            try rules.makeConsumer(logger: logger),
-            try await DNSComponent.start(options: dns, logger: logger),
-        ].compactMap { $0 }
+
+        if !rules.noNftables {
+            do {
+                try NodeAgent.setUpDNSInterface(node.dnsInterface, addresses: rules.dnsAddresses, logger: logger)
+            } catch {
+                printError("mirror-agent run: cannot set up DNS interface \(node.dnsInterface): \(error)")
+                throw ExitCode(1)
+            }
+        }
+        let rulesComponent = try rules.makeConsumer(logger: logger) as? RulesComponent
+        let dnsComponent = try await DNSComponent.start(options: dns, logger: logger)
+        // nftables first: a name is answered only once its ClusterIP is routed.
+        var parts: [NodeAgent.Part] = []
+        if let rulesComponent { parts.append(.init(name: "nftables", consumer: rulesComponent)) }
+        if let dnsComponent { parts.append(.init(name: "dns", consumer: dnsComponent)) }
         let source = try feedClient.makeSource(feed: feed, logger: logger) ?? FileMirrorSource(path: try sourceLocation(), logger: logger)
-        try await source.run { update in
-            for consumer in consumers {
-                do {
-                    try await consumer.apply(update)
-                } catch {
-                    logger.error("failed to apply mirror state; keeping the previous one", metadata: ["revision": "\(update.store.revision)", "error": "\(error)"])
+        let agent = NodeAgent(source: source.description, parts: parts, allParts: ["nftables", "dns"], logger: logger)
+        if let dnsComponent {
+            await agent.board.recordDetail(part: "dns", "listen", dnsComponent.localAddresses.map { "\($0)" }.joined(separator: ", "))
+            await agent.board.recordDetail(part: "dns", "upstreams", dns.upstream.joined(separator: ", "))
+        }
+
+        let admin: Channel?
+        do {
+            admin = try await AdminSocket.serve(path: node.adminSocket, board: agent.board, logger: logger)
+        } catch {
+            // DNS and rules still work; only `dump` is blind.
+            logger.warning("admin socket unavailable; `mirror-agent dump` will not reach this agent",
+                           metadata: ["socket": "\(node.adminSocket)", "error": "\(error)"])
+            admin = nil
+        }
+        let signals = installSignalHandlers(rules: rulesComponent, logger: logger)
+        defer { signals.forEach { $0.cancel() } }
+
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                try await source.run { update in await agent.handle(update) }
+            }
+            if let rulesComponent, node.driftCheckInterval > 0 {
+                let interval = node.driftCheckInterval
+                group.addTask {
+                    try await Self.repairDrift(rulesComponent, every: .seconds(interval), board: agent.board, logger: logger)
                 }
             }
+            try await group.next()
+            group.cancelAll()
+        }
+        try? await admin?.close()
+    }
+
+    /// Periodically re-reads the kernel and repairs what someone else changed.
+    private static func repairDrift(_ rules: RulesComponent, every interval: Duration, board: StatusBoard, logger: Logger) async throws {
+        while true {
+            try await Task.sleep(for: interval)
+            do {
+                if let sent = try await rules.repairDrift(), !sent.isEmpty {
+                    logger.warning("nftables drift repaired: the kernel had been changed behind the agent's back", metadata: ["batch": "\(sent.summary)"])
+                    await board.recordDetail(part: "nftables", "lastDriftRepair", "\(Date()): \(sent.summary)")
+                }
+            } catch {
+                logger.error("nftables drift check failed", metadata: ["error": "\(error)"])
+            }
+        }
+    }
+
+    /// SIGTERM/SIGINT: leave the rules in place (default) or remove everything the agent
+    /// created (--cleanup-on-exit), remove the admin socket, exit 0.
+    private func installSignalHandlers(rules: RulesComponent?, logger: Logger) -> [DispatchSourceSignal] {
+        let cleanup = node.cleanupOnExit
+        let interface = node.dnsInterface
+        let socket = node.adminSocket
+        return [SIGTERM, SIGINT].map { (number: Int32) -> DispatchSourceSignal in
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler {
+                Task {
+                    logger.info("shutting down", metadata: ["signal": "\(number == SIGTERM ? "SIGTERM" : "SIGINT")",
+                                                            "rules": "\(cleanup ? "removing" : "left in the kernel")"])
+                    if cleanup {
+                        if let rules {
+                            do {
+                                let removed = try await rules.removeTables()
+                                logger.info("removed nftables tables", metadata: ["batch": "\(removed.summary)"])
+                            } catch {
+                                logger.error("could not remove nftables tables", metadata: ["error": "\(error)"])
+                            }
+                        }
+                        NodeAgent.tearDownDNSInterface(interface, logger: logger)
+                    }
+                    try? FileManager.default.removeItem(atPath: socket)
+                    Foundation.exit(0)
+                }
+            }
+            source.resume()
+            return source
         }
     }
 }

@@ -94,6 +94,14 @@ actor RulesComponent: MirrorConsumer {
         return Ruleset.diff(current: snapshot.ruleset, desired: layout.desired).isEmpty
     }
 
+    /// Reads the kernel back and sends whatever brings it to the desired state: repairs drift
+    /// (someone deleting or editing the agent's tables). Returns what was sent (empty when the
+    /// kernel was intact). Does nothing before the first update.
+    func repairDrift() throws -> Transaction? {
+        guard !needsFullReconcile else { return nil }
+        return try reconciler.reconcile(layout.desired)
+    }
+
     /// Deletes the agent's tables.
     func removeTables() throws -> Transaction {
         try reconciler.removeAll()

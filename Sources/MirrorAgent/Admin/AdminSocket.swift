@@ -1,0 +1,109 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+
+/// The agent's admin socket: a Unix stream socket (mode 0600, root only) where `dump` asks
+/// for the agent's status. One request line (`status`), one JSON reply, then close — simple
+/// enough to use with `socat - UNIX-CONNECT:/run/mirror-agent/admin.sock`.
+enum AdminSocket {
+    static let defaultPath = "/run/mirror-agent/admin.sock"
+
+    /// JSON with ISO 8601 dates, shared by server and client.
+    static func encoder() -> JSONEncoder {
+        let encoder = JSONEncoder()
+        encoder.dateEncodingStrategy = .iso8601
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return encoder
+    }
+
+    static func decoder() -> JSONDecoder {
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .iso8601
+        return decoder
+    }
+
+    /// Binds `path` (replacing a stale socket left by a killed agent) and serves `board`.
+    static func serve(path: String, board: StatusBoard, logger: Logger) async throws -> Channel {
+        let directory = (path as NSString).deletingLastPathComponent
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        if FileManager.default.fileExists(atPath: path) {
+            // A live agent still answering here means two agents would fight over one node.
+            if (try? await AdminClient.request(path: path, timeout: .milliseconds(500))) != nil {
+                logger.warning("another agent answers on the admin socket; taking it over", metadata: ["socket": "\(path)"])
+            }
+            try? FileManager.default.removeItem(atPath: path)
+        }
+        let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(LineDecoder()))
+                    try channel.pipeline.syncOperations.addHandler(AdminHandler(board: board))
+                }
+            }
+            .bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true)
+            .get()
+        chmod(path, 0o600)
+        logger.info("admin socket listening", metadata: ["socket": "\(path)"])
+        return channel
+    }
+}
+
+/// Splits the request stream into lines (at most 1 KiB; a request is one word).
+struct LineDecoder: ByteToMessageDecoder {
+    typealias InboundOut = String
+
+    mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
+        guard let newline = buffer.readableBytesView.firstIndex(of: UInt8(ascii: "\n")) else {
+            if buffer.readableBytes > 1024 { throw AdminProtocolError.requestTooLong }
+            return .needMoreData
+        }
+        let length = newline - buffer.readerIndex
+        let line = buffer.readString(length: length) ?? ""
+        buffer.moveReaderIndex(forwardBy: 1)
+        context.fireChannelRead(Self.wrapInboundOut(line.trimmingCharacters(in: .whitespaces)))
+        return .continue
+    }
+}
+
+enum AdminProtocolError: Error, CustomStringConvertible {
+    case requestTooLong
+    var description: String { "admin request longer than 1 KiB" }
+}
+
+/// Answers one request per connection.
+final class AdminHandler: ChannelInboundHandler, Sendable {
+    typealias InboundIn = String
+    typealias OutboundOut = ByteBuffer
+
+    private let board: StatusBoard
+
+    init(board: StatusBoard) {
+        self.board = board
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let request = Self.unwrapInboundIn(data)
+        let channel = context.channel
+        let board = self.board
+        Task {
+            let reply: Data
+            switch request {
+            case "status":
+                let status = await board.snapshot(withKernelCounters: true)
+                reply = (try? AdminSocket.encoder().encode(status)) ?? Data("{\"error\":\"encoding failed\"}".utf8)
+            default:
+                reply = Data("{\"error\":\"unknown request \\\"\(request.prefix(40))\\\"; expected status\"}".utf8)
+            }
+            var buffer = channel.allocator.buffer(capacity: reply.count + 1)
+            buffer.writeBytes(reply)
+            buffer.writeInteger(UInt8(ascii: "\n"))
+            try? await channel.writeAndFlush(buffer)
+            try? await channel.close()
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        context.close(promise: nil)
+    }
+}

@@ -1,0 +1,114 @@
+import Foundation
+import NFTables
+import Sync
+
+/// What `mirror-agent dump` shows: the agent's view of its feed, the clusters and services it
+/// mirrors, and what its parts did with them. Sent as JSON over the admin socket.
+struct AgentStatus: Codable, Sendable {
+    struct Agent: Codable, Sendable {
+        var pid: Int32
+        var version: String
+        var startedAt: Date
+    }
+
+    struct Feed: Codable, Sendable {
+        var source: String
+        /// True once a state has been applied from the source.
+        var ready: Bool
+        var revision: UInt64
+        var lastChange: Date?
+        var updates: Int
+        var lastError: String?
+    }
+
+    struct ClusterInfo: Codable, Sendable {
+        var name: String
+        var gatewayAddresses: [String]
+        var gatewayPort: Int?
+        var alive: Bool
+        var masquerade: Bool
+        var services: Int
+    }
+
+    struct ServiceInfo: Codable, Sendable {
+        var dnsName: String
+        var mode: String
+        /// `10.112.0.10:80/TCP -> 10.99.1.2:4143`, one per ClusterIP and port.
+        var routes: [Route]
+        var packets: UInt64?
+        var bytes: UInt64?
+    }
+
+    struct Route: Codable, Sendable {
+        var frontend: String
+        /// Empty when the port is rejected (no live target).
+        var targets: [String]
+    }
+
+    struct Part: Codable, Sendable {
+        var enabled: Bool
+        var lastSync: Date?
+        var lastDurationMilliseconds: Double?
+        var failures: Int
+        var lastError: String?
+        var detail: [String: String]
+    }
+
+    var agent: Agent
+    var feed: Feed
+    var clusters: [ClusterInfo]
+    var services: [ServiceInfo]
+    var dns: Part
+    var nftables: Part
+}
+
+extension AgentStatus {
+    /// Cluster and service tables for `store`; counters are filled in from the kernel when
+    /// `counters` (per `namespace/name` service) is given.
+    static func inventory(_ store: MirrorStore, counters: [String: Counter]) -> ([ClusterInfo], [ServiceInfo]) {
+        let clusters = store.clusters.values.sorted { $0.name < $1.name }.map { cluster in
+            ClusterInfo(name: cluster.name, gatewayAddresses: cluster.gateway?.addresses ?? [], gatewayPort: cluster.gateway?.port,
+                        alive: cluster.gateway?.alive ?? true, masquerade: cluster.masquerade,
+                        services: store.services(referencing: cluster.name).count)
+        }
+        let services = store.services.values.sorted { $0.key < $1.key }.map { service in
+            let rules = RulesTranslator.rules(for: service, clusters: store.clusters)
+            let routes = rules.flatMap { rule in
+                rule.addresses.map { address in
+                    Route(frontend: Self.endpoint(address, rule.port) + "/" + (L4Protocol.allCases.first { $0.number == rule.proto }?.rawValue ?? "\(rule.proto)"),
+                          targets: rule.targets.map { Self.endpoint($0.address, $0.port) })
+                }
+            }
+            let counter = counters[service.key.description]
+            return ServiceInfo(dnsName: service.dnsName(zone: store.clusterDomain), mode: service.mode.rawValue, routes: routes,
+                               packets: counter?.packets, bytes: counter?.bytes)
+        }
+        return (clusters, services)
+    }
+
+    private static func endpoint(_ address: IPAddress, _ port: UInt16) -> String {
+        let text = "\(address)"
+        return text.contains(":") ? "[\(text)]:\(port)" : "\(text):\(port)"
+    }
+
+    /// Packets and bytes per service, summed over every element the kernel counts for it.
+    static func kernelCounters() -> [String: Counter] {
+        guard let backend = try? KernelRulesetBackend() else { return [:] }
+        defer { backend.close() }
+        guard let snapshot = try? backend.read(MirrorTables.tableIDs) else { return [:] }
+        var totals: [String: Counter] = [:]
+        for (id, table) in snapshot.ruleset.tables {
+            let counters = snapshot.counters[id] ?? [:]
+            for (set, elements) in table.elements {
+                for element in elements.values {
+                    guard let service = element.comment, let counter = counters[set]?[element.key] else { continue }
+                    var total = totals[service] ?? Counter(packets: 0, bytes: 0)
+                    total.packets += counter.packets
+                    total.bytes += counter.bytes
+                    totals[service] = total
+                }
+            }
+        }
+        return totals
+    }
+}

@@ -1,0 +1,24 @@
+import ArgumentParser
+
+/// `run`'s flags for the node itself: the DNS listener interface, the admin socket, exit
+/// behaviour and drift repair.
+struct NodeOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("Dummy interface that carries the --dns-address addresses; created if absent.", valueName: "name"))
+    var dnsInterface = "mirror0"
+
+    @Option(help: ArgumentHelp("Unix socket `mirror-agent dump` reads the agent's state from (mode 0600).", valueName: "path"))
+    var adminSocket = AdminSocket.defaultPath
+
+    @Flag(help: "On SIGTERM/SIGINT remove the agent's nftables tables, the DNS addresses and the dummy interface. By default they stay, so traffic keeps flowing across an upgrade.")
+    var cleanupOnExit = false
+
+    @Option(help: ArgumentHelp("Seconds between checks that the kernel still holds the agent's rules; drift (someone editing or deleting the tables) is repaired and logged. 0 disables.", valueName: "seconds"))
+    var driftCheckInterval: Int = 30
+
+    func validate() throws {
+        guard !dnsInterface.isEmpty, dnsInterface.utf8.count < 16, !dnsInterface.contains("/"), !dnsInterface.contains(" ") else {
+            throw ValidationError("--dns-interface \(dnsInterface): not a valid interface name (1–15 characters, no '/' or spaces)")
+        }
+        guard driftCheckInterval >= 0 else { throw ValidationError("--drift-check-interval must be 0 (off) or a number of seconds") }
+    }
+}

@@ -1,0 +1,76 @@
+import Foundation
+import Sync
+
+/// The agent's live bookkeeping for `dump`, `/readyz` and `/metrics`: the last applied store
+/// and what each part did with it. Written by the update loop, read by the admin socket.
+actor StatusBoard {
+    /// Outcome counters and the last result of one part (DNS or nftables).
+    struct PartRecord: Sendable {
+        var enabled: Bool
+        var lastSync: Date?
+        var lastDuration: Duration?
+        var syncs = 0
+        var failures = 0
+        var lastError: String?
+        var detail: [String: String] = [:]
+    }
+
+    private let source: String
+    private let startedAt = Date()
+    private(set) var store = MirrorStore()
+    private(set) var ready = false
+    private var lastChange: Date?
+    private var updates = 0
+    private var feedError: String?
+    private(set) var parts: [String: PartRecord]
+
+    init(source: String, parts: [String: Bool]) {
+        self.source = source
+        self.parts = parts.mapValues { PartRecord(enabled: $0) }
+    }
+
+    func recordUpdate(_ store: MirrorStore) {
+        self.store = store
+        ready = true
+        lastChange = Date()
+        updates += 1
+    }
+
+    func recordSync(part: String, duration: Duration, error: (any Error)?) {
+        var record = parts[part] ?? PartRecord(enabled: true)
+        record.lastSync = Date()
+        record.lastDuration = duration
+        record.syncs += 1
+        if let error {
+            record.failures += 1
+            record.lastError = "\(error)"
+        } else {
+            record.lastError = nil
+        }
+        parts[part] = record
+    }
+
+    func recordDetail(part: String, _ key: String, _ value: String) {
+        parts[part, default: PartRecord(enabled: true)].detail[key] = value
+    }
+
+    func recordFeedError(_ error: String?) {
+        feedError = error
+    }
+
+    /// The whole status, with per-service counters read from the kernel now.
+    func snapshot(withKernelCounters: Bool) -> AgentStatus {
+        let counters = withKernelCounters && parts["nftables"]?.enabled == true ? AgentStatus.kernelCounters() : [:]
+        let (clusters, services) = AgentStatus.inventory(store, counters: counters)
+        func part(_ name: String) -> AgentStatus.Part {
+            let record = parts[name] ?? PartRecord(enabled: false)
+            return AgentStatus.Part(enabled: record.enabled, lastSync: record.lastSync,
+                                    lastDurationMilliseconds: record.lastDuration?.milliseconds, failures: record.failures,
+                                    lastError: record.lastError, detail: record.detail)
+        }
+        return AgentStatus(
+            agent: .init(pid: ProcessInfo.processInfo.processIdentifier, version: MirrorAgentCommand.configuration.version, startedAt: startedAt),
+            feed: .init(source: source, ready: ready, revision: store.revision, lastChange: lastChange, updates: updates, lastError: feedError),
+            clusters: clusters, services: services, dns: part("dns"), nftables: part("nftables"))
+    }
+}
