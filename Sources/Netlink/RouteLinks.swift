@@ -10,6 +10,8 @@ public struct RouteLinkError: Error, Equatable, CustomStringConvertible {
     public var reason: String
     /// True when the kernel refused for lack of CAP_NET_ADMIN.
     public var isPermissionDenied: Bool
+    /// True when the kernel lacks the feature (e.g. no `dummy` link driver).
+    public var isUnsupported = false
 
     public var description: String {
         var text = "\(call) failed for \(object): \(reason)"
@@ -131,6 +133,7 @@ public final class RouteLinks {
 
     private static func error(_ call: String, object: String, _ status: Int32) -> RouteLinkError {
         RouteLinkError(call: call, object: object, reason: String(cString: nl_geterror(status)),
-                       isPermissionDenied: status == -NLE_PERM || status == -NLE_NOACCESS)
+                       isPermissionDenied: status == -NLE_PERM || status == -NLE_NOACCESS,
+                       isUnsupported: status == -NLE_OPNOTSUPP)
     }
 }

@@ -76,8 +76,11 @@ public final class DNSServer: Sendable {
                 let tcpAddress = udpAddress
                 let limit = configuration.maximumTCPConnections
                 let idle = configuration.tcpIdleTimeout
+                // SO_REUSEPORT on TCP too: a second agent started during a rolling restart binds
+                // the same address before the first one lets go.
                 let tcp = try await ServerBootstrap(group: group)
                     .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                    .serverChannelOption(ChannelOptions.Types.SocketOption(level: .socket, name: NIOBSDSocket.Option(rawValue: SO_REUSEPORT)), value: 1)
                     .serverChannelInitializer { channel in
                         channel.eventLoop.makeCompletedFuture {
                             try channel.pipeline.syncOperations.addHandler(DNSTCPConnectionLimiter(maximum: limit))

@@ -23,6 +23,18 @@ enum AdminSocket {
         return decoder
     }
 
+    /// The inode of the socket file this process bound, so that on exit it removes only its
+    /// own socket and not the one a newer agent (rolling restart) has taken over.
+    static func inode(of path: String) -> UInt64? {
+        (try? FileManager.default.attributesOfItem(atPath: path))?[.systemFileNumber].flatMap { ($0 as? NSNumber)?.uint64Value }
+    }
+
+    /// Removes the socket file if it is still the one this process bound.
+    static func removeIfOwned(path: String, inode: UInt64?) {
+        guard let inode, Self.inode(of: path) == inode else { return }
+        try? FileManager.default.removeItem(atPath: path)
+    }
+
     /// Binds `path` (replacing a stale socket left by a killed agent) and serves `board`.
     static func serve(path: String, board: StatusBoard, logger: Logger) async throws -> Channel {
         let directory = (path as NSString).deletingLastPathComponent

@@ -18,11 +18,10 @@ final class NodeAgent: Sendable {
     private let parts: [Part]
     private let logger: Logger
 
-    init(source: String, parts: [Part], allParts: [String], logger: Logger) {
+    init(board: StatusBoard, parts: [Part], logger: Logger) {
+        self.board = board
         self.parts = parts
         self.logger = logger
-        let enabled = Set(parts.map(\.name))
-        board = StatusBoard(source: source, parts: Dictionary(uniqueKeysWithValues: allParts.map { ($0, enabled.contains($0)) }))
     }
 
     /// Applies one update to every part. A part that fails keeps its previous state (each
@@ -44,22 +43,36 @@ final class NodeAgent: Sendable {
     }
 
     /// Creates the dummy interface and puts the DNS listener addresses on it, so pods reach
-    /// the agent at a fixed link-local address (as with NodeLocal DNSCache).
-    static func setUpDNSInterface(_ name: String, addresses: [String], logger: Logger) throws {
-        guard !addresses.isEmpty else { return }
+    /// the agent at a fixed link-local address (as with NodeLocal DNSCache). On a kernel
+    /// without the `dummy` driver the addresses go on `lo` instead, with a warning.
+    ///
+    /// - Returns: the interface that carries the addresses.
+    @discardableResult
+    static func setUpDNSInterface(_ name: String, addresses: [String], logger: Logger) throws -> String {
+        guard !addresses.isEmpty else { return name }
         let links = try RouteLinks()
-        try links.ensureDummyLink(name)
-        for address in addresses {
-            try links.ensureAddress(address, on: name)
+        var interface = name
+        do {
+            try links.ensureDummyLink(name)
+        } catch let error as RouteLinkError where error.isUnsupported {
+            logger.warning("this kernel has no dummy link driver; putting the DNS addresses on lo instead",
+                           metadata: ["interface": "\(name)", "error": "\(error)"])
+            interface = "lo"
         }
-        logger.info("DNS interface ready", metadata: ["interface": "\(name)", "addresses": "\(addresses.joined(separator: ", "))"])
+        for address in addresses {
+            try links.ensureAddress(address, on: interface)
+        }
+        logger.info("DNS interface ready", metadata: ["interface": "\(interface)", "addresses": "\(addresses.joined(separator: ", "))"])
+        return interface
     }
 
     /// Removes what `setUpDNSInterface` created (`--cleanup-on-exit`).
-    static func tearDownDNSInterface(_ name: String, logger: Logger) {
+    static func tearDownDNSInterface(_ name: String, addresses: [String], logger: Logger) {
         do {
-            try RouteLinks().deleteLink(name)
-            logger.info("removed DNS interface", metadata: ["interface": "\(name)"])
+            let links = try RouteLinks()
+            try links.deleteLink(name)
+            for address in addresses { try links.removeAddress(address, from: "lo") }
+            logger.info("removed DNS interface and addresses", metadata: ["interface": "\(name)"])
         } catch {
             logger.error("could not remove DNS interface", metadata: ["interface": "\(name)", "error": "\(error)"])
         }

@@ -15,7 +15,7 @@ actor StatusBoard {
         var detail: [String: String] = [:]
     }
 
-    private let source: String
+    private var source: String
     private let startedAt = Date()
     private(set) var store = MirrorStore()
     private(set) var ready = false
@@ -27,6 +27,12 @@ actor StatusBoard {
     init(source: String, parts: [String: Bool]) {
         self.source = source
         self.parts = parts.mapValues { PartRecord(enabled: $0) }
+    }
+
+    /// Names the source and which parts run, once they are known.
+    func configure(source: String, parts enabled: [String: Bool]) {
+        self.source = source
+        for (name, on) in enabled { parts[name, default: PartRecord(enabled: on)].enabled = on }
     }
 
     func recordUpdate(_ store: MirrorStore) {

@@ -74,17 +74,19 @@ struct Run: AsyncParsableCommand {
             }
         }
         let rulesComponent = try rules.makeConsumer(logger: logger) as? RulesComponent
-        let dnsComponent = try await DNSComponent.start(options: dns, logger: logger)
+        let board = StatusBoard(source: "", parts: [:])
+        let upstreams = dns.upstream.joined(separator: ", ")
+        let dnsPart = dns.disabled ? nil : DeferredDNS(options: dns, logger: logger) { component in
+            await board.recordDetail(part: "dns", "listen", component.localAddresses.map { "\($0)" }.joined(separator: ", "))
+            await board.recordDetail(part: "dns", "upstreams", upstreams)
+        }
         // nftables first: a name is answered only once its ClusterIP is routed.
         var parts: [NodeAgent.Part] = []
         if let rulesComponent { parts.append(.init(name: "nftables", consumer: rulesComponent)) }
-        if let dnsComponent { parts.append(.init(name: "dns", consumer: dnsComponent)) }
+        if let dnsPart { parts.append(.init(name: "dns", consumer: dnsPart)) }
         let source = try feedClient.makeSource(feed: feed, logger: logger) ?? FileMirrorSource(path: try sourceLocation(), logger: logger)
-        let agent = NodeAgent(source: source.description, parts: parts, allParts: ["nftables", "dns"], logger: logger)
-        if let dnsComponent {
-            await agent.board.recordDetail(part: "dns", "listen", dnsComponent.localAddresses.map { "\($0)" }.joined(separator: ", "))
-            await agent.board.recordDetail(part: "dns", "upstreams", dns.upstream.joined(separator: ", "))
-        }
+        await board.configure(source: source.description, parts: ["nftables": rulesComponent != nil, "dns": dnsPart != nil])
+        let agent = NodeAgent(board: board, parts: parts, logger: logger)
 
         let admin: Channel?
         do {
@@ -95,7 +97,7 @@ struct Run: AsyncParsableCommand {
                            metadata: ["socket": "\(node.adminSocket)", "error": "\(error)"])
             admin = nil
         }
-        let signals = installSignalHandlers(rules: rulesComponent, logger: logger)
+        let signals = installSignalHandlers(rules: rulesComponent, dns: dnsPart, adminInode: AdminSocket.inode(of: node.adminSocket), logger: logger)
         defer { signals.forEach { $0.cancel() } }
 
         try await withThrowingTaskGroup(of: Void.self) { group in
@@ -131,9 +133,10 @@ struct Run: AsyncParsableCommand {
 
     /// SIGTERM/SIGINT: leave the rules in place (default) or remove everything the agent
     /// created (--cleanup-on-exit), remove the admin socket, exit 0.
-    private func installSignalHandlers(rules: RulesComponent?, logger: Logger) -> [DispatchSourceSignal] {
+    private func installSignalHandlers(rules: RulesComponent?, dns: DeferredDNS?, adminInode: UInt64?, logger: Logger) -> [DispatchSourceSignal] {
         let cleanup = node.cleanupOnExit
         let interface = node.dnsInterface
+        let addresses = self.rules.dnsAddresses
         let socket = node.adminSocket
         return [SIGTERM, SIGINT].map { (number: Int32) -> DispatchSourceSignal in
             signal(number, SIG_IGN)
@@ -142,6 +145,10 @@ struct Run: AsyncParsableCommand {
                 Task {
                     logger.info("shutting down", metadata: ["signal": "\(number == SIGTERM ? "SIGTERM" : "SIGINT")",
                                                             "rules": "\(cleanup ? "removing" : "left in the kernel")"])
+                    // Listeners first, so a second agent sharing the port takes every new
+                    // query; then a moment for answers already in flight.
+                    await dns?.shutdown()
+                    try? await Task.sleep(for: .milliseconds(300))
                     if cleanup {
                         if let rules {
                             do {
@@ -151,9 +158,9 @@ struct Run: AsyncParsableCommand {
                                 logger.error("could not remove nftables tables", metadata: ["error": "\(error)"])
                             }
                         }
-                        NodeAgent.tearDownDNSInterface(interface, logger: logger)
+                        NodeAgent.tearDownDNSInterface(interface, addresses: addresses, logger: logger)
                     }
-                    try? FileManager.default.removeItem(atPath: socket)
+                    AdminSocket.removeIfOwned(path: socket, inode: adminInode)
                     Foundation.exit(0)
                 }
             }

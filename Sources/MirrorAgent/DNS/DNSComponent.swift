@@ -19,12 +19,23 @@ final class DNSComponent: MirrorConsumer {
     }
 
     /// Binds the DNS listeners described by `options`; nil when DNS is disabled.
-    static func start(options: DNSOptions, logger: Logger) async throws -> DNSComponent? {
+    ///
+    /// With `initial`, the listeners open already holding its records: during a rolling
+    /// restart the new agent shares the port (SO_REUSEPORT) and must never answer a mirrored
+    /// name from an empty table (it would forward it, and the upstream says NXDOMAIN).
+    static func start(options: DNSOptions, initial: MirrorUpdate? = nil, logger: Logger) async throws -> DNSComponent? {
         guard !options.disabled else { return nil }
         let configuration = DNSServerConfiguration(listen: try options.listenAddresses(), access: try options.accessList(),
                                                    forwarding: DNSForwardingConfiguration(upstreams: try options.upstreamAddresses()))
-        let server = try await DNSServer.start(configuration: configuration, table: nil, group: .singleton, logger: logger)
+        let table = try initial.map { try DNSRecordTable(DNSRecordTranslator.content(for: $0.store, ttl: options.ttl)) }
+        let server = try await DNSServer.start(configuration: configuration, table: table, group: .singleton, logger: logger)
         return DNSComponent(server: server, ttl: options.ttl, logger: logger)
+    }
+
+    /// Closes the listeners: the kernel then steers new queries to the other agent sharing
+    /// the port (rolling restart) instead of to a process about to exit.
+    func close() async {
+        await server.close()
     }
 
     /// The bound addresses (ports resolved).

@@ -1,0 +1,100 @@
+# Shared by scripts/demo.sh and e2e/run.sh: start and stop the pieces of the two-cluster
+# system inside the namespaces e2e/topology.sh builds. Source it; set BIN (the mirror-agent
+# binary) and WORK (a scratch directory) first.
+
+PREFIX=${PREFIX:-ma-}
+NODE=${PREFIX}london-node
+POD=${PREFIX}london-pod
+DNS_ADDRESS=169.254.20.11
+FEED_PORT=8443
+UPSTREAM=127.0.0.1:5354
+
+# Shorthands for foreground commands. Background processes are started with `ip netns exec`
+# directly, so that $! is the process itself (ip execs it) and can be signalled.
+node() { ip netns exec "$NODE" "$@"; }
+pod() { ip netns exec "$POD" "$@"; }
+
+# A real unbound as the cluster's own DNS, answering names the agent does not own.
+start_upstream() {
+  cat >"$WORK/unbound.conf" <<CONF
+server:
+  interface: ${UPSTREAM%:*}@${UPSTREAM#*:}
+  do-daemonize: no
+  use-syslog: no
+  username: ""
+  chroot: ""
+  directory: "$WORK"
+  pidfile: ""
+  access-control: 127.0.0.0/8 allow
+  do-not-query-localhost: no
+  # No internet here: unbound is authoritative for everything, like a cluster DNS that
+  # knows the local services and answers NXDOMAIN for the rest.
+  local-zone: "." static
+  local-data: "www.example.org. 300 IN A 192.0.2.80"
+  local-data: "kubernetes.default.svc.cluster.local. 30 IN A 10.96.0.1"
+CONF
+  ip netns exec "$NODE" unbound -c "$WORK/unbound.conf" >"$WORK/unbound.log" 2>&1 &
+  echo $! >"$WORK/unbound.pid"
+  wait_for "unbound" node dig +short +time=1 +tries=1 -p "${UPSTREAM#*:}" @"${UPSTREAM%:*}" www.example.org
+}
+
+# Certificates from one CA: the feed's server certificate and the agent's client certificate.
+make_certs() {
+  local dir=$WORK/tls
+  mkdir -p "$dir"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj "/CN=mirror-agent demo CA" \
+    -keyout "$dir/ca.key" -out "$dir/ca.crt" 2>/dev/null
+  for who in feed agent; do
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=mirror-$who" \
+      -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" -keyout "$dir/$who.key" -out "$dir/$who.csr" 2>/dev/null
+    openssl x509 -req -in "$dir/$who.csr" -CA "$dir/ca.crt" -CAkey "$dir/ca.key" -CAcreateserial -days 2 \
+      -copy_extensions copy -out "$dir/$who.crt" 2>/dev/null
+  done
+}
+
+start_feed() {
+  ip netns exec "$NODE" "$BIN" feed --source "file:$WORK/state.yaml" --listen "127.0.0.1:$FEED_PORT" --poll-interval 100 \
+    --tls-cert "$WORK/tls/feed.crt" --tls-key "$WORK/tls/feed.key" --client-ca "$WORK/tls/ca.crt" >>"$WORK/feed.log" 2>&1 &
+  echo $! >"$WORK/feed.pid"
+  wait_for "the feed" node bash -c "exec 3<>/dev/tcp/127.0.0.1/$FEED_PORT"
+}
+
+stop_feed() {
+  kill "$(cat "$WORK/feed.pid")" 2>/dev/null || true
+  wait "$(cat "$WORK/feed.pid")" 2>/dev/null || true
+  wait_for "the feed's port to close" bash -c "! ip netns exec $NODE ss -Hltn 'sport = :$FEED_PORT' | grep -q ."
+}
+
+# start_agent NAME: one agent; several may run at once during a restart (SO_REUSEPORT).
+start_agent() {
+  ip netns exec "$NODE" "$BIN" run --feed "https://127.0.0.1:$FEED_PORT" \
+    --tls-cert "$WORK/tls/agent.crt" --tls-key "$WORK/tls/agent.key" --ca "$WORK/tls/ca.crt" \
+    --state-dir "$WORK/agent-state" --admin-socket "$WORK/admin.sock" \
+    --dns-address "$DNS_ADDRESS" --dns-listen "$DNS_ADDRESS:53" --upstream "$UPSTREAM" \
+    --drift-check-interval 2 >>"$WORK/agent-$1.log" 2>&1 &
+  echo $! >"$WORK/agent-$1.pid"
+  wait_for "the agent's DNS" pod dig +short +time=1 +tries=1 @"$DNS_ADDRESS" dns-version.clusterset.local TXT
+  wait_for "the agent's rules" node "$BIN" dump --admin-socket "$WORK/admin.sock" -o json
+}
+
+stop_agent() {
+  kill -TERM "$(cat "$WORK/agent-$1.pid")" 2>/dev/null || true
+  wait "$(cat "$WORK/agent-$1.pid")" 2>/dev/null || true
+}
+
+# set_state SED_EXPRESSION: edit the feed's state file in place (atomically, as an editor would).
+set_state() {
+  sed -e "$1" "$WORK/state.yaml" >"$WORK/state.yaml.new"
+  mv "$WORK/state.yaml.new" "$WORK/state.yaml"
+}
+
+# wait_for WHAT COMMAND...: retries for up to 10 s.
+wait_for() {
+  local what=$1; shift
+  for _ in $(seq 1 100); do
+    if "$@" >/dev/null 2>&1; then return 0; fi
+    sleep 0.1
+  done
+  echo "timed out waiting for $what" >&2
+  return 1
+}

@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# End-to-end test of the whole system on one machine: london-pod -> london-node (agent + feed)
+# -> paris/berlin gateways -> pods, in network namespaces (e2e/topology.sh). Real clients only:
+# dig, glibc getent (through the pod's Kubernetes-style resolv.conf), curl. Needs root.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" -ne 0 ]; then echo "e2e: skipped (needs root for network namespaces and nftables)"; exit 0; fi
+BIN=$(realpath "${BIN:-.build/debug/mirror-agent}")
+export PREFIX=${PREFIX:-e2e-}
+WORK=$(mktemp -d /tmp/mirror-e2e.XXXXXX)
+source e2e/lib.sh
+
+cleanup() {
+  for pidfile in "$WORK"/*.pid; do [ -e "$pidfile" ] && kill "$(cat "$pidfile")" 2>/dev/null || true; done
+  e2e/topology.sh down >/dev/null 2>&1 || true
+  if [ "${failures:-1}" -ne 0 ]; then
+    echo "--- logs (kept in $WORK)"; tail -n 30 "$WORK"/*.log || true
+  else
+    rm -rf "$WORK"
+  fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+failures=0 passed=0
+pass() { echo "ok    $1"; passed=$((passed + 1)); }
+fail() { echo "FAIL  $1: $2"; failures=$((failures + 1)); }
+# expect NAME WANT COMMAND...: the command's output must contain WANT.
+expect() {
+  local name=$1 want=$2; shift 2
+  local got
+  got=$("$@" 2>&1) || true
+  if [[ "$got" == *"$want"* ]]; then pass "$name"; else fail "$name" "wanted '$want', got '$got'"; fi
+}
+
+e2e/topology.sh up >/dev/null
+cp examples/two-clusters.yaml "$WORK/state.yaml"
+make_certs
+start_upstream
+start_feed
+start_agent a
+wait_for "the first state" bash -c "ip netns exec $NODE $BIN dump --admin-socket $WORK/admin.sock -o json | grep -q '\"ready\":true'"
+
+echo "== DNS from the pod (glibc and dig)"
+expect "getent resolves the short name through the search path" "10.112.0.10     bar-paris.default.svc.cluster.local" pod getent hosts bar-paris
+expect "getent resolves the namespace-qualified name" "10.112.0.11" pod getent hosts baz-paris.default
+expect "dig A of a mirrored name" "10.112.0.10" pod dig +short bar-paris.default.svc.cluster.local
+expect "dig AAAA of a v4-only mirrored name is NODATA with the SOA" "status: NOERROR" pod dig bar-paris.default.svc.cluster.local AAAA
+expect "NODATA carries no answer" "ANSWER: 0, AUTHORITY: 1" pod dig bar-paris.default.svc.cluster.local AAAA
+expect "below a mirrored name is NXDOMAIN" "status: NXDOMAIN" pod dig nope.bar-paris.default.svc.cluster.local
+expect "SRV for the named port" "0 100 80 bar-paris.default.svc.cluster.local." pod dig +short _http._tcp.bar-paris.default.svc.cluster.local SRV
+expect "PTR for the ClusterIP" "bar-paris.default.svc.cluster.local." pod dig +short -x 10.112.0.10
+expect "a non-mirrored name is answered by the upstream (unbound)" "192.0.2.80" pod dig +short www.example.org
+expect "a cluster name not mirrored goes upstream through the search path" "10.96.0.1" pod getent hosts kubernetes.default
+
+echo "== traffic"
+expect "gateway mode: curl reaches paris through its gateway" "greetings from paris" pod curl -sS --max-time 3 http://bar-paris/
+expect "remote-discovery: curl reaches the paris pod directly" "greetings from paris" pod curl -sS --max-time 3 http://baz-paris/
+seen=""
+for _ in $(seq 1 30); do seen+=$(pod curl -sS --max-time 3 http://web-federated/ 2>&1 || true); done
+if [[ "$seen" == *paris* && "$seen" == *berlin* ]]; then pass "federated: repeated connections reach both clusters"; else fail "federated spreading" "$seen"; fi
+
+echo "== the feed drives traffic"
+set_state 's/alive: true}\(.*\)$/alive: true}\1/; /name: paris/,/masquerade/ s/alive: true/alive: false/'
+wait_for "paris marked dead" bash -c "ip netns exec $NODE $BIN dump --admin-socket $WORK/admin.sock | grep -q 'paris.*NO'"
+start=$(date +%s%N)
+if pod curl -sS --max-time 5 http://bar-paris/ >/dev/null 2>&1; then fail "dead gateway" "bar-paris still answered"; else
+  elapsed=$(( ($(date +%s%N) - start) / 1000000 ))
+  if [ "$elapsed" -lt 1000 ]; then pass "dead gateway: bar-paris refused at once (${elapsed} ms)"; else fail "dead gateway" "took ${elapsed} ms (black-holed?)"; fi
+fi
+expect "remote-discovery ignores the gateway's death" "greetings from paris" pod curl -sS --max-time 3 http://baz-paris/
+set_state '/name: paris/,/masquerade/ s/alive: false/alive: true/'
+wait_for "paris alive again" pod curl -sS --max-time 1 http://bar-paris/
+expect "gateway alive again: bar-paris answers" "greetings from paris" pod curl -sS --max-time 3 http://bar-paris/
+cat >>"$WORK/state.yaml.add" <<'YAML'
+  - name: qux
+    namespace: default
+    cluster: berlin
+    mode: gateway
+    ips: ["10.112.0.13"]
+    ports: [{name: http, protocol: TCP, port: 80, targetPort: 8080}]
+YAML
+cat "$WORK/state.yaml" "$WORK/state.yaml.add" >"$WORK/state.yaml.new" && mv "$WORK/state.yaml.new" "$WORK/state.yaml"
+wait_for "qux-berlin in DNS" bash -c "ip netns exec $POD dig +short qux-berlin.default.svc.cluster.local | grep -q 10.112.0.13"
+expect "a new service from the feed resolves and routes" "greetings from berlin" pod curl -sS --max-time 3 http://qux-berlin/
+
+echo "== bad input keeps the last good state"
+cp "$WORK/state.yaml" "$WORK/state.good"
+set_state 's/mode: remote-discovery/mode: flat/'
+sleep 1
+expect "after an invalid edit, DNS still answers" "10.112.0.11" pod dig +short baz-paris.default.svc.cluster.local
+expect "after an invalid edit, traffic still flows" "greetings from paris" pod curl -sS --max-time 3 http://baz-paris/
+cp "$WORK/state.good" "$WORK/state.yaml"
+
+echo "== drift repair"
+node nft delete table ip mirror-agent
+wait_for "drift repaired" pod curl -sS --max-time 1 http://bar-paris/
+expect "deleted tables are restored by the agent" "greetings from paris" pod curl -sS --max-time 3 http://bar-paris/
+
+echo "== the feed stopped"
+stop_feed
+sleep 1
+expect "feed down: DNS unchanged" "10.112.0.10" pod dig +short bar-paris.default.svc.cluster.local
+expect "feed down: traffic unchanged" "greetings from paris" pod curl -sS --max-time 3 http://bar-paris/
+
+echo "== agent restart (feed still down: the new agent starts from its persisted state)"
+probe_failures=0 probes=0
+# Probe DNS (dig, one try each: any lost query counts; a mirrored and a forwarded name) and
+# HTTP continuously while a second agent starts and the first one stops, until well after
+# the handover.
+( while [ ! -e "$WORK/probe.stop" ]; do
+    [ "$(pod dig +tries=1 +time=1 +short bar-paris.default.svc.cluster.local 2>&1)" = 10.112.0.10 ] || echo "dns mirrored $(date +%T.%N)" >>"$WORK/probe.failures"
+    [ "$(pod dig +tries=1 +time=1 +short www.example.org 2>&1)" = 192.0.2.80 ] || echo "dns forwarded $(date +%T.%N)" >>"$WORK/probe.failures"
+    pod curl -sS --max-time 2 http://bar-paris/ >/dev/null 2>&1 || echo "http $(date +%T.%N)" >>"$WORK/probe.failures"
+    echo >>"$WORK/probe.count"
+  done ) &
+probe=$!
+sleep 0.5
+start_agent b
+stop_agent a
+sleep 2
+touch "$WORK/probe.stop"
+wait $probe
+probes=$(wc -l <"$WORK/probe.count")
+[ -f "$WORK/probe.failures" ] && probe_failures=$(wc -l <"$WORK/probe.failures")
+if kill -0 "$(cat "$WORK/agent-b.pid")" 2>/dev/null; then pass "the second agent runs beside the first (SO_REUSEPORT)"; else fail "second agent" "exited: $(tail -n 3 "$WORK/agent-b.log")"; fi
+if [ "$probe_failures" -eq 0 ]; then pass "no failed DNS query or request across the restart ($probes rounds of 2 dig + curl)"; else fail "restart" "$probe_failures failed probes: $(sort "$WORK/probe.failures" | uniq -c | tr '\n' ' ')"; fi
+expect "the restarted agent answers dump" "bar-paris.default.svc.cluster.local" node "$BIN" dump --admin-socket "$WORK/admin.sock"
+expect "the restarted agent kept the rules (empty batch)" "batch=empty" grep -h "nftables in sync" "$WORK/agent-b.log"
+
+echo "== feed back"
+start_feed
+set_state 's/ips: \["10.112.0.13"\]/ips: ["10.112.0.14"]/'
+wait_for "the change after the feed came back" bash -c "ip netns exec $POD dig +short qux-berlin.default.svc.cluster.local | grep -q 10.112.0.14"
+expect "the agent resumed from the feed" "greetings from berlin" pod curl -sS --max-time 3 http://qux-berlin/
+expect "dump --nft reads the kernel" "10.112.0.14 tcp/80 -> 10.99.2.2:4143" node "$BIN" dump --nft
+
+echo
+echo "e2e: $passed passed, $failures failed"
+[ "$failures" -eq 0 ]
