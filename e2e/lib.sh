@@ -73,8 +73,10 @@ start_agent() {
     --dns-address "$DNS_ADDRESS" --dns-listen "$DNS_ADDRESS:53" --upstream "$UPSTREAM" \
     --drift-check-interval 2 >>"$WORK/agent-$1.log" 2>&1 &
   echo $! >"$WORK/agent-$1.pid"
-  wait_for "the agent's DNS" pod dig +short +time=1 +tries=1 @"$DNS_ADDRESS" dns-version.clusterset.local TXT
-  wait_for "the agent's rules" node "$BIN" dump --admin-socket "$WORK/admin.sock" -o json
+  # Ready when this agent (not another one sharing the port) has programmed its rules and
+  # opened DNS with its records.
+  wait_for "agent $1's rules" grep -q "nftables in sync" "$WORK/agent-$1.log"
+  wait_for "agent $1's DNS" grep -q "DNS records loaded" "$WORK/agent-$1.log"
 }
 
 stop_agent() {
