@@ -42,6 +42,12 @@ start_feed
 start_agent a
 wait_for "the first state" bash -c "ip netns exec $NODE $BIN dump --admin-socket $WORK/admin.sock -o json | grep -q '\"ready\":true'"
 
+echo "== probes and metrics"
+expect "/healthz answers" "ok" node curl -sS http://127.0.0.1:9153/healthz
+expect "/readyz is ready once the first state is applied" "ready" node curl -sS http://127.0.0.1:9153/readyz
+expect "/metrics exposes the revision" "mirror_agent_revision 1" node curl -sS http://127.0.0.1:9153/metrics
+expect "/metrics counts syncs per part" 'mirror_agent_syncs_total{part="nftables"} 1' node curl -sS http://127.0.0.1:9153/metrics
+
 echo "== DNS from the pod (glibc and dig)"
 expect "getent resolves the short name through the search path" "10.112.0.10     bar-paris.default.svc.cluster.local" pod getent hosts bar-paris
 expect "getent resolves the namespace-qualified name" "10.112.0.11" pod getent hosts baz-paris.default

@@ -13,5 +13,7 @@ echo "== deploy manifests"
 scripts/validate-deploy.sh | { grep -v "^INFO" || true; }
 echo "== tests"
 swift test --no-parallel
+echo "== end-to-end (network namespaces, real dig/getent/curl/unbound)"
+e2e/run.sh
 echo "== fuzz (brief)"
 fuzz/run.sh 15

@@ -1,4 +1,6 @@
 import ArgumentParser
+import Foundation
+import NIOCore
 
 /// `run`'s flags for the node itself: the DNS listener interface, the admin socket, exit
 /// behaviour and drift repair.
@@ -12,6 +14,9 @@ struct NodeOptions: ParsableArguments {
     @Flag(help: "On SIGTERM/SIGINT remove the agent's nftables tables, the DNS addresses and the dummy interface. By default they stay, so traffic keeps flowing across an upgrade.")
     var cleanupOnExit = false
 
+    @Option(help: ArgumentHelp("Address for /healthz, /readyz (ready once the first state is applied) and /metrics (Prometheus). Off when not given.", valueName: "addr:port"))
+    var httpListen: String?
+
     @Option(help: ArgumentHelp("Seconds between checks that the kernel still holds the agent's rules; drift (someone editing or deleting the tables) is repaired and logged. 0 disables.", valueName: "seconds"))
     var driftCheckInterval: Int = 30
 
@@ -19,6 +24,22 @@ struct NodeOptions: ParsableArguments {
         guard !dnsInterface.isEmpty, dnsInterface.utf8.count < 16, !dnsInterface.contains("/"), !dnsInterface.contains(" ") else {
             throw ValidationError("--dns-interface \(dnsInterface): not a valid interface name (1–15 characters, no '/' or spaces)")
         }
+        if let httpListen { _ = try httpAddress(httpListen) }
         guard driftCheckInterval >= 0 else { throw ValidationError("--drift-check-interval must be 0 (off) or a number of seconds") }
+    }
+}
+
+extension NodeOptions {
+    /// Parses `addr:port` / `[v6]:port`.
+    func httpAddress(_ text: String) throws -> SocketAddress {
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (0...65535).contains(port) else {
+            throw ValidationError("--http-listen \(text): expected ADDRESS:PORT, e.g. 127.0.0.1:9153")
+        }
+        let host = text[..<colon].trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
+        do {
+            return try SocketAddress(ipAddress: host, port: port)
+        } catch {
+            throw ValidationError("--http-listen \(text): \(host) is not an IP address")
+        }
     }
 }

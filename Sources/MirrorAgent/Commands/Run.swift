@@ -97,6 +97,15 @@ struct Run: AsyncParsableCommand {
                            metadata: ["socket": "\(node.adminSocket)", "error": "\(error)"])
             admin = nil
         }
+        var health: Channel?
+        if let httpListen = node.httpListen {
+            do {
+                health = try await HealthEndpoint.serve(on: try node.httpAddress(httpListen), board: board, logger: logger)
+            } catch {
+                printError("mirror-agent run: cannot serve --http-listen \(httpListen): \(error)")
+                throw ExitCode(1)
+            }
+        }
         let signals = installSignalHandlers(rules: rulesComponent, dns: dnsPart, adminInode: AdminSocket.inode(of: node.adminSocket), logger: logger)
         defer { signals.forEach { $0.cancel() } }
 
@@ -114,6 +123,7 @@ struct Run: AsyncParsableCommand {
             group.cancelAll()
         }
         try? await admin?.close()
+        try? await health?.close()
     }
 
     /// Periodically re-reads the kernel and repairs what someone else changed.
