@@ -8,7 +8,8 @@
 #
 # dnsperf sends at a fixed rate (RATE qps for DURATION s per run). Server CPU per query comes
 # from the server's utime+stime in /proc/PID/stat around the run; latencies from dnsperf -v.
-# Usage: bench/dns.sh            (env: RATE=20000 DURATION=10 NAMES=10000 FORWARDED=5000)
+# Usage: bench/dns.sh   (env: RATE=20000 DURATION=10 NAMES=10000 FORWARDED=5000 THREADS=<cores>)
+# THREADS is both unbound's num-threads and mirror-agent's --dns-threads (dnsmasq has one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/opt/swift/usr/bin:$PATH"
@@ -16,6 +17,7 @@ RATE="${RATE:-20000}"
 DURATION="${DURATION:-10}"
 NAMES="${NAMES:-10000}"
 FORWARDED="${FORWARDED:-5000}"
+THREADS="${THREADS:-$(nproc)}"
 AGENT_PORT=25400 UNBOUND_PORT=25401 UPSTREAM_PORT=25402 DNSMASQ_PORT=25403
 
 for tool in dnsperf unbound dnsmasq; do
@@ -58,7 +60,7 @@ server:
   chroot: ""
   directory: "$work"
   pidfile: ""
-  num-threads: 2
+  num-threads: $THREADS
   so-reuseport: yes
   access-control: 127.0.0.0/8 allow
   verbosity: 0
@@ -86,7 +88,7 @@ unbound -d -c "$work/unbound-upstream.conf" >"$work/unbound-upstream.log" 2>&1 &
 dnsmasq -k --port="$DNSMASQ_PORT" --listen-address=127.0.0.1 --bind-interfaces --no-resolv --no-hosts \
   --server="127.0.0.1#$UPSTREAM_PORT" --cache-size=10000 --pid-file= --user=root >"$work/dnsmasq.log" 2>&1 & dnsmasq_pid=$!; pids+=("$dnsmasq_pid")
 "$agent_bin" run --feed "file:$work/state.yaml" --dns-listen "127.0.0.1:$AGENT_PORT" --upstream "127.0.0.1:$UPSTREAM_PORT" \
-  --log-level warning >"$work/agent.log" 2>&1 & agent_pid=$!; pids+=("$agent_pid")
+  --dns-threads "$THREADS" --log-level warning >"$work/agent.log" 2>&1 & agent_pid=$!; pids+=("$agent_pid")
 
 wait_ready() { # port name
   for _ in $(seq 1 200); do
@@ -127,7 +129,7 @@ dnsperf -s 127.0.0.1 -p "$UNBOUND_PORT" -d "$work/mirrored.txt" -n 1 -Q "$RATE" 
 dnsperf -s 127.0.0.1 -p "$AGENT_PORT" -d "$work/forwarded.txt" -n 1 -Q 5000 >/dev/null 2>&1 || true
 dnsperf -s 127.0.0.1 -p "$DNSMASQ_PORT" -d "$work/forwarded.txt" -n 1 -Q 5000 >/dev/null 2>&1 || true
 
-echo "== measuring: ${RATE} qps for ${DURATION} s per run"
+echo "== measuring: ${RATE} qps for ${DURATION} s per run, ${THREADS} server thread(s)"
 : > "$work/results"
 run "mirrored/unbound" "$unbound_pid" "$UNBOUND_PORT" "$work/mirrored.txt"
 run "mirrored/mirror-agent" "$agent_pid" "$AGENT_PORT" "$work/mirrored.txt"

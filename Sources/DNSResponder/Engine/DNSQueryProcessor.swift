@@ -5,15 +5,17 @@ struct DNSForwardRequest {
     var query: DNSQueryView
     /// The client's question section, as asked (name, type, class).
     var question: [UInt8]
-    /// The cache key: the question lower-cased, plus the DO and CD bits.
+    /// The cache key (see ``DNSCacheKey``) and its hash.
     var key: [UInt8]
+    var keyHash: UInt64
     var overTCP: Bool
 }
 
 /// The decision for one received packet.
 enum DNSProcessResult {
     case reply(ByteBuffer)
-    case forward(DNSForwardRequest)
+    /// Not ours: the query to forward (read from the same packet).
+    case forward(DNSQueryView)
     case drop
 }
 
@@ -48,7 +50,7 @@ struct DNSQueryProcessor {
 
         switch table.match(packet, start: DNSLimits.headerSize, length: query.nameLength, labelCount: query.labelCount) {
         case .notOwned:
-            return .forward(Self.forwardRequest(query, packet: packet, overTCP: overTCP))
+            return .forward(query)
         case .below(let zone):
             guard Self.isAnswerableClass(query) else { return .reply(DNSResponseWriter.bare(query, packet: packet, rcode: .refused, allocator: allocator)) }
             return .reply(DNSResponseWriter.authoritative(query, packet: packet, rcode: .nameError, table: table, answer: nil, zone: zone,
@@ -71,10 +73,7 @@ struct DNSQueryProcessor {
     }
 
     static func forwardRequest(_ query: DNSQueryView, packet: UnsafeRawBufferPointer, overTCP: Bool) -> DNSForwardRequest {
-        let question = Array(packet[DNSLimits.headerSize..<query.questionEnd])
-        var key = question
-        for index in 0..<query.nameLength { key[index] = DNSName.lowercase(key[index]) }
-        key.append(UInt8((query.edns?.dnssecOK ?? false) ? 1 : 0) | UInt8(query.flags & DNSHeader.cdBit != 0 ? 2 : 0))
-        return DNSForwardRequest(query: query, question: question, key: key, overTCP: overTCP)
+        DNSForwardRequest(query: query, question: Array(packet[DNSLimits.headerSize..<query.questionEnd]),
+                          key: DNSCacheKey.bytes(packet, query: query), keyHash: DNSCacheKey.hash(packet, query: query), overTCP: overTCP)
     }
 }

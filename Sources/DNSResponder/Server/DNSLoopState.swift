@@ -15,12 +15,30 @@ final class DNSLoopState {
         self.forwarder = forwarder
     }
 
-    /// Decides what to do with one received message.
+    /// What to do with one received message.
+    enum Action {
+        case reply(ByteBuffer)
+        case forward(DNSForwardRequest)
+        case drop
+    }
+
+    /// Decides what to do with one received message: an answer from the table or the
+    /// cache is ready at once; anything else goes upstream.
     @inline(__always)
-    func process(_ packet: ByteBuffer, source: SocketAddress?, overTCP: Bool, allocator: ByteBufferAllocator) -> DNSProcessResult {
+    func process(_ packet: ByteBuffer, source: SocketAddress?, overTCP: Bool, allocator: ByteBufferAllocator) -> Action {
         let table = self.table
-        return packet.withUnsafeReadableBytes {
-            processor.process($0, source: source, overTCP: overTCP, table: table, allocator: allocator)
+        return packet.withUnsafeReadableBytes { bytes -> Action in
+            switch processor.process(bytes, source: source, overTCP: overTCP, table: table, allocator: allocator) {
+            case .reply(let response):
+                return .reply(response)
+            case .drop:
+                return .drop
+            case .forward(let query):
+                if let cached = forwarder.cachedResponse(bytes, query: query, overTCP: overTCP, allocator: allocator) {
+                    return .reply(cached)
+                }
+                return .forward(DNSQueryProcessor.forwardRequest(query, packet: bytes, overTCP: overTCP))
+            }
         }
     }
 }

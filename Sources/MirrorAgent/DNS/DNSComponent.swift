@@ -23,7 +23,8 @@ final class DNSComponent: MirrorConsumer {
         guard !options.disabled else { return nil }
         let configuration = DNSServerConfiguration(listen: try options.listenAddresses(), access: try options.accessList(),
                                                    forwarding: DNSForwardingConfiguration(upstreams: try options.upstreamAddresses()))
-        let server = try await DNSServer.start(configuration: configuration, table: nil, group: .singleton, logger: logger)
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: options.threads)
+        let server = try await DNSServer.start(configuration: configuration, table: nil, group: group, logger: logger)
         return DNSComponent(server: server, ttl: options.ttl, logger: logger)
     }
 
@@ -31,9 +32,12 @@ final class DNSComponent: MirrorConsumer {
     var localAddresses: [SocketAddress] { server.localAddresses }
 
     func apply(_ update: MirrorUpdate) async throws {
+        let clock = ContinuousClock()
+        let started = clock.now
         let content = try DNSRecordTranslator.content(for: update.store, ttl: ttl)
         let table = try DNSRecordTable(content)
         server.replaceTable(table)
-        logger.info("DNS records updated", metadata: ["revision": "\(update.store.revision)", "names": "\(table.nameCount)"])
+        logger.info("DNS records updated", metadata: ["revision": "\(update.store.revision)", "names": "\(table.nameCount)",
+                                                      "build": "\(clock.now - started)"])
     }
 }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import DNSResponder
 import NIOCore
+import NIOPosix
 
 /// The `run` flags for the DNS responder.
 struct DNSOptions: ParsableArguments {
@@ -19,11 +20,16 @@ struct DNSOptions: ParsableArguments {
     @Option(help: ArgumentHelp("TTL in seconds of answers for mirrored names (negative answers: at most 5).", valueName: "seconds"))
     var ttl: UInt32 = 5
 
+    @Option(name: .customLong("dns-threads"),
+            help: ArgumentHelp("Event loop threads serving DNS, each with its own UDP socket (default: one per CPU core).", valueName: "n"))
+    var threads: Int = System.coreCount
+
     @Flag(name: .customLong("no-dns"), help: "Do not serve DNS (nftables only).")
     var disabled = false
 
     func validate() throws {
         guard !disabled else { return }
+        guard (1...256).contains(threads) else { throw ValidationError("--dns-threads \(threads): expected 1 to 256") }
         _ = try listenAddresses()
         _ = try upstreamAddresses()
         _ = try accessList()
