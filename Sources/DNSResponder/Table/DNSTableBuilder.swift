@@ -89,17 +89,77 @@ struct DNSTableBuilder {
 
     /// Encodes `records` as the answer section of a response to a question for `name`
     /// starting at byte 12, and appends the bytes after that question to the arena.
+    ///
+    /// Owner names are the pointer `0xC00C`; names in CNAME, PTR, NS and SOA data point at
+    /// the longest suffix they share with the question (the only earlier name there is), so
+    /// no per-answer compression table is needed.
     private static func appendAnswers(_ records: [DNSRecord], type: DNSRecordType, name: DNSName, to arena: inout [UInt8]) throws -> DNSRecordTable.RRSet {
-        var writer = DNSMessageWriter()
-        writer.append([UInt8](repeating: 0, count: DNSLimits.headerSize))
-        try writer.append(name, compress: true)
-        writer.append(UInt32(0))
-        let prefix = writer.bytes.count
-        for record in records { try writer.append(record) }
         guard records.count <= 65535 else { throw DNSWireError.messageTooLarge }
-        let answer = writer.bytes[prefix...]
-        defer { arena.append(contentsOf: answer) }
-        return DNSRecordTable.RRSet(type: type.rawValue, count: UInt16(records.count), offset: arena.count, length: answer.count)
+        let start = arena.count
+        for record in records {
+            arena.append(contentsOf: [0xC0, 0x0C, UInt8(record.type.rawValue >> 8), UInt8(record.type.rawValue & 0xFF),
+                                      UInt8(record.class.rawValue >> 8), UInt8(record.class.rawValue & 0xFF)])
+            appendU32(record.ttl, to: &arena)
+            let lengthOffset = arena.count
+            arena.append(contentsOf: [0, 0])
+            switch record.data {
+            case .a(let bytes), .aaaa(let bytes), .opaque(_, let bytes):
+                arena.append(contentsOf: bytes)
+            case .cname(let target), .ptr(let target), .ns(let target):
+                appendName(target, question: name, to: &arena)
+            case let .srv(priority, weight, port, target):
+                for value in [priority, weight, port] { arena.append(contentsOf: [UInt8(value >> 8), UInt8(value & 0xFF)]) }
+                arena.append(contentsOf: target.wire)
+            case .soa(let soa):
+                appendName(soa.primaryServer, question: name, to: &arena)
+                appendName(soa.mailbox, question: name, to: &arena)
+                for value in [soa.serial, soa.refresh, soa.retry, soa.expire, soa.minimum] { appendU32(value, to: &arena) }
+            case .txt(let strings):
+                for string in strings {
+                    arena.append(UInt8(min(string.count, 255)))
+                    arena.append(contentsOf: string.prefix(255))
+                }
+            }
+            let length = arena.count - lengthOffset - 2
+            guard length <= 65535, arena.count - start <= 65535 else { throw DNSWireError.messageTooLarge }
+            arena[lengthOffset] = UInt8(length >> 8)
+            arena[lengthOffset + 1] = UInt8(length & 0xFF)
+        }
+        return DNSRecordTable.RRSet(type: type.rawValue, count: UInt16(records.count), offset: start, length: arena.count - start)
+    }
+
+    private static func appendU32(_ value: UInt32, to arena: inout [UInt8]) {
+        arena.append(contentsOf: [UInt8(value >> 24), UInt8((value >> 16) & 0xFF), UInt8((value >> 8) & 0xFF), UInt8(value & 0xFF)])
+    }
+
+    /// Writes `target`, ending in a pointer into the question name (at byte 12) when they
+    /// share a suffix of at least one label.
+    private static func appendName(_ target: DNSName, question: DNSName, to arena: inout [UInt8]) {
+        let questionStarts = labelStarts(question.wire)
+        var offset = 0
+        while offset < target.wire.count - 1 {
+            let suffixLength = target.wire.count - offset
+            let questionOffset = question.wire.count - suffixLength
+            if questionOffset >= 0, questionStarts.contains(questionOffset),
+               target.wire[offset...].elementsEqual(question.wire[questionOffset...], by: { DNSName.lowercase($0) == DNSName.lowercase($1) }) {
+                arena.append(contentsOf: target.wire[0..<offset])
+                let pointer = UInt16(0xC000) | UInt16(DNSLimits.headerSize + questionOffset)
+                arena.append(contentsOf: [UInt8(pointer >> 8), UInt8(pointer & 0xFF)])
+                return
+            }
+            offset += Int(target.wire[offset]) + 1
+        }
+        arena.append(contentsOf: target.wire)
+    }
+
+    private static func labelStarts(_ wire: [UInt8]) -> Set<Int> {
+        var starts: Set<Int> = []
+        var offset = 0
+        while offset < wire.count, wire[offset] != 0 {
+            starts.insert(offset)
+            offset += Int(wire[offset]) + 1
+        }
+        return starts
     }
 
     /// Appends a zone's SOA record minus its owner name; TTL and minimum are capped.

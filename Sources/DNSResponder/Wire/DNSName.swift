@@ -123,7 +123,8 @@ public struct DNSName: Hashable, Sendable, CustomStringConvertible {
     }
 
     public func hash(into hasher: inout Hasher) {
-        for byte in wire { hasher.combine(DNSName.lowercase(byte)) }
+        // One combine of a case-folded FNV digest: far cheaper than feeding bytes one by one.
+        hasher.combine(wire.withUnsafeBytes { NameHash.hash($0, from: 0, count: $0.count) })
     }
 
     /// Presentation form with a trailing dot; bytes outside printable ASCII and `.`/`\`
