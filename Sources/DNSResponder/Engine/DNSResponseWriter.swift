@@ -75,7 +75,8 @@ enum DNSResponseWriter {
                     additionals: optLength == 0 ? 0 : 1)
         buffer.writeBytes(UnsafeRawBufferPointer(rebasing: packet[DNSLimits.headerSize..<query.questionEnd]))
         if !truncated {
-            table.arena.withUnsafeBytes { arena in
+            do {
+                let arena = table.arena
                 if let answer {
                     buffer.writeBytes(UnsafeRawBufferPointer(rebasing: arena[answer.offset..<(answer.offset + answer.length)]))
                 }

@@ -9,7 +9,12 @@
 /// Answers are laid out for a response whose question starts at byte 12 (there is always
 /// exactly one question), so owner names are the pointer `0xC00C` and names inside record
 /// data may point into the question.
-public final class DNSRecordTable: Sendable {
+///
+/// The arrays live in manually allocated memory, written once in `init` and freed in
+/// `deinit`: reads need no bounds-checked array access, closure, or reference counting,
+/// which is what makes the per-query lookup cheap. That is also why the type is
+/// `@unchecked Sendable`: nothing is mutated after `init`.
+public final class DNSRecordTable: @unchecked Sendable {
     /// The cap on negative-answer TTLs (SOA TTL and minimum), so that a name that appears in
     /// the mirror state is visible within seconds.
     public static let maximumNegativeTTL: UInt32 = 5
@@ -49,11 +54,12 @@ public final class DNSRecordTable: Sendable {
         case notOwned
     }
 
-    let arena: [UInt8]
-    let entries: [Entry]
-    let rrsets: [RRSet]
-    let zones: [Zone]
-    private let slots: [Int32]
+    /// Keys, answers and SOA records.
+    let arena: UnsafeRawBufferPointer
+    let entries: UnsafeBufferPointer<Entry>
+    let rrsets: UnsafeBufferPointer<RRSet>
+    let zones: UnsafeBufferPointer<Zone>
+    private let slots: UnsafeBufferPointer<Int32>
     private let slotMask: Int
     /// Bit n set when some entry has n labels; ancestors of other depths are not probed.
     private let depthBits: (UInt64, UInt64)
@@ -75,10 +81,10 @@ public final class DNSRecordTable: Sendable {
     }
 
     private init(built: DNSTableBuilder.Built) {
-        arena = built.arena
-        entries = built.entries
-        rrsets = built.rrsets
-        zones = built.zones
+        arena = Self.copy(built.arena)
+        entries = Self.copy(built.entries)
+        rrsets = Self.copy(built.rrsets)
+        zones = Self.copy(built.zones)
         var capacity = 16
         while capacity < entries.count * 2 { capacity <<= 1 }
         var slots = [Int32](repeating: -1, count: capacity)
@@ -90,9 +96,29 @@ public final class DNSRecordTable: Sendable {
             let depth = built.depths[index]
             if depth < 64 { bits.0 |= 1 << UInt64(depth) } else { bits.1 |= 1 << UInt64(depth - 64) }
         }
-        self.slots = slots
+        self.slots = Self.copy(slots)
         slotMask = capacity - 1
         depthBits = bits
+    }
+
+    deinit {
+        arena.deallocate()
+        entries.deallocate()
+        rrsets.deallocate()
+        zones.deallocate()
+        slots.deallocate()
+    }
+
+    private static func copy<Element>(_ array: [Element]) -> UnsafeBufferPointer<Element> {
+        let buffer = UnsafeMutableBufferPointer<Element>.allocate(capacity: max(array.count, 1))
+        _ = buffer.initialize(from: array)
+        return UnsafeBufferPointer(rebasing: buffer[0..<array.count])
+    }
+
+    private static func copy(_ bytes: [UInt8]) -> UnsafeRawBufferPointer {
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(bytes.count, 1), alignment: 8)
+        buffer.copyBytes(from: bytes)
+        return UnsafeRawBufferPointer(rebasing: buffer[0..<bytes.count])
     }
 
     /// Finds the entry for the name of `length` bytes at `start` in `packet`, which must be
@@ -100,17 +126,15 @@ public final class DNSRecordTable: Sendable {
     func find(_ packet: UnsafeRawBufferPointer, start: Int, length: Int) -> Int? {
         let hash = NameHash.hash(packet, from: start, count: length)
         var slot = Int(truncatingIfNeeded: hash) & slotMask
-        return arena.withUnsafeBytes { arena in
-            while true {
-                let index = Int(slots[slot])
-                if index < 0 { return nil }
-                let entry = entries[index]
-                if entry.hash == hash, entry.keyLength == length,
-                   NameHash.equal(packet, from: start, count: length, lowercasedKey: arena, keyStart: entry.keyOffset) {
-                    return index
-                }
-                slot = (slot + 1) & slotMask
+        while true {
+            let index = Int(slots[slot])
+            if index < 0 { return nil }
+            let entry = entries[index]
+            if entry.hash == hash, entry.keyLength == length,
+               NameHash.equal(packet, from: start, count: length, lowercasedKey: arena, keyStart: entry.keyOffset) {
+                return index
             }
+            slot = (slot + 1) & slotMask
         }
     }
 
