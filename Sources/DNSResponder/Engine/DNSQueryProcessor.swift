@@ -13,7 +13,8 @@ struct DNSForwardRequest {
 
 /// The decision for one received packet.
 enum DNSProcessResult {
-    case reply(ByteBuffer)
+    /// The response has been written to the output buffer.
+    case reply
     /// Not ours: the query to forward (read from the same packet).
     case forward(DNSQueryView)
     case drop
@@ -28,43 +29,47 @@ struct DNSQueryProcessor {
     var access: DNSAccessList
 
     func process(_ packet: UnsafeRawBufferPointer, source: SocketAddress?, overTCP: Bool, table: DNSRecordTable?,
-                 allocator: ByteBufferAllocator) -> DNSProcessResult {
+                 into output: inout ByteBuffer) -> DNSProcessResult {
         let query: DNSQueryView
         switch DNSQueryView.read(packet) {
         case .drop:
             return .drop
         case let .headerOnly(id, flags, rcode):
             let allowed = access.allows(source)
-            return .reply(DNSResponseWriter.headerOnly(id: id, queryFlags: flags, rcode: allowed ? rcode : .refused, allocator: allocator))
+            return reply(DNSResponseWriter.headerOnly(id: id, queryFlags: flags, rcode: allowed ? rcode : .refused, into: &output))
         case .formatError(let view):
-            guard access.allows(source) else { return .reply(DNSResponseWriter.bare(view, packet: packet, rcode: .refused, allocator: allocator)) }
-            return .reply(DNSResponseWriter.bare(view, packet: packet, rcode: .formatError, allocator: allocator))
+            guard access.allows(source) else { return reply(DNSResponseWriter.bare(view, packet: packet, rcode: .refused, into: &output)) }
+            return reply(DNSResponseWriter.bare(view, packet: packet, rcode: .formatError, into: &output))
         case .query(let view):
             query = view
         }
-        guard access.allows(source) else { return .reply(DNSResponseWriter.bare(query, packet: packet, rcode: .refused, allocator: allocator)) }
+        guard access.allows(source) else { return reply(DNSResponseWriter.bare(query, packet: packet, rcode: .refused, into: &output)) }
         if let edns = query.edns, edns.version > 0 {
-            return .reply(DNSResponseWriter.bare(query, packet: packet, rcode: .badVersion, allocator: allocator))
+            return reply(DNSResponseWriter.bare(query, packet: packet, rcode: .badVersion, into: &output))
         }
-        guard let table else { return .reply(DNSResponseWriter.bare(query, packet: packet, rcode: .serverFailure, allocator: allocator)) }
+        guard let table else { return reply(DNSResponseWriter.bare(query, packet: packet, rcode: .serverFailure, into: &output)) }
 
         switch table.match(packet, start: DNSLimits.headerSize, length: query.nameLength, labelCount: query.labelCount) {
         case .notOwned:
             return .forward(query)
         case .below(let zone):
-            guard Self.isAnswerableClass(query) else { return .reply(DNSResponseWriter.bare(query, packet: packet, rcode: .refused, allocator: allocator)) }
-            return .reply(DNSResponseWriter.authoritative(query, packet: packet, rcode: .nameError, table: table, answer: nil, zone: zone,
-                                                          limit: DNSResponseWriter.sizeLimit(for: query, overTCP: overTCP), allocator: allocator))
+            guard Self.isAnswerableClass(query) else { return reply(DNSResponseWriter.bare(query, packet: packet, rcode: .refused, into: &output)) }
+            return reply(DNSResponseWriter.authoritative(query, packet: packet, rcode: .nameError, table: table, answer: nil, zone: zone,
+                                                          limit: DNSResponseWriter.sizeLimit(for: query, overTCP: overTCP), into: &output))
         case .name(let index):
             guard Self.isAnswerableClass(query), query.type != DNSRecordType.axfr.rawValue, query.type != DNSRecordType.ixfr.rawValue else {
-                return .reply(DNSResponseWriter.bare(query, packet: packet, rcode: .refused, allocator: allocator))
+                return reply(DNSResponseWriter.bare(query, packet: packet, rcode: .refused, into: &output))
             }
             let answer = table.rrset(at: index, type: query.type) ?? table.rrset(at: index, type: DNSRecordType.cname.rawValue)
-            return .reply(DNSResponseWriter.authoritative(query, packet: packet, rcode: .noError, table: table, answer: answer,
+            return reply(DNSResponseWriter.authoritative(query, packet: packet, rcode: .noError, table: table, answer: answer,
                                                           zone: table.entries[index].zone,
-                                                          limit: DNSResponseWriter.sizeLimit(for: query, overTCP: overTCP), allocator: allocator))
+                                                          limit: DNSResponseWriter.sizeLimit(for: query, overTCP: overTCP), into: &output))
         }
     }
+
+    /// Marks a response written to the output.
+    @inline(__always)
+    private func reply(_ written: Void) -> DNSProcessResult { .reply }
 
     /// Owned names exist only in class IN (ANY is accepted as a question class).
     @inline(__always)

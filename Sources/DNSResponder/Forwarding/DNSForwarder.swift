@@ -58,15 +58,17 @@ final class DNSForwarder {
     /// Queries in flight on this loop (for tests and metrics).
     var inFlightCount: Int { inFlight }
 
-    /// The response from the cache for the question in `packet`, or nil on a miss.
+    /// Writes the response from the cache for the question in `packet` into `output`;
+    /// false on a miss.
     @inline(__always)
-    func cachedResponse(_ packet: UnsafeRawBufferPointer, query: DNSQueryView, overTCP: Bool, allocator: ByteBufferAllocator) -> ByteBuffer? {
+    func cachedResponse(_ packet: UnsafeRawBufferPointer, query: DNSQueryView, overTCP: Bool, into output: inout ByteBuffer) -> Bool {
         let now = NIODeadline.now()
-        guard let entry = cache.lookup(packet, query: query, now: now) else { return nil }
+        guard let entry = cache.lookup(packet, query: query, now: now) else { return false }
         let age = UInt32(clamping: (now - entry.storedAt).nanoseconds / 1_000_000_000)
-        return DNSResponseCache.response(to: query, question: UnsafeRawBufferPointer(rebasing: packet[DNSLimits.headerSize..<query.questionEnd]),
-                                         answer: entry.answer, age: age, limit: DNSResponseWriter.sizeLimit(for: query, overTCP: overTCP),
-                                         allocator: allocator)
+        DNSResponseCache.response(to: query, question: UnsafeRawBufferPointer(rebasing: packet[DNSLimits.headerSize..<query.questionEnd]),
+                                  answer: entry.answer, age: age, limit: DNSResponseWriter.sizeLimit(for: query, overTCP: overTCP),
+                                  into: &output)
+        return true
     }
 
     /// Answers `request` (a cache miss) through `reply`, at once when overloaded, otherwise
@@ -128,18 +130,22 @@ final class DNSForwarder {
         }
         cache.store(answer, key: original.key, hash: original.keyHash, now: .now())
         for (request, reply) in waiters {
-            reply(request.question.withUnsafeBytes { question in
+            var buffer = allocator.buffer(capacity: answer.bytes.count + DNSResponseWriter.optLength)
+            request.question.withUnsafeBytes { question in
                 DNSResponseCache.response(to: request.query, question: question, answer: answer, age: 0,
                                           limit: DNSResponseWriter.sizeLimit(for: request.query, overTCP: request.overTCP),
-                                          allocator: allocator)
-            })
+                                          into: &buffer)
+            }
+            reply(buffer)
         }
     }
 
     private static func serverFailure(_ request: DNSForwardRequest, allocator: ByteBufferAllocator) -> ByteBuffer {
         var packet = [UInt8](repeating: 0, count: DNSLimits.headerSize)
         packet.append(contentsOf: request.question)
-        return packet.withUnsafeBytes { DNSResponseWriter.bare(request.query, packet: $0, rcode: .serverFailure, allocator: allocator) }
+        var buffer = allocator.buffer(capacity: packet.count + DNSResponseWriter.optLength)
+        packet.withUnsafeBytes { DNSResponseWriter.bare(request.query, packet: $0, rcode: .serverFailure, into: &buffer) }
+        return buffer
     }
 
     private static func describe(_ request: DNSForwardRequest) -> String {

@@ -72,7 +72,7 @@ struct DNSResponseCache: Sendable {
     /// question, record TTLs reduced by the answer's age, OPT when the client sent one, and
     /// TC with empty sections when it does not fit `limit`.
     static func response(to query: DNSQueryView, question: UnsafeRawBufferPointer, answer: DNSUpstreamAnswer, age: UInt32,
-                         limit: Int, allocator: ByteBufferAllocator) -> ByteBuffer {
+                         limit: Int, into buffer: inout ByteBuffer) {
         let bytes = answer.bytes
         let rcode = DNSResponseCode(rawValue: answer.flags & 0xF)
         let optLength = query.edns == nil ? 0 : DNSResponseWriter.optLength
@@ -80,7 +80,7 @@ struct DNSResponseCache: Sendable {
         // AA is ours to give only for owned names; AD passes through.
         let keptFlags = answer.flags & DNSHeader.adBit
         let flags = DNSResponseWriter.flags(query: query.flags, rcode: rcode, authoritative: false, truncated: truncated, extra: keptFlags)
-        var buffer = allocator.buffer(capacity: truncated ? query.questionEnd + optLength : bytes.count + optLength)
+        buffer.clear()
         let additional = UInt16(bytes[10]) << 8 | UInt16(bytes[11])
         DNSResponseWriter.writeHeader(&buffer, id: query.id, flags: flags, questions: 1,
                                       answers: truncated ? 0 : UInt16(bytes[6]) << 8 | UInt16(bytes[7]),
@@ -100,6 +100,5 @@ struct DNSResponseCache: Sendable {
             }
         }
         if let edns = query.edns { DNSResponseWriter.writeOPT(&buffer, edns: edns, rcode: rcode) }
-        return buffer
     }
 }
