@@ -59,7 +59,9 @@ public final class DNSRecordTable: @unchecked Sendable {
     let entries: UnsafeBufferPointer<Entry>
     let rrsets: UnsafeBufferPointer<RRSet>
     let zones: UnsafeBufferPointer<Zone>
-    private let slots: UnsafeBufferPointer<Int32>
+    /// Open addressing: each slot is 0 (empty) or the upper 32 bits of the name's hash
+    /// followed by entry index + 1, so probes rarely touch an entry that cannot match.
+    private let slots: UnsafeBufferPointer<UInt64>
     private let slotMask: Int
     /// Bit n set when some entry has n labels; ancestors of other depths are not probed.
     private let depthBits: (UInt64, UInt64)
@@ -87,12 +89,12 @@ public final class DNSRecordTable: @unchecked Sendable {
         zones = Self.copy(built.zones)
         var capacity = 16
         while capacity < entries.count * 2 { capacity <<= 1 }
-        var slots = [Int32](repeating: -1, count: capacity)
+        var slots = [UInt64](repeating: 0, count: capacity)
         var bits: (UInt64, UInt64) = (0, 0)
         for (index, entry) in entries.enumerated() {
             var slot = Int(truncatingIfNeeded: entry.hash) & (capacity - 1)
-            while slots[slot] >= 0 { slot = (slot + 1) & (capacity - 1) }
-            slots[slot] = Int32(index)
+            while slots[slot] != 0 { slot = (slot + 1) & (capacity - 1) }
+            slots[slot] = (entry.hash & 0xFFFF_FFFF_0000_0000) | UInt64(index + 1)
             let depth = built.depths[index]
             if depth < 64 { bits.0 |= 1 << UInt64(depth) } else { bits.1 |= 1 << UInt64(depth - 64) }
         }
@@ -126,13 +128,17 @@ public final class DNSRecordTable: @unchecked Sendable {
     func find(_ packet: UnsafeRawBufferPointer, start: Int, length: Int) -> Int? {
         let hash = NameHash.hash(packet, from: start, count: length)
         var slot = Int(truncatingIfNeeded: hash) & slotMask
+        let tag = hash & 0xFFFF_FFFF_0000_0000
         while true {
-            let index = Int(slots[slot])
-            if index < 0 { return nil }
-            let entry = entries[index]
-            if entry.hash == hash, entry.keyLength == length,
-               NameHash.equal(packet, from: start, count: length, lowercasedKey: arena, keyStart: entry.keyOffset) {
-                return index
+            let value = slots[slot]
+            if value == 0 { return nil }
+            if value & 0xFFFF_FFFF_0000_0000 == tag {
+                let index = Int(value & 0xFFFF_FFFF) - 1
+                let entry = entries[index]
+                if entry.hash == hash, entry.keyLength == length,
+                   NameHash.equal(packet, from: start, count: length, lowercasedKey: arena, keyStart: entry.keyOffset) {
+                    return index
+                }
             }
             slot = (slot + 1) & slotMask
         }
