@@ -20,16 +20,22 @@ struct DNSTableBuilder {
     func build() throws -> Built {
         var built = Built()
         var zoneIndex: [DNSName: Int] = [:]
+        var origins: [DNSName] = []
         for zone in content.zones {
             let origin = zone.origin.lowercased()
             guard zoneIndex[origin] == nil else { continue }
             zoneIndex[origin] = built.zones.count
+            origins.append(origin)
             built.zones.append(Self.appendSOA(zone, origin: origin, to: &built.arena))
         }
 
         // Names in first-seen order, with their records.
         var order: [DNSName] = []
         var recordsByName: [DNSName: [DNSRecord]] = [:]
+        order.reserveCapacity(content.ownedNames.count + content.records.count)
+        recordsByName.reserveCapacity(content.ownedNames.count + content.records.count)
+        built.arena.reserveCapacity(content.records.count * 48)
+        built.entries.reserveCapacity(content.ownedNames.count + content.records.count)
         func add(_ name: DNSName) {
             if recordsByName[name] == nil {
                 recordsByName[name] = []
@@ -59,7 +65,7 @@ struct DNSTableBuilder {
         for name in order {
             let records = recordsByName[name] ?? []
             var entry = DNSRecordTable.Entry(hash: 0, keyOffset: built.arena.count, keyLength: name.wire.count,
-                                             rrsetStart: built.rrsets.count, rrsetCount: 0, zone: Self.zone(of: name, in: zoneIndex))
+                                             rrsetStart: built.rrsets.count, rrsetCount: 0, zone: Self.zone(of: name, origins: origins))
             built.arena.append(contentsOf: name.wire)
             entry.hash = name.wire.withUnsafeBytes { NameHash.hash($0, from: 0, count: $0.count) }
             var types: [DNSRecordType] = []
@@ -77,14 +83,15 @@ struct DNSTableBuilder {
         return built
     }
 
-    /// The innermost zone containing `name`, or -1.
-    private static func zone(of name: DNSName, in zones: [DNSName: Int]) -> Int {
-        var candidate: DNSName? = name
-        while let current = candidate {
-            if let index = zones[current] { return index }
-            candidate = current.parent
+    /// The innermost zone (index into `origins`) containing `name`, or -1.
+    private static func zone(of name: DNSName, origins: [DNSName]) -> Int {
+        var best = -1
+        var bestLength = 0
+        for (index, origin) in origins.enumerated() where origin.wire.count > bestLength && name.isSubdomain(of: origin) {
+            best = index
+            bestLength = origin.wire.count
         }
-        return -1
+        return best
     }
 
     /// Encodes `records` as the answer section of a response to a question for `name`
@@ -135,12 +142,11 @@ struct DNSTableBuilder {
     /// Writes `target`, ending in a pointer into the question name (at byte 12) when they
     /// share a suffix of at least one label.
     private static func appendName(_ target: DNSName, question: DNSName, to arena: inout [UInt8]) {
-        let questionStarts = labelStarts(question.wire)
         var offset = 0
         while offset < target.wire.count - 1 {
             let suffixLength = target.wire.count - offset
             let questionOffset = question.wire.count - suffixLength
-            if questionOffset >= 0, questionStarts.contains(questionOffset),
+            if questionOffset >= 0, isLabelStart(questionOffset, in: question.wire),
                target.wire[offset...].elementsEqual(question.wire[questionOffset...], by: { DNSName.lowercase($0) == DNSName.lowercase($1) }) {
                 arena.append(contentsOf: target.wire[0..<offset])
                 let pointer = UInt16(0xC000) | UInt16(DNSLimits.headerSize + questionOffset)
@@ -152,14 +158,10 @@ struct DNSTableBuilder {
         arena.append(contentsOf: target.wire)
     }
 
-    private static func labelStarts(_ wire: [UInt8]) -> Set<Int> {
-        var starts: Set<Int> = []
+    private static func isLabelStart(_ position: Int, in wire: [UInt8]) -> Bool {
         var offset = 0
-        while offset < wire.count, wire[offset] != 0 {
-            starts.insert(offset)
-            offset += Int(wire[offset]) + 1
-        }
-        return starts
+        while offset < position { offset += Int(wire[offset]) + 1 }
+        return offset == position
     }
 
     /// Appends a zone's SOA record minus its owner name; TTL and minimum are capped.

@@ -44,7 +44,7 @@ enum DNSRecordTranslator {
             }
             for endpoint in service.endpoints where endpoint.ready {
                 guard let hostname = endpoint.hostname, let data = addressData(endpoint.ip) else { continue }
-                content.records.append(DNSRecord(name: try DNSName("\(hostname).\(name.description)"), ttl: ttl, data: data))
+                content.records.append(DNSRecord(name: try name.prepending(hostname), ttl: ttl, data: data))
             }
             if service.mode == .federated {
                 let clusterSetName = try DNSName("\(service.name).\(service.namespace).svc.\(clusterSetZone)")
@@ -62,7 +62,7 @@ enum DNSRecordTranslator {
         }
         for port in service.ports {
             guard let portName = port.name, !portName.isEmpty else { continue }
-            let srvName = try DNSName("_\(portName)._\(port.protocol.rawValue.lowercased()).\(name.description)")
+            let srvName = try name.prepending("_" + port.protocol.rawValue.lowercased()).prepending("_" + portName)
             content.records.append(DNSRecord(name: srvName, ttl: ttl,
                                              data: .srv(priority: 0, weight: 100, port: UInt16(clamping: port.port), target: name)))
         }
