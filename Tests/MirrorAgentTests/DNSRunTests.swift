@@ -157,6 +157,27 @@ struct DNSRunTests {
     }
 }
 
+extension DNSRunTests {
+    @Test("bad DNS flags are refused with a message naming the flag")
+    func flagValidation() throws {
+        let binary = Self.packageRoot.appendingPathComponent(".build/debug/mirror-agent").path
+        try #require(FileManager.default.isExecutableFile(atPath: binary), "build mirror-agent first (swift build): \(binary) is missing")
+        let state = Self.packageRoot.appendingPathComponent("examples/two-clusters.yaml").path
+        let cases: [([String], String)] = [
+            ([], "--upstream is required"),
+            (["--upstream", "not-an-address"], "--upstream not-an-address"),
+            (["--upstream", "127.0.0.1:53", "--dns-listen", "127.0.0.1:99999"], "--dns-listen 127.0.0.1:99999"),
+            (["--upstream", "127.0.0.1:53", "--allow", "10.0.0.0/40"], "--allow 10.0.0.0/40"),
+            (["--upstream", "127.0.0.1:53", "--dns-threads", "0"], "--dns-threads 0"),
+        ]
+        for (arguments, message) in cases {
+            let result = try shell([binary, "run", "--feed", "file:\(state)"] + arguments, check: false)
+            #expect(result.status != 0, "\(arguments) accepted")
+            #expect(result.output.contains(message), "\(arguments): \(result.output)")
+        }
+    }
+}
+
 /// `text` with every run of whitespace turned into one space (dig aligns with tabs).
 private func squeezed(_ text: String) -> String {
     text.split(whereSeparator: { $0 == " " || $0 == "\t" }).joined(separator: " ")

@@ -23,7 +23,7 @@ final class DNSComponent: MirrorConsumer {
         guard !options.disabled else { return nil }
         let configuration = DNSServerConfiguration(listen: try options.listenAddresses(), access: try options.accessList(),
                                                    forwarding: DNSForwardingConfiguration(upstreams: try options.upstreamAddresses()))
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: options.threads)
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: options.threadCount)
         let server = try await DNSServer.start(configuration: configuration, table: nil, group: group, logger: logger)
         return DNSComponent(server: server, ttl: options.ttl, logger: logger)
     }
