@@ -54,15 +54,15 @@ struct DNSQueryProcessor {
             return .forward(query)
         case .below(let zone):
             guard Self.isAnswerableClass(query) else { return reply(DNSResponseWriter.bare(query, packet: packet, rcode: .refused, into: &output)) }
-            return reply(DNSResponseWriter.authoritative(query, packet: packet, rcode: .nameError, table: table, answer: nil, zone: zone,
+            return reply(DNSResponseWriter.authoritative(query, packet: packet, rcode: .nameError, table: table, shard: nil, answer: nil, zone: zone,
                                                           limit: DNSResponseWriter.sizeLimit(for: query, overTCP: overTCP), into: &output))
-        case .name(let index):
+        case let .name(shard, index):
             guard Self.isAnswerableClass(query), query.type != DNSRecordType.axfr.rawValue, query.type != DNSRecordType.ixfr.rawValue else {
                 return reply(DNSResponseWriter.bare(query, packet: packet, rcode: .refused, into: &output))
             }
-            let answer = table.rrset(at: index, type: query.type) ?? table.rrset(at: index, type: DNSRecordType.cname.rawValue)
-            return reply(DNSResponseWriter.authoritative(query, packet: packet, rcode: .noError, table: table, answer: answer,
-                                                          zone: table.entries[index].zone,
+            let answer = shard.rrset(at: index, type: query.type) ?? shard.rrset(at: index, type: DNSRecordType.cname.rawValue)
+            return reply(DNSResponseWriter.authoritative(query, packet: packet, rcode: .noError, table: table, shard: shard, answer: answer,
+                                                          zone: shard.entries[index].zone,
                                                           limit: DNSResponseWriter.sizeLimit(for: query, overTCP: overTCP), into: &output))
         }
     }

@@ -63,7 +63,7 @@ enum DNSResponseWriter {
     /// SOA of `zone` in authority. Truncated to header, question and OPT with TC=1 when it
     /// exceeds `limit`.
     static func authoritative(_ query: DNSQueryView, packet: UnsafeRawBufferPointer, rcode: DNSResponseCode,
-                              table: DNSRecordTable, answer: DNSRecordTable.RRSet?, zone: Int,
+                              table: DNSRecordTable, shard: DNSRecordShard?, answer: DNSRecordShard.RRSet?, zone: Int,
                               limit: Int, into buffer: inout ByteBuffer) {
         let answerLength = answer?.length ?? 0
         let soa: DNSRecordTable.Zone? = zone >= 0 && answer == nil ? table.zones[zone] : nil
@@ -78,10 +78,10 @@ enum DNSResponseWriter {
         buffer.writeBytes(UnsafeRawBufferPointer(rebasing: packet[DNSLimits.headerSize..<query.questionEnd]))
         if !truncated {
             do {
-                let arena = table.arena
-                if let answer {
-                    buffer.writeBytes(UnsafeRawBufferPointer(rebasing: arena[answer.offset..<(answer.offset + answer.length)]))
+                if let answer, let shard {
+                    buffer.writeBytes(UnsafeRawBufferPointer(rebasing: shard.arena[answer.offset..<(answer.offset + answer.length)]))
                 }
+                let arena = table.zoneArena
                 if let soa {
                     // The SOA owner is the zone origin, a suffix of the question name.
                     if soa.originLength == 1 {

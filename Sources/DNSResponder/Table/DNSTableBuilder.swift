@@ -1,41 +1,32 @@
-/// Turns a ``DNSTableContent`` into the flat arrays a ``DNSRecordTable`` serves from:
-/// owned names, empty non-terminals between them, precomputed answers per type (and for
-/// ANY), and each zone's SOA.
-struct DNSTableBuilder {
-    struct Built {
-        var arena: [UInt8] = []
-        var entries: [DNSRecordTable.Entry] = []
-        var rrsets: [DNSRecordTable.RRSet] = []
-        var zones: [DNSRecordTable.Zone] = []
-        /// Label count of each entry's name.
-        var depths: [Int] = []
-    }
-
-    private let content: DNSTableContent
-
-    init(_ content: DNSTableContent) {
-        self.content = content
-    }
-
-    func build() throws -> Built {
-        var built = Built()
-        var zoneIndex: [DNSName: Int] = [:]
+/// Turns a ``DNSTableContent`` into what a ``DNSRecordTable`` serves from: each zone's SOA,
+/// and for every owned name (and every empty non-terminal between a record owner and the
+/// owned name above it) its answers per type and for ANY, precomputed in wire form.
+enum DNSTableBuilder {
+    /// The zones, deduplicated by origin (first wins), with their SOA records in one arena.
+    struct Zones {
         var origins: [DNSName] = []
-        for zone in content.zones {
-            let origin = zone.origin.lowercased()
-            guard zoneIndex[origin] == nil else { continue }
-            zoneIndex[origin] = built.zones.count
-            origins.append(origin)
-            built.zones.append(Self.appendSOA(zone, origin: origin, to: &built.arena))
-        }
+        var arena: [UInt8] = []
+        var zones: [DNSRecordTable.Zone] = []
+    }
 
+    static func zones(_ zones: [DNSZone]) -> Zones {
+        var result = Zones()
+        for zone in zones {
+            let origin = zone.origin.lowercased()
+            guard !result.origins.contains(origin) else { continue }
+            result.origins.append(origin)
+            result.zones.append(appendSOA(zone, origin: origin, to: &result.arena))
+        }
+        return result
+    }
+
+    /// Every name of `content`, encoded; zone indexes refer to `origins`.
+    static func encode(_ content: DNSTableContent, origins: [DNSName]) throws -> [DNSEncodedName] {
         // Names in first-seen order, with their records.
         var order: [DNSName] = []
         var recordsByName: [DNSName: [DNSRecord]] = [:]
         order.reserveCapacity(content.ownedNames.count + content.records.count)
         recordsByName.reserveCapacity(content.ownedNames.count + content.records.count)
-        built.arena.reserveCapacity(content.records.count * 48)
-        built.entries.reserveCapacity(content.ownedNames.count + content.records.count)
         func add(_ name: DNSName) {
             if recordsByName[name] == nil {
                 recordsByName[name] = []
@@ -62,25 +53,21 @@ struct DNSTableBuilder {
             if candidate != nil { chain.forEach(add) }
         }
 
+        var encoded: [DNSEncodedName] = []
+        encoded.reserveCapacity(order.count)
         for name in order {
             let records = recordsByName[name] ?? []
-            var entry = DNSRecordTable.Entry(hash: 0, keyOffset: built.arena.count, keyLength: name.wire.count,
-                                             rrsetStart: built.rrsets.count, rrsetCount: 0, zone: Self.zone(of: name, origins: origins))
-            built.arena.append(contentsOf: name.wire)
-            entry.hash = name.wire.withUnsafeBytes { NameHash.hash($0, from: 0, count: $0.count) }
             var types: [DNSRecordType] = []
             for record in records where !types.contains(record.type) { types.append(record.type) }
+            var answers: [DNSEncodedName.AnswerSet] = []
             for type in types {
-                built.rrsets.append(try Self.appendAnswers(records.filter { $0.type == type }, type: type, name: name, to: &built.arena))
+                answers.append(try encodeAnswers(records.filter { $0.type == type }, type: type, name: name))
             }
-            if !records.isEmpty {
-                built.rrsets.append(try Self.appendAnswers(records, type: .any, name: name, to: &built.arena))
-            }
-            entry.rrsetCount = built.rrsets.count - entry.rrsetStart
-            built.entries.append(entry)
-            built.depths.append(name.labelCount)
+            if !records.isEmpty { answers.append(try encodeAnswers(records, type: .any, name: name)) }
+            encoded.append(DNSEncodedName(key: name.wire, hash: name.wire.withUnsafeBytes { NameHash.hash($0, from: 0, count: $0.count) },
+                                          labelCount: name.labelCount, zone: zone(of: name, origins: origins), answers: answers))
         }
-        return built
+        return encoded
     }
 
     /// The innermost zone (index into `origins`) containing `name`, or -1.
@@ -94,13 +81,19 @@ struct DNSTableBuilder {
         return best
     }
 
+    private static func encodeAnswers(_ records: [DNSRecord], type: DNSRecordType, name: DNSName) throws -> DNSEncodedName.AnswerSet {
+        var bytes: [UInt8] = []
+        let set = try appendAnswers(records, type: type, name: name, to: &bytes)
+        return DNSEncodedName.AnswerSet(type: set.type, count: set.count, bytes: bytes)
+    }
+
     /// Encodes `records` as the answer section of a response to a question for `name`
     /// starting at byte 12, and appends the bytes after that question to the arena.
     ///
     /// Owner names are the pointer `0xC00C`; names in CNAME, PTR, NS and SOA data point at
     /// the longest suffix they share with the question (the only earlier name there is), so
     /// no per-answer compression table is needed.
-    private static func appendAnswers(_ records: [DNSRecord], type: DNSRecordType, name: DNSName, to arena: inout [UInt8]) throws -> DNSRecordTable.RRSet {
+    private static func appendAnswers(_ records: [DNSRecord], type: DNSRecordType, name: DNSName, to arena: inout [UInt8]) throws -> DNSRecordShard.RRSet {
         guard records.count <= 65535 else { throw DNSWireError.messageTooLarge }
         let start = arena.count
         for record in records {
@@ -132,7 +125,7 @@ struct DNSTableBuilder {
             arena[lengthOffset] = UInt8(length >> 8)
             arena[lengthOffset + 1] = UInt8(length & 0xFF)
         }
-        return DNSRecordTable.RRSet(type: type.rawValue, count: UInt16(records.count), offset: start, length: arena.count - start)
+        return DNSRecordShard.RRSet(type: type.rawValue, count: UInt16(records.count), offset: start, length: arena.count - start)
     }
 
     private static func appendU32(_ value: UInt32, to arena: inout [UInt8]) {
