@@ -8,14 +8,19 @@
 #
 # dnsperf sends at a fixed rate (RATE qps for DURATION s per run). Server CPU per query comes
 # from the server's utime+stime in /proc/PID/stat around the run; latencies from dnsperf -v.
-# Usage: bench/dns.sh            (env: RATE=20000 DURATION=10 NAMES=10000 FORWARDED=5000)
+# Each run is repeated ROUNDS times, alternating servers, and the median of each figure is
+# printed, so that other load on the machine does not favour whoever ran in a quiet moment.
+# Usage: bench/dns.sh   (env: RATE=20000 DURATION=5 ROUNDS=3 NAMES=10000 FORWARDED=5000 THREADS=<cores>)
+# THREADS is both unbound's num-threads and mirror-agent's --dns-threads (dnsmasq has one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/opt/swift/usr/bin:$PATH"
 RATE="${RATE:-20000}"
-DURATION="${DURATION:-10}"
+DURATION="${DURATION:-5}"
+ROUNDS="${ROUNDS:-3}"
 NAMES="${NAMES:-10000}"
 FORWARDED="${FORWARDED:-5000}"
+THREADS="${THREADS:-$(nproc)}"
 AGENT_PORT=25400 UNBOUND_PORT=25401 UPSTREAM_PORT=25402 DNSMASQ_PORT=25403
 
 for tool in dnsperf unbound dnsmasq; do
@@ -58,7 +63,7 @@ server:
   chroot: ""
   directory: "$work"
   pidfile: ""
-  num-threads: 2
+  num-threads: $THREADS
   so-reuseport: yes
   access-control: 127.0.0.0/8 allow
   verbosity: 0
@@ -86,7 +91,7 @@ unbound -d -c "$work/unbound-upstream.conf" >"$work/unbound-upstream.log" 2>&1 &
 dnsmasq -k --port="$DNSMASQ_PORT" --listen-address=127.0.0.1 --bind-interfaces --no-resolv --no-hosts \
   --server="127.0.0.1#$UPSTREAM_PORT" --cache-size=10000 --pid-file= --user=root >"$work/dnsmasq.log" 2>&1 & dnsmasq_pid=$!; pids+=("$dnsmasq_pid")
 "$agent_bin" run --feed "file:$work/state.yaml" --dns-listen "127.0.0.1:$AGENT_PORT" --upstream "127.0.0.1:$UPSTREAM_PORT" \
-  --log-level warning >"$work/agent.log" 2>&1 & agent_pid=$!; pids+=("$agent_pid")
+  --dns-threads "$THREADS" --log-level warning >"$work/agent.log" 2>&1 & agent_pid=$!; pids+=("$agent_pid")
 
 wait_ready() { # port name
   for _ in $(seq 1 200); do
@@ -127,14 +132,30 @@ dnsperf -s 127.0.0.1 -p "$UNBOUND_PORT" -d "$work/mirrored.txt" -n 1 -Q "$RATE" 
 dnsperf -s 127.0.0.1 -p "$AGENT_PORT" -d "$work/forwarded.txt" -n 1 -Q 5000 >/dev/null 2>&1 || true
 dnsperf -s 127.0.0.1 -p "$DNSMASQ_PORT" -d "$work/forwarded.txt" -n 1 -Q 5000 >/dev/null 2>&1 || true
 
-echo "== measuring: ${RATE} qps for ${DURATION} s per run"
+echo "== measuring: ${RATE} qps for ${DURATION} s per run, ${ROUNDS} rounds, ${THREADS} server thread(s)"
+: > "$work/all-results"
+for ((round = 1; round <= ROUNDS; round++)); do
+  : > "$work/results"
+  run "mirrored/unbound" "$unbound_pid" "$UNBOUND_PORT" "$work/mirrored.txt"
+  run "mirrored/mirror-agent" "$agent_pid" "$AGENT_PORT" "$work/mirrored.txt"
+  run "forwarded/dnsmasq" "$dnsmasq_pid" "$DNSMASQ_PORT" "$work/forwarded.txt"
+  run "forwarded/mirror-agent" "$agent_pid" "$AGENT_PORT" "$work/forwarded.txt"
+  cat "$work/results" >> "$work/all-results"
+done
+
+# Median of each column per run label, in the order above.
+median() { sort -g | awk '{v[NR]=$1} END {print v[int((NR + 1) / 2)]}'; }
 : > "$work/results"
-run "mirrored/unbound" "$unbound_pid" "$UNBOUND_PORT" "$work/mirrored.txt"
-run "mirrored/mirror-agent" "$agent_pid" "$AGENT_PORT" "$work/mirrored.txt"
-run "forwarded/dnsmasq" "$dnsmasq_pid" "$DNSMASQ_PORT" "$work/forwarded.txt"
-run "forwarded/mirror-agent" "$agent_pid" "$AGENT_PORT" "$work/forwarded.txt"
+for label in mirrored/unbound mirrored/mirror-agent forwarded/dnsmasq forwarded/mirror-agent; do
+  line=$label
+  for column in 2 3 4 5; do
+    line="$line $(awk -v l="$label" -v c="$column" '$1 == l {print $c}' "$work/all-results" | median)"
+  done
+  echo "$line" >> "$work/results"
+done
 
 echo
+echo "medians of ${ROUNDS} rounds:"
 awk '
   { label[NR]=$1; qps[NR]=$2; cpu[NR]=$3; avg[NR]=$4; p99[NR]=$5 }
   END {

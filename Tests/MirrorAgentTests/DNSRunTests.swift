@@ -37,9 +37,13 @@ struct DNSRunTests {
         }
         try shell(["ip", "netns", "add", namespace])
         try shell(["ip", "netns", "exec", namespace, "ip", "link", "set", "lo", "up"])
+        // A node-local DNS address (NodeLocal DNSCache's), here on lo since containers may
+        // lack the dummy link type; the agent listens on the wildcard and must answer from
+        // whichever address was asked.
+        try shell(["ip", "netns", "exec", namespace, "ip", "addr", "add", "169.254.20.10/32", "dev", "lo"])
         try FileManager.default.createDirectory(at: netnsConfig, withIntermediateDirectories: true)
         try """
-            nameserver 127.0.0.1
+            nameserver 169.254.20.10
             search default.svc.cluster.local svc.cluster.local cluster.local
             options ndots:5 timeout:2 attempts:1
 
@@ -75,10 +79,10 @@ struct DNSRunTests {
         try example.write(to: state, atomically: true, encoding: .utf8)
         let agentLog = work.appendingPathComponent("agent.log")
         processes.append(try launch(["ip", "netns", "exec", namespace, binary, "run", "--feed", "file:\(state.path)",
-                                     "--dns-listen", "127.0.0.1:53", "--upstream", "127.0.0.1:5300"], log: agentLog))
+                                     "--dns-listen", "0.0.0.0:53", "--upstream", "127.0.0.1:5300", "--ttl", "30"], log: agentLog))
 
-        func dig(_ arguments: [String]) throws -> String {
-            try shell(["ip", "netns", "exec", namespace, "dig", "@127.0.0.1", "+time=3", "+tries=1"] + arguments).output
+        func dig(_ arguments: [String], server: String = "127.0.0.1") throws -> String {
+            try shell(["ip", "netns", "exec", namespace, "dig", "@\(server)", "+time=3", "+tries=1"] + arguments, check: false).output
         }
         func getent(_ arguments: [String]) throws -> (status: Int32, output: String) {
             try shell(["ip", "netns", "exec", namespace, "getent"] + arguments, check: false)
@@ -95,9 +99,16 @@ struct DNSRunTests {
         }
         try #require(ready, "agent or unbound did not come up: \((try? String(contentsOf: agentLog, encoding: .utf8)) ?? "")")
 
-        // dig: UDP, TCP, no EDNS, small buffer, EDNS version 1.
+        // dig: UDP, TCP, no EDNS, small buffer, EDNS version 1; on both local addresses
+        // (dig rejects a reply from another address than it asked).
         let udp = try dig(["bar-paris.default.svc.cluster.local"])
         #expect(udp.contains("status: NOERROR") && udp.contains("flags: qr aa rd ra"))
+        #expect(squeezed(udp).contains("bar-paris.default.svc.cluster.local. 30 IN A 10.112.0.10"), "--ttl 30 not applied: \(udp)")
+        let nodeLocal = try dig(["bar-paris.default.svc.cluster.local"], server: "169.254.20.10")
+        #expect(nodeLocal.contains("status: NOERROR") && nodeLocal.contains("SERVER: 169.254.20.10#53"), "\(nodeLocal)")
+        #expect(try dig(["+tcp", "+short", "bar-paris.default.svc.cluster.local"], server: "169.254.20.10").contains("10.112.0.10"))
+        let negative = try dig(["bar-paris.default.svc.cluster.local", "AAAA"])
+        #expect(squeezed(negative).contains("cluster.local. 5 IN SOA"), "negative TTL not capped at 5 s: \(negative)")
         #expect(try dig(["+tcp", "_http._tcp.baz-paris.default.svc.cluster.local", "SRV"]).contains("0 100 80 baz-paris.default.svc.cluster.local."))
         #expect(!(try dig(["+noedns", "web-federated.default.svc.cluster.local"]).contains("OPT PSEUDOSECTION")))
         #expect(try dig(["+bufsize=512", "+short", "baz-0.baz-paris.default.svc.cluster.local"]).contains("10.20.1.5"))
@@ -144,6 +155,32 @@ struct DNSRunTests {
         #expect(updated)
         #expect(try getent(["hosts", "bar-paris"]).output.contains("10.112.0.42"))
     }
+}
+
+extension DNSRunTests {
+    @Test("bad DNS flags are refused with a message naming the flag")
+    func flagValidation() throws {
+        let binary = Self.packageRoot.appendingPathComponent(".build/debug/mirror-agent").path
+        try #require(FileManager.default.isExecutableFile(atPath: binary), "build mirror-agent first (swift build): \(binary) is missing")
+        let state = Self.packageRoot.appendingPathComponent("examples/two-clusters.yaml").path
+        let cases: [([String], String)] = [
+            ([], "--upstream is required"),
+            (["--upstream", "not-an-address"], "--upstream not-an-address"),
+            (["--upstream", "127.0.0.1:53", "--dns-listen", "127.0.0.1:99999"], "--dns-listen 127.0.0.1:99999"),
+            (["--upstream", "127.0.0.1:53", "--allow", "10.0.0.0/40"], "--allow 10.0.0.0/40"),
+            (["--upstream", "127.0.0.1:53", "--dns-threads", "0"], "--dns-threads 0"),
+        ]
+        for (arguments, message) in cases {
+            let result = try shell([binary, "run", "--feed", "file:\(state)"] + arguments, check: false)
+            #expect(result.status != 0, "\(arguments) accepted")
+            #expect(result.output.contains(message), "\(arguments): \(result.output)")
+        }
+    }
+}
+
+/// `text` with every run of whitespace turned into one space (dig aligns with tabs).
+private func squeezed(_ text: String) -> String {
+    text.split(whereSeparator: { $0 == " " || $0 == "\t" }).joined(separator: " ")
 }
 
 /// Runs a command to completion; throws when it fails and `check` is set.

@@ -5,15 +5,18 @@ struct DNSForwardRequest {
     var query: DNSQueryView
     /// The client's question section, as asked (name, type, class).
     var question: [UInt8]
-    /// The cache key: the question lower-cased, plus the DO and CD bits.
+    /// The cache key (see ``DNSCacheKey``) and its hash.
     var key: [UInt8]
+    var keyHash: UInt64
     var overTCP: Bool
 }
 
 /// The decision for one received packet.
 enum DNSProcessResult {
-    case reply(ByteBuffer)
-    case forward(DNSForwardRequest)
+    /// The response has been written to the output buffer.
+    case reply
+    /// Not ours: the query to forward (read from the same packet).
+    case forward(DNSQueryView)
     case drop
 }
 
@@ -26,43 +29,47 @@ struct DNSQueryProcessor {
     var access: DNSAccessList
 
     func process(_ packet: UnsafeRawBufferPointer, source: SocketAddress?, overTCP: Bool, table: DNSRecordTable?,
-                 allocator: ByteBufferAllocator) -> DNSProcessResult {
+                 into output: inout ByteBuffer) -> DNSProcessResult {
         let query: DNSQueryView
         switch DNSQueryView.read(packet) {
         case .drop:
             return .drop
         case let .headerOnly(id, flags, rcode):
             let allowed = access.allows(source)
-            return .reply(DNSResponseWriter.headerOnly(id: id, queryFlags: flags, rcode: allowed ? rcode : .refused, allocator: allocator))
+            return reply(DNSResponseWriter.headerOnly(id: id, queryFlags: flags, rcode: allowed ? rcode : .refused, into: &output))
         case .formatError(let view):
-            guard access.allows(source) else { return .reply(DNSResponseWriter.bare(view, packet: packet, rcode: .refused, allocator: allocator)) }
-            return .reply(DNSResponseWriter.bare(view, packet: packet, rcode: .formatError, allocator: allocator))
+            guard access.allows(source) else { return reply(DNSResponseWriter.bare(view, packet: packet, rcode: .refused, into: &output)) }
+            return reply(DNSResponseWriter.bare(view, packet: packet, rcode: .formatError, into: &output))
         case .query(let view):
             query = view
         }
-        guard access.allows(source) else { return .reply(DNSResponseWriter.bare(query, packet: packet, rcode: .refused, allocator: allocator)) }
+        guard access.allows(source) else { return reply(DNSResponseWriter.bare(query, packet: packet, rcode: .refused, into: &output)) }
         if let edns = query.edns, edns.version > 0 {
-            return .reply(DNSResponseWriter.bare(query, packet: packet, rcode: .badVersion, allocator: allocator))
+            return reply(DNSResponseWriter.bare(query, packet: packet, rcode: .badVersion, into: &output))
         }
-        guard let table else { return .reply(DNSResponseWriter.bare(query, packet: packet, rcode: .serverFailure, allocator: allocator)) }
+        guard let table else { return reply(DNSResponseWriter.bare(query, packet: packet, rcode: .serverFailure, into: &output)) }
 
         switch table.match(packet, start: DNSLimits.headerSize, length: query.nameLength, labelCount: query.labelCount) {
         case .notOwned:
-            return .forward(Self.forwardRequest(query, packet: packet, overTCP: overTCP))
+            return .forward(query)
         case .below(let zone):
-            guard Self.isAnswerableClass(query) else { return .reply(DNSResponseWriter.bare(query, packet: packet, rcode: .refused, allocator: allocator)) }
-            return .reply(DNSResponseWriter.authoritative(query, packet: packet, rcode: .nameError, table: table, answer: nil, zone: zone,
-                                                          limit: DNSResponseWriter.sizeLimit(for: query, overTCP: overTCP), allocator: allocator))
-        case .name(let index):
+            guard Self.isAnswerableClass(query) else { return reply(DNSResponseWriter.bare(query, packet: packet, rcode: .refused, into: &output)) }
+            return reply(DNSResponseWriter.authoritative(query, packet: packet, rcode: .nameError, table: table, shard: nil, answer: nil, zone: zone,
+                                                          limit: DNSResponseWriter.sizeLimit(for: query, overTCP: overTCP), into: &output))
+        case let .name(shard, index):
             guard Self.isAnswerableClass(query), query.type != DNSRecordType.axfr.rawValue, query.type != DNSRecordType.ixfr.rawValue else {
-                return .reply(DNSResponseWriter.bare(query, packet: packet, rcode: .refused, allocator: allocator))
+                return reply(DNSResponseWriter.bare(query, packet: packet, rcode: .refused, into: &output))
             }
-            let answer = table.rrset(at: index, type: query.type) ?? table.rrset(at: index, type: DNSRecordType.cname.rawValue)
-            return .reply(DNSResponseWriter.authoritative(query, packet: packet, rcode: .noError, table: table, answer: answer,
-                                                          zone: table.entries[index].zone,
-                                                          limit: DNSResponseWriter.sizeLimit(for: query, overTCP: overTCP), allocator: allocator))
+            let answer = shard.rrset(at: index, type: query.type) ?? shard.rrset(at: index, type: DNSRecordType.cname.rawValue)
+            return reply(DNSResponseWriter.authoritative(query, packet: packet, rcode: .noError, table: table, shard: shard, answer: answer,
+                                                          zone: shard.entries[index].zone,
+                                                          limit: DNSResponseWriter.sizeLimit(for: query, overTCP: overTCP), into: &output))
         }
     }
+
+    /// Marks a response written to the output.
+    @inline(__always)
+    private func reply(_ written: Void) -> DNSProcessResult { .reply }
 
     /// Owned names exist only in class IN (ANY is accepted as a question class).
     @inline(__always)
@@ -71,10 +78,7 @@ struct DNSQueryProcessor {
     }
 
     static func forwardRequest(_ query: DNSQueryView, packet: UnsafeRawBufferPointer, overTCP: Bool) -> DNSForwardRequest {
-        let question = Array(packet[DNSLimits.headerSize..<query.questionEnd])
-        var key = question
-        for index in 0..<query.nameLength { key[index] = DNSName.lowercase(key[index]) }
-        key.append(UInt8((query.edns?.dnssecOK ?? false) ? 1 : 0) | UInt8(query.flags & DNSHeader.cdBit != 0 ? 2 : 0))
-        return DNSForwardRequest(query: query, question: question, key: key, overTCP: overTCP)
+        DNSForwardRequest(query: query, question: Array(packet[DNSLimits.headerSize..<query.questionEnd]),
+                          key: DNSCacheKey.bytes(packet, query: query), keyHash: DNSCacheKey.hash(packet, query: query), overTCP: overTCP)
     }
 }

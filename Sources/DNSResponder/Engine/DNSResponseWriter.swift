@@ -2,6 +2,10 @@ import NIOCore
 
 /// Writes responses straight into a `ByteBuffer`: the header, the question copied from the
 /// query (so its case is echoed), precomputed sections, and the OPT record.
+///
+/// Every function clears the buffer it is given and writes one whole response, so the
+/// servers can reuse one buffer per loop: its storage is reused whenever the previous
+/// response has left the socket, and replaced (not copied) when it has not.
 enum DNSResponseWriter {
     /// The 11-byte OPT record this responder sends: root owner, 1232-byte payload, version 0.
     static let optLength = 11
@@ -40,45 +44,44 @@ enum DNSResponseWriter {
 
     /// A response with only a header (the question could not be read, or the opcode is
     /// not supported).
-    static func headerOnly(id: UInt16, queryFlags: UInt16, rcode: DNSResponseCode, allocator: ByteBufferAllocator) -> ByteBuffer {
-        var buffer = allocator.buffer(capacity: DNSLimits.headerSize)
+    static func headerOnly(id: UInt16, queryFlags: UInt16, rcode: DNSResponseCode, into buffer: inout ByteBuffer) {
+        buffer.clear()
         writeHeader(&buffer, id: id, flags: flags(query: queryFlags, rcode: rcode, authoritative: false), questions: 0, answers: 0, authorities: 0, additionals: 0)
-        return buffer
     }
 
     /// A response echoing the question with no records: errors such as FORMERR, SERVFAIL,
     /// REFUSED and BADVERS. OPT is added when the query had one.
-    static func bare(_ query: DNSQueryView, packet: UnsafeRawBufferPointer, rcode: DNSResponseCode, allocator: ByteBufferAllocator) -> ByteBuffer {
-        var buffer = allocator.buffer(capacity: query.questionEnd + optLength)
+    static func bare(_ query: DNSQueryView, packet: UnsafeRawBufferPointer, rcode: DNSResponseCode, into buffer: inout ByteBuffer) {
+        buffer.clear()
         writeHeader(&buffer, id: query.id, flags: flags(query: query.flags, rcode: rcode, authoritative: false), questions: 1, answers: 0,
                     authorities: 0, additionals: query.edns == nil ? 0 : 1)
         buffer.writeBytes(UnsafeRawBufferPointer(rebasing: packet[DNSLimits.headerSize..<query.questionEnd]))
         if let edns = query.edns { writeOPT(&buffer, edns: edns, rcode: rcode) }
-        return buffer
     }
 
     /// An authoritative response from the record table: `answer` (an answer set) and/or the
     /// SOA of `zone` in authority. Truncated to header, question and OPT with TC=1 when it
     /// exceeds `limit`.
     static func authoritative(_ query: DNSQueryView, packet: UnsafeRawBufferPointer, rcode: DNSResponseCode,
-                              table: DNSRecordTable, answer: DNSRecordTable.RRSet?, zone: Int,
-                              limit: Int, allocator: ByteBufferAllocator) -> ByteBuffer {
+                              table: DNSRecordTable, shard: DNSRecordShard?, answer: DNSRecordShard.RRSet?, zone: Int,
+                              limit: Int, into buffer: inout ByteBuffer) {
         let answerLength = answer?.length ?? 0
         let soa: DNSRecordTable.Zone? = zone >= 0 && answer == nil ? table.zones[zone] : nil
         let authorityLength = soa.map { ($0.originLength == 1 ? 1 : 2) + $0.soaLength } ?? 0
         let optLength = query.edns == nil ? 0 : optLength
         let total = query.questionEnd + answerLength + authorityLength + optLength
         let truncated = total > limit
-        var buffer = allocator.buffer(capacity: truncated ? query.questionEnd + optLength : total)
+        buffer.clear()
         writeHeader(&buffer, id: query.id, flags: flags(query: query.flags, rcode: rcode, authoritative: true, truncated: truncated),
                     questions: 1, answers: truncated ? 0 : answer?.count ?? 0, authorities: truncated || soa == nil ? 0 : 1,
                     additionals: optLength == 0 ? 0 : 1)
         buffer.writeBytes(UnsafeRawBufferPointer(rebasing: packet[DNSLimits.headerSize..<query.questionEnd]))
         if !truncated {
-            table.arena.withUnsafeBytes { arena in
-                if let answer {
-                    buffer.writeBytes(UnsafeRawBufferPointer(rebasing: arena[answer.offset..<(answer.offset + answer.length)]))
+            do {
+                if let answer, let shard {
+                    buffer.writeBytes(UnsafeRawBufferPointer(rebasing: shard.arena[answer.offset..<(answer.offset + answer.length)]))
                 }
+                let arena = table.zoneArena
                 if let soa {
                     // The SOA owner is the zone origin, a suffix of the question name.
                     if soa.originLength == 1 {
@@ -91,6 +94,5 @@ enum DNSResponseWriter {
             }
         }
         if let edns = query.edns { writeOPT(&buffer, edns: edns, rcode: rcode) }
-        return buffer
     }
 }

@@ -41,6 +41,10 @@ final class DNSForwarder {
     private let cache: DNSSharedResponseCache
     private var waiting: [[UInt8]: [(DNSForwardRequest, Reply)]] = [:]
     private let logger: Logger
+    /// When the last "every upstream failed" warning was logged: at most one per 10 s per
+    /// loop, so an upstream outage at thousands of queries per second does not flood logs.
+    private var lastFailureLog: NIODeadline = .uptimeNanoseconds(0)
+    private var failuresSinceLog = 0
 
     init(loop: any EventLoop, configuration: DNSForwardingConfiguration, cache: DNSSharedResponseCache, share: Int, logger: Logger) {
         self.loop = loop
@@ -54,17 +58,22 @@ final class DNSForwarder {
     /// Queries in flight on this loop (for tests and metrics).
     var inFlightCount: Int { inFlight }
 
-    /// Answers `request` through `reply`, now (cache hit, overload) or when an upstream
-    /// answers. `reply` runs on this loop.
-    func resolve(_ request: DNSForwardRequest, allocator: ByteBufferAllocator, reply: @escaping Reply) {
+    /// Writes the response from the cache for the question in `packet` into `output`;
+    /// false on a miss.
+    @inline(__always)
+    func cachedResponse(_ packet: UnsafeRawBufferPointer, query: DNSQueryView, overTCP: Bool, into output: inout ByteBuffer) -> Bool {
         let now = NIODeadline.now()
-        if let entry = cache.lookup(request.key, now: now) {
-            let age = UInt32(clamping: (now - entry.storedAt).nanoseconds / 1_000_000_000)
-            reply(DNSResponseCache.response(to: request.query, question: request.question, answer: entry.answer, age: age,
-                                            limit: DNSResponseWriter.sizeLimit(for: request.query, overTCP: request.overTCP),
-                                            allocator: allocator))
-            return
-        }
+        guard let entry = cache.lookup(packet, query: query, now: now) else { return false }
+        let age = UInt32(clamping: (now - entry.storedAt).nanoseconds / 1_000_000_000)
+        DNSResponseCache.response(to: query, question: UnsafeRawBufferPointer(rebasing: packet[DNSLimits.headerSize..<query.questionEnd]),
+                                  answer: entry.answer, age: age, limit: DNSResponseWriter.sizeLimit(for: query, overTCP: overTCP),
+                                  into: &output)
+        return true
+    }
+
+    /// Answers `request` (a cache miss) through `reply`, at once when overloaded, otherwise
+    /// when an upstream answers or all have failed. `reply` runs on this loop.
+    func resolve(_ request: DNSForwardRequest, allocator: ByteBufferAllocator, reply: @escaping Reply) {
         if waiting[request.key] != nil {
             waiting[request.key]?.append((request, reply))
             return
@@ -80,7 +89,7 @@ final class DNSForwarder {
 
     private func attempt(_ request: DNSForwardRequest, upstream index: Int, overTCP: Bool, allocator: ByteBufferAllocator) {
         guard index < configuration.upstreams.count else {
-            finish(request.key, answer: nil, allocator: allocator)
+            finish(request, answer: nil, allocator: allocator)
             return
         }
         let upstream = configuration.upstreams[index]
@@ -91,7 +100,7 @@ final class DNSForwarder {
             .whenSuccess { outcome in
                 switch outcome {
                 case .answer(let answer):
-                    self.finish(request.key, answer: answer, allocator: allocator)
+                    self.finish(request, answer: answer, allocator: allocator)
                 case .truncated:
                     self.attempt(request, upstream: index, overTCP: true, allocator: allocator)
                 case .failed(let reason):
@@ -103,29 +112,40 @@ final class DNSForwarder {
             }
     }
 
-    private func finish(_ key: [UInt8], answer: DNSUpstreamAnswer?, allocator: ByteBufferAllocator) {
+    private func finish(_ original: DNSForwardRequest, answer: DNSUpstreamAnswer?, allocator: ByteBufferAllocator) {
         inFlight -= 1
-        let waiters = waiting.removeValue(forKey: key) ?? []
+        let waiters = waiting.removeValue(forKey: original.key) ?? []
         guard let answer else {
-            if let first = waiters.first {
-                logger.notice("every upstream failed; answering SERVFAIL", metadata: ["upstreams": "\(configuration.upstreams.count)",
-                                                                                       "clients": "\(waiters.count)", "question": "\(Self.describe(first.0))"])
+            failuresSinceLog += 1
+            let now = NIODeadline.now()
+            if let first = waiters.first, now - lastFailureLog >= .seconds(10) {
+                logger.warning("every upstream failed; answering SERVFAIL (check --upstream)", metadata: [
+                    "upstreams": "\(configuration.upstreams.map { "\($0)" }.joined(separator: ", "))",
+                    "failed-queries-since-last-warning": "\(failuresSinceLog)", "example": "\(Self.describe(first.0))"])
+                lastFailureLog = now
+                failuresSinceLog = 0
             }
             for (request, reply) in waiters { reply(Self.serverFailure(request, allocator: allocator)) }
             return
         }
-        cache.store(answer, key: key, now: .now())
+        cache.store(answer, key: original.key, hash: original.keyHash, now: .now())
         for (request, reply) in waiters {
-            reply(DNSResponseCache.response(to: request.query, question: request.question, answer: answer, age: 0,
-                                            limit: DNSResponseWriter.sizeLimit(for: request.query, overTCP: request.overTCP),
-                                            allocator: allocator))
+            var buffer = allocator.buffer(capacity: answer.bytes.count + DNSResponseWriter.optLength)
+            request.question.withUnsafeBytes { question in
+                DNSResponseCache.response(to: request.query, question: question, answer: answer, age: 0,
+                                          limit: DNSResponseWriter.sizeLimit(for: request.query, overTCP: request.overTCP),
+                                          into: &buffer)
+            }
+            reply(buffer)
         }
     }
 
     private static func serverFailure(_ request: DNSForwardRequest, allocator: ByteBufferAllocator) -> ByteBuffer {
         var packet = [UInt8](repeating: 0, count: DNSLimits.headerSize)
         packet.append(contentsOf: request.question)
-        return packet.withUnsafeBytes { DNSResponseWriter.bare(request.query, packet: $0, rcode: .serverFailure, allocator: allocator) }
+        var buffer = allocator.buffer(capacity: packet.count + DNSResponseWriter.optLength)
+        packet.withUnsafeBytes { DNSResponseWriter.bare(request.query, packet: $0, rcode: .serverFailure, into: &buffer) }
+        return buffer
     }
 
     private static func describe(_ request: DNSForwardRequest) -> String {

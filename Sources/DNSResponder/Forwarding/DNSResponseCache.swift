@@ -10,12 +10,17 @@ final class DNSSharedResponseCache: Sendable {
         cache = NIOLockedValueBox(DNSResponseCache(capacity: capacity))
     }
 
-    func lookup(_ key: [UInt8], now: NIODeadline) -> DNSResponseCache.Entry? {
-        cache.withLockedValue { $0.lookup(key, now: now) }
+    /// The live entry for the question in `packet`, if any.
+    @inline(__always)
+    func lookup(_ packet: UnsafeRawBufferPointer, query: DNSQueryView, now: NIODeadline) -> DNSResponseCache.Entry? {
+        let hash = DNSCacheKey.hash(packet, query: query)
+        guard let entry = cache.withLockedValue({ $0.lookup(hash, now: now) }),
+              DNSCacheKey.matches(packet, query: query, key: entry.key) else { return nil }
+        return entry
     }
 
-    func store(_ answer: DNSUpstreamAnswer, key: [UInt8], now: NIODeadline) {
-        cache.withLockedValue { $0.store(answer, key: key, now: now) }
+    func store(_ answer: DNSUpstreamAnswer, key: [UInt8], hash: UInt64, now: NIODeadline) {
+        cache.withLockedValue { $0.store(answer, key: key, hash: hash, now: now) }
     }
 }
 
@@ -25,13 +30,15 @@ final class DNSSharedResponseCache: Sendable {
 /// `capacity` entries.
 struct DNSResponseCache: Sendable {
     struct Entry: Sendable {
+        /// The full key, checked on every hit (entries are filed by the key's hash).
+        var key: [UInt8]
         var answer: DNSUpstreamAnswer
         var storedAt: NIODeadline
         var expiresAt: NIODeadline
     }
 
     let capacity: Int
-    private var entries: [[UInt8]: Entry] = [:]
+    private var entries: [UInt64: Entry] = [:]
 
     init(capacity: Int) {
         self.capacity = max(0, capacity)
@@ -39,8 +46,9 @@ struct DNSResponseCache: Sendable {
 
     var count: Int { entries.count }
 
-    /// The live entry for `key`, removing it if it has expired.
-    mutating func lookup(_ key: [UInt8], now: NIODeadline) -> Entry? {
+    /// The live entry filed under `key` (a key hash), removing it if it has expired. The
+    /// caller checks the entry's full key.
+    mutating func lookup(_ key: UInt64, now: NIODeadline) -> Entry? {
         guard let entry = entries[key] else { return nil }
         if entry.expiresAt <= now {
             entries[key] = nil
@@ -49,20 +57,22 @@ struct DNSResponseCache: Sendable {
         return entry
     }
 
-    /// Keeps `answer` for its ``DNSUpstreamAnswer/cacheTTL`` seconds (nothing when 0).
-    mutating func store(_ answer: DNSUpstreamAnswer, key: [UInt8], now: NIODeadline) {
+    /// Keeps `answer` for its ``DNSUpstreamAnswer/cacheTTL`` seconds (nothing when 0). A
+    /// different key with the same hash is replaced: a collision costs a miss, never a
+    /// wrong answer.
+    mutating func store(_ answer: DNSUpstreamAnswer, key: [UInt8], hash: UInt64, now: NIODeadline) {
         guard answer.cacheTTL > 0, capacity > 0 else { return }
-        if entries[key] == nil, entries.count >= capacity, let victim = entries.first {
-            entries.remove(at: entries.index(forKey: victim.key) ?? entries.startIndex)
+        if entries[hash] == nil, entries.count >= capacity, !entries.isEmpty {
+            entries.remove(at: entries.startIndex)
         }
-        entries[key] = Entry(answer: answer, storedAt: now, expiresAt: now + .seconds(Int64(answer.cacheTTL)))
+        entries[hash] = Entry(key: key, answer: answer, storedAt: now, expiresAt: now + .seconds(Int64(answer.cacheTTL)))
     }
 
     /// Builds the response to `query` from a stored answer: the client's ID, flags and
     /// question, record TTLs reduced by the answer's age, OPT when the client sent one, and
     /// TC with empty sections when it does not fit `limit`.
-    static func response(to query: DNSQueryView, question: [UInt8], answer: DNSUpstreamAnswer, age: UInt32,
-                         limit: Int, allocator: ByteBufferAllocator) -> ByteBuffer {
+    static func response(to query: DNSQueryView, question: UnsafeRawBufferPointer, answer: DNSUpstreamAnswer, age: UInt32,
+                         limit: Int, into buffer: inout ByteBuffer) {
         let bytes = answer.bytes
         let rcode = DNSResponseCode(rawValue: answer.flags & 0xF)
         let optLength = query.edns == nil ? 0 : DNSResponseWriter.optLength
@@ -70,7 +80,7 @@ struct DNSResponseCache: Sendable {
         // AA is ours to give only for owned names; AD passes through.
         let keptFlags = answer.flags & DNSHeader.adBit
         let flags = DNSResponseWriter.flags(query: query.flags, rcode: rcode, authoritative: false, truncated: truncated, extra: keptFlags)
-        var buffer = allocator.buffer(capacity: truncated ? query.questionEnd + optLength : bytes.count + optLength)
+        buffer.clear()
         let additional = UInt16(bytes[10]) << 8 | UInt16(bytes[11])
         DNSResponseWriter.writeHeader(&buffer, id: query.id, flags: flags, questions: 1,
                                       answers: truncated ? 0 : UInt16(bytes[6]) << 8 | UInt16(bytes[7]),
@@ -90,6 +100,5 @@ struct DNSResponseCache: Sendable {
             }
         }
         if let edns = query.edns { DNSResponseWriter.writeOPT(&buffer, edns: edns, rcode: rcode) }
-        return buffer
     }
 }

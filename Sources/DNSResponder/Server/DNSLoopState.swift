@@ -8,19 +8,45 @@ final class DNSLoopState {
     var table: DNSRecordTable?
     let processor: DNSQueryProcessor
     let forwarder: DNSForwarder
+    /// The buffer responses are written into. Handing a reply to NIO shares its storage;
+    /// once NIO has sent it the storage is unique again and the next response reuses it,
+    /// so a quiet-to-moderate loop answers without allocating response memory.
+    private var scratch: ByteBuffer
 
-    init(table: DNSRecordTable?, processor: DNSQueryProcessor, forwarder: DNSForwarder) {
+    init(table: DNSRecordTable?, processor: DNSQueryProcessor, forwarder: DNSForwarder, allocator: ByteBufferAllocator = ByteBufferAllocator()) {
         self.table = table
         self.processor = processor
         self.forwarder = forwarder
+        scratch = allocator.buffer(capacity: 1024)
     }
 
-    /// Decides what to do with one received message.
+    /// What to do with one received message.
+    enum Action {
+        case reply(ByteBuffer)
+        case forward(DNSForwardRequest)
+        case drop
+    }
+
+    /// Decides what to do with one received message: an answer from the table or the
+    /// cache is ready at once; anything else goes upstream.
     @inline(__always)
-    func process(_ packet: ByteBuffer, source: SocketAddress?, overTCP: Bool, allocator: ByteBufferAllocator) -> DNSProcessResult {
+    func process(_ packet: ByteBuffer, source: SocketAddress?, overTCP: Bool) -> Action {
         let table = self.table
-        return packet.withUnsafeReadableBytes {
-            processor.process($0, source: source, overTCP: overTCP, table: table, allocator: allocator)
+        var output = scratch
+        scratch = ByteBuffer()  // keep `output` uniquely referenced while writing
+        defer { scratch = output }
+        return packet.withUnsafeReadableBytes { bytes -> Action in
+            switch processor.process(bytes, source: source, overTCP: overTCP, table: table, into: &output) {
+            case .reply:
+                return .reply(output)
+            case .drop:
+                return .drop
+            case .forward(let query):
+                if forwarder.cachedResponse(bytes, query: query, overTCP: overTCP, into: &output) {
+                    return .reply(output)
+                }
+                return .forward(DNSQueryProcessor.forwardRequest(query, packet: bytes, overTCP: overTCP))
+            }
         }
     }
 }

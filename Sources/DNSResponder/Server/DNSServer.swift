@@ -47,63 +47,34 @@ public final class DNSServer: Sendable {
             statesByLoop[ObjectIdentifier(loop)] = state
         }
 
-        let loopStates = statesByLoop
         var channels: [any Channel] = []
         var bound: [SocketAddress] = []
         do {
             for address in try expand(configuration.listen) {
-                // UDP: the first loop picks the port (when 0), the others join it.
-                var udpAddress = address
-                for (index, loop) in loops.enumerated() {
-                    let state = states[index]
-                    let channel = try await DatagramBootstrap(group: loop)
-                        .channelOption(.socketOption(.so_reuseaddr), value: 1)
-                        .channelOption(ChannelOptions.Types.SocketOption(level: .socket, name: NIOBSDSocket.Option(rawValue: SO_REUSEPORT)), value: 1)
-                        .channelOption(.datagramVectorReadMessageCount, value: configuration.udpVectorReadCount)
-                        .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: configuration.udpReceiveBufferSize))
-                        .channelInitializer { channel in
-                            channel.eventLoop.makeCompletedFuture {
-                                try channel.pipeline.syncOperations.addHandler(DNSUDPHandler(state: state.value))
-                            }
+                // With port 0 the TCP listener picks the port and UDP joins it; the port may
+                // already be taken for UDP, so try a few times.
+                var attempt = 0
+                while true {
+                    var forAddress: [any Channel] = []
+                    do {
+                        let tcp = try await bindTCP(address, configuration: configuration, group: group, states: statesByLoop)
+                        forAddress.append(tcp)
+                        let actual = tcp.localAddress ?? address
+                        for (index, loop) in loops.enumerated() {
+                            forAddress.append(try await bindUDP(actual, configuration: configuration, loop: loop, state: states[index]))
                         }
-                        .bind(to: udpAddress).get()
-                    channels.append(channel)
-                    if let local = channel.localAddress, index == 0 {
-                        udpAddress = local
-                        bound.append(local)
+                        channels += forAddress
+                        bound.append(actual)
+                        break
+                    } catch where address.port == 0 && attempt < 8 {
+                        for channel in forAddress { try? await channel.close() }
+                        attempt += 1
+                    } catch {
+                        for channel in forAddress { try? await channel.close() }
+                        throw error
                     }
                 }
-                let tcpAddress = udpAddress
-                let limit = configuration.maximumTCPConnections
-                let idle = configuration.tcpIdleTimeout
-                // SO_REUSEPORT on TCP too: a second agent started during a rolling restart binds
-                // the same address before the first one lets go.
-                let tcp = try await ServerBootstrap(group: group)
-                    .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-                    .serverChannelOption(ChannelOptions.Types.SocketOption(level: .socket, name: NIOBSDSocket.Option(rawValue: SO_REUSEPORT)), value: 1)
-                    .serverChannelInitializer { channel in
-                        channel.eventLoop.makeCompletedFuture {
-                            try channel.pipeline.syncOperations.addHandler(DNSTCPConnectionLimiter(maximum: limit))
-                        }
-                    }
-                    .childChannelOption(.allowRemoteHalfClosure, value: true)
-                    .childChannelInitializer { channel in
-                        channel.eventLoop.makeCompletedFuture {
-                            guard let state = loopStates[ObjectIdentifier(channel.eventLoop)] else {
-                                throw DNSServerError(address: "\(tcpAddress)", reason: "connection on an unknown event loop")
-                            }
-                            let operations = channel.pipeline.syncOperations
-                            try operations.addHandler(IdleStateHandler(allTimeout: idle))
-                            try operations.addHandler(ByteToMessageHandler(DNSFrameDecoder()))
-                            try operations.addHandler(DNSTCPHandler(state: state.value))
-                        }
-                    }
-                    .bind(to: tcpAddress).get()
-                channels.append(tcp)
             }
-        } catch let error as DNSServerError {
-            for channel in channels { try? await channel.close() }
-            throw error
         } catch {
             for channel in channels { try? await channel.close() }
             throw DNSServerError(address: configuration.listen.map { "\($0)" }.joined(separator: ", "), reason: "\(error)")
@@ -111,6 +82,56 @@ public final class DNSServer: Sendable {
         logger.info("serving DNS", metadata: ["addresses": "\(bound.map { "\($0)" }.joined(separator: ", "))",
                                                "loops": "\(loops.count)", "upstreams": "\(configuration.forwarding.upstreams.count)"])
         return DNSServer(states: states, channels: channels, localAddresses: bound)
+    }
+
+    /// One UDP socket on `loop`, sharing `address` with the other loops' (SO_REUSEPORT).
+    private static func bindUDP(_ address: SocketAddress, configuration: DNSServerConfiguration, loop: any EventLoop,
+                                state: NIOLoopBound<DNSLoopState>) async throws -> any Channel {
+        try await DatagramBootstrap(group: loop)
+            .channelOption(.socketOption(.so_reuseaddr), value: 1)
+            .channelOption(ChannelOptions.Types.SocketOption(level: .socket, name: NIOBSDSocket.Option(rawValue: SO_REUSEPORT)), value: 1)
+            .channelOption(.datagramVectorReadMessageCount, value: configuration.udpVectorReadCount)
+            // One recvmmsg per readiness event: epoll is level-triggered, so a socket with
+            // more waiting wakes the loop again, and the empty recvmmsg that would end a
+            // longer read loop is saved.
+            .channelOption(.maxMessagesPerRead, value: 1)
+            .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: configuration.udpReceiveBufferSize))
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(DNSUDPHandler(state: state.value))
+                }
+            }
+            .bind(to: address).get()
+    }
+
+    /// The TCP listener for `address`; connections are served by their loop's state.
+    private static func bindTCP(_ address: SocketAddress, configuration: DNSServerConfiguration, group: MultiThreadedEventLoopGroup,
+                                states: [ObjectIdentifier: NIOLoopBound<DNSLoopState>]) async throws -> any Channel {
+        let limit = configuration.maximumTCPConnections
+        let idle = configuration.tcpIdleTimeout
+        // SO_REUSEPORT on TCP too: a second agent started during a rolling restart binds the
+        // same address before the first one lets go.
+        return try await ServerBootstrap(group: group)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .serverChannelOption(ChannelOptions.Types.SocketOption(level: .socket, name: NIOBSDSocket.Option(rawValue: SO_REUSEPORT)), value: 1)
+            .serverChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(DNSTCPConnectionLimiter(maximum: limit))
+                }
+            }
+            .childChannelOption(.allowRemoteHalfClosure, value: true)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    guard let state = states[ObjectIdentifier(channel.eventLoop)] else {
+                        throw DNSServerError(address: "\(address)", reason: "connection on an unknown event loop")
+                    }
+                    let operations = channel.pipeline.syncOperations
+                    try operations.addHandler(IdleStateHandler(allTimeout: idle))
+                    try operations.addHandler(ByteToMessageHandler(DNSFrameDecoder()))
+                    try operations.addHandler(DNSTCPHandler(state: state.value))
+                }
+            }
+            .bind(to: address).get()
     }
 
     /// Makes `table` the one every loop answers from. Queries in progress finish with the

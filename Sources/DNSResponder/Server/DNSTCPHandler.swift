@@ -19,7 +19,7 @@ final class DNSTCPHandler: ChannelInboundHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let message = unwrapInboundIn(data)
         let channel = context.channel
-        switch state.process(message, source: channel.remoteAddress, overTCP: true, allocator: channel.allocator) {
+        switch state.process(message, source: channel.remoteAddress, overTCP: true) {
         case .reply(let response):
             context.write(wrapOutboundOut(.dnsTCPFrame(response, allocator: channel.allocator)), promise: nil)
         case .forward(let request):

@@ -17,7 +17,7 @@ final class DNSUDPHandler: ChannelInboundHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let envelope = unwrapInboundIn(data)
         let remote = envelope.remoteAddress
-        switch state.process(envelope.data, source: remote, overTCP: false, allocator: context.channel.allocator) {
+        switch state.process(envelope.data, source: remote, overTCP: false) {
         case .reply(let response):
             context.write(wrapOutboundOut(AddressedEnvelope(remoteAddress: remote, data: response)), promise: nil)
             pendingFlush = true

@@ -1,35 +1,20 @@
 /// The names this responder answers itself, with every answer precomputed in wire form.
 ///
-/// Built once from a ``DNSTableContent`` and then immutable, so any number of event loops
-/// read it without locks; an update builds a new table and swaps it in (see
-/// ``DNSServer/replaceTable(_:)``). All keys, answers and SOA records live in one byte arena
-/// and lookups hash the query's name in place: a query costs one hash probe and no
-/// allocation.
+/// Immutable, so any number of event loops read it without locks; an update makes a new
+/// table and swaps it in (see ``DNSServer/replaceTable(_:)``). Names are spread over
+/// ``shardCount`` shards by hash: a lookup hashes the query's name in place and probes one
+/// shard (no copy, no allocation), and ``patched(removing:adding:)`` rebuilds only the
+/// shards a change touches and shares the others with the previous table.
 ///
 /// Answers are laid out for a response whose question starts at byte 12 (there is always
 /// exactly one question), so owner names are the pointer `0xC00C` and names inside record
 /// data may point into the question.
-public final class DNSRecordTable: Sendable {
+public final class DNSRecordTable: @unchecked Sendable {
     /// The cap on negative-answer TTLs (SOA TTL and minimum), so that a name that appears in
     /// the mirror state is visible within seconds.
     public static let maximumNegativeTTL: UInt32 = 5
-
-    struct Entry: Sendable {
-        var hash: UInt64
-        var keyOffset: Int
-        var keyLength: Int
-        var rrsetStart: Int
-        var rrsetCount: Int
-        /// Index into `zones`, or -1 when no zone encloses the name.
-        var zone: Int
-    }
-
-    struct RRSet: Sendable {
-        var type: UInt16
-        var count: UInt16
-        var offset: Int
-        var length: Int
-    }
+    /// Shards per table; a one-service change rebuilds at most a few.
+    public static let shardCount = 64
 
     struct Zone: Sendable {
         /// Wire length of the origin, to find it as a suffix of the question name.
@@ -41,29 +26,28 @@ public final class DNSRecordTable: Sendable {
 
     /// Outcome of looking a question name up.
     enum Match {
-        /// The name exists here (with or without data): its entry.
-        case name(Int)
+        /// The name exists here (with or without data): its shard and entry.
+        case name(DNSRecordShard, Int)
         /// The name does not exist but lies below an owned name: NXDOMAIN with that zone's SOA.
         case below(zone: Int)
         /// Not ours: forward it.
         case notOwned
     }
 
-    let arena: [UInt8]
-    let entries: [Entry]
-    let rrsets: [RRSet]
-    let zones: [Zone]
-    private let slots: [Int32]
-    private let slotMask: Int
-    /// Bit n set when some entry has n labels; ancestors of other depths are not probed.
+    let shards: [DNSRecordShard]
+    /// The zones' SOA records, in memory allocated once and freed in `deinit`.
+    let zoneArena: UnsafeRawBufferPointer
+    let zones: UnsafeBufferPointer<Zone>
+    let origins: [DNSName]
+    /// Bit n set when some name has n labels; ancestors of other depths are not probed.
     private let depthBits: (UInt64, UInt64)
 
     /// How many names (including empty non-terminals) the table holds.
-    public var nameCount: Int { entries.count }
+    public let nameCount: Int
 
     /// An empty table: owns nothing, forwards everything.
     public convenience init() {
-        self.init(built: DNSTableBuilder.Built())
+        self.init(zones: DNSTableBuilder.Zones(), shards: (0..<Self.shardCount).map { _ in DNSRecordShard([]) })
     }
 
     /// Builds the table.
@@ -71,77 +55,108 @@ public final class DNSRecordTable: Sendable {
     /// - Throws: ``DNSWireError/messageTooLarge`` when the records of one name and type
     ///   cannot fit a DNS message.
     public convenience init(_ content: DNSTableContent) throws {
-        self.init(built: try DNSTableBuilder(content).build())
+        let zones = DNSTableBuilder.zones(content.zones)
+        let names = try DNSTableBuilder.encode(content, origins: zones.origins)
+        var perShard = [[DNSEncodedName]](repeating: [], count: Self.shardCount)
+        for name in names { perShard[Self.shard(of: name.hash)].append(name) }
+        self.init(zones: zones, shards: perShard.map(DNSRecordShard.init))
     }
 
-    private init(built: DNSTableBuilder.Built) {
-        arena = built.arena
-        entries = built.entries
-        rrsets = built.rrsets
-        zones = built.zones
-        var capacity = 16
-        while capacity < entries.count * 2 { capacity <<= 1 }
-        var slots = [Int32](repeating: -1, count: capacity)
-        var bits: (UInt64, UInt64) = (0, 0)
-        for (index, entry) in entries.enumerated() {
-            var slot = Int(truncatingIfNeeded: entry.hash) & (capacity - 1)
-            while slots[slot] >= 0 { slot = (slot + 1) & (capacity - 1) }
-            slots[slot] = Int32(index)
-            let depth = built.depths[index]
-            if depth < 64 { bits.0 |= 1 << UInt64(depth) } else { bits.1 |= 1 << UInt64(depth - 64) }
-        }
-        self.slots = slots
-        slotMask = capacity - 1
-        depthBits = bits
+    private init(zones: DNSTableBuilder.Zones, shards: [DNSRecordShard]) {
+        let arena = UnsafeMutableRawBufferPointer.allocate(byteCount: max(zones.arena.count, 1), alignment: 8)
+        arena.copyBytes(from: zones.arena)
+        zoneArena = UnsafeRawBufferPointer(rebasing: arena[0..<zones.arena.count])
+        let zoneBuffer = UnsafeMutableBufferPointer<Zone>.allocate(capacity: max(zones.zones.count, 1))
+        _ = zoneBuffer.initialize(from: zones.zones)
+        self.zones = UnsafeBufferPointer(rebasing: zoneBuffer[0..<zones.zones.count])
+        origins = zones.origins
+        self.shards = shards
+        depthBits = shards.reduce((0, 0)) { ($0.0 | $1.depthBits.0, $0.1 | $1.depthBits.1) }
+        nameCount = shards.reduce(0) { $0 + $1.entries.count }
     }
 
-    /// Finds the entry for the name of `length` bytes at `start` in `packet`, which must be
-    /// a valid uncompressed wire name.
-    func find(_ packet: UnsafeRawBufferPointer, start: Int, length: Int) -> Int? {
-        let hash = NameHash.hash(packet, from: start, count: length)
-        var slot = Int(truncatingIfNeeded: hash) & slotMask
-        return arena.withUnsafeBytes { arena in
-            while true {
-                let index = Int(slots[slot])
-                if index < 0 { return nil }
-                let entry = entries[index]
-                if entry.hash == hash, entry.keyLength == length,
-                   NameHash.equal(packet, from: start, count: length, lowercasedKey: arena, keyStart: entry.keyOffset) {
-                    return index
-                }
-                slot = (slot + 1) & slotMask
-            }
+    deinit {
+        zoneArena.deallocate()
+        zones.deallocate()
+    }
+
+    /// A table like this one with the names in `removed` gone and the names of `added`
+    /// in (replacing same-named ones). Only the shards holding those names are rebuilt; the
+    /// others are shared. The zones are replaced by `added.zones` (e.g. a new SOA serial).
+    ///
+    /// - Throws: ``DNSTableError/zonesChanged`` when `added.zones` do not have this table's
+    ///   origins in the same order (build a new table instead), or
+    ///   ``DNSWireError/messageTooLarge`` as ``init(_:)``.
+    public func patched(removing removed: [DNSName], adding added: DNSTableContent) throws -> DNSRecordTable {
+        let zones = DNSTableBuilder.zones(added.zones)
+        guard zones.origins == origins else { throw DNSTableError.zonesChanged }
+        let names = try DNSTableBuilder.encode(added, origins: zones.origins)
+        var dropping = [Set<[UInt8]>](repeating: [], count: Self.shardCount)
+        var adding = [[DNSEncodedName]](repeating: [], count: Self.shardCount)
+        var touched = Set<Int>()
+        for name in removed {
+            let key = name.lowercased().wire
+            let shard = Self.shard(of: key.withUnsafeBytes { NameHash.hash($0, from: 0, count: $0.count) })
+            dropping[shard].insert(key)
+            touched.insert(shard)
+        }
+        for name in names {
+            let shard = Self.shard(of: name.hash)
+            dropping[shard].insert(name.key)
+            adding[shard].append(name)
+            touched.insert(shard)
+        }
+        var shards = self.shards
+        for index in touched {
+            shards[index] = DNSRecordShard(shards[index].encodedNames(dropping: dropping[index]) + adding[index])
+        }
+        return DNSRecordTable(zones: zones, shards: shards)
+    }
+
+    /// Whether `name` exists in the table (with data or as an empty non-terminal).
+    public func contains(_ name: DNSName) -> Bool {
+        name.wire.withUnsafeBytes { bytes in
+            let hash = NameHash.hash(bytes, from: 0, count: bytes.count)
+            return shards[Self.shard(of: hash)].find(bytes, start: 0, length: bytes.count, hash: hash) != nil
         }
     }
+
+    @inline(__always)
+    static func shard(of hash: UInt64) -> Int { Int(truncatingIfNeeded: hash >> 58) & (shardCount - 1) }
 
     /// Classifies a question name: an owned name, a missing name below an owned one, or a
     /// name to forward. `labelCount` is the number of labels of the name.
     func match(_ packet: UnsafeRawBufferPointer, start: Int, length: Int, labelCount: Int) -> Match {
-        if entries.isEmpty { return .notOwned }
-        if let index = find(packet, start: start, length: length) { return .name(index) }
+        if nameCount == 0 { return .notOwned }
+        let hash = NameHash.hash(packet, from: start, count: length)
+        let shard = shards[Self.shard(of: hash)]
+        if let index = shard.find(packet, start: start, length: length, hash: hash) { return .name(shard, index) }
         var offset = start
         var depth = labelCount
         while depth > 0 {
             offset += Int(packet[offset]) + 1
             depth -= 1
             let present = depth < 64 ? depthBits.0 & (1 << UInt64(depth)) != 0 : depthBits.1 & (1 << UInt64(depth - 64)) != 0
-            if present, let index = find(packet, start: offset, length: start + length - offset) {
-                return .below(zone: entries[index].zone)
+            guard present else { continue }
+            let suffixLength = start + length - offset
+            let suffixHash = NameHash.hash(packet, from: offset, count: suffixLength)
+            let owner = shards[Self.shard(of: suffixHash)]
+            if let index = owner.find(packet, start: offset, length: suffixLength, hash: suffixHash) {
+                return .below(zone: owner.entries[index].zone)
             }
         }
         return .notOwned
     }
+}
 
-    /// The answer set of `type` at entry `index`, if any.
-    @inline(__always)
-    func rrset(at index: Int, type: UInt16) -> RRSet? {
-        let entry = entries[index]
-        var position = entry.rrsetStart
-        let end = position + entry.rrsetCount
-        while position < end {
-            if rrsets[position].type == type { return rrsets[position] }
-            position += 1
+/// Why a table could not be patched.
+public enum DNSTableError: Error, CustomStringConvertible {
+    /// The zone origins differ from the table's: zone indexes would be wrong.
+    case zonesChanged
+
+    public var description: String {
+        switch self {
+        case .zonesChanged: "the zones changed; build a new record table instead of patching"
         }
-        return nil
     }
 }

@@ -1,35 +1,32 @@
-/// Turns a ``DNSTableContent`` into the flat arrays a ``DNSRecordTable`` serves from:
-/// owned names, empty non-terminals between them, precomputed answers per type (and for
-/// ANY), and each zone's SOA.
-struct DNSTableBuilder {
-    struct Built {
+/// Turns a ``DNSTableContent`` into what a ``DNSRecordTable`` serves from: each zone's SOA,
+/// and for every owned name (and every empty non-terminal between a record owner and the
+/// owned name above it) its answers per type and for ANY, precomputed in wire form.
+enum DNSTableBuilder {
+    /// The zones, deduplicated by origin (first wins), with their SOA records in one arena.
+    struct Zones {
+        var origins: [DNSName] = []
         var arena: [UInt8] = []
-        var entries: [DNSRecordTable.Entry] = []
-        var rrsets: [DNSRecordTable.RRSet] = []
         var zones: [DNSRecordTable.Zone] = []
-        /// Label count of each entry's name.
-        var depths: [Int] = []
     }
 
-    private let content: DNSTableContent
-
-    init(_ content: DNSTableContent) {
-        self.content = content
-    }
-
-    func build() throws -> Built {
-        var built = Built()
-        var zoneIndex: [DNSName: Int] = [:]
-        for zone in content.zones {
+    static func zones(_ zones: [DNSZone]) -> Zones {
+        var result = Zones()
+        for zone in zones {
             let origin = zone.origin.lowercased()
-            guard zoneIndex[origin] == nil else { continue }
-            zoneIndex[origin] = built.zones.count
-            built.zones.append(Self.appendSOA(zone, origin: origin, to: &built.arena))
+            guard !result.origins.contains(origin) else { continue }
+            result.origins.append(origin)
+            result.zones.append(appendSOA(zone, origin: origin, to: &result.arena))
         }
+        return result
+    }
 
+    /// Every name of `content`, encoded; zone indexes refer to `origins`.
+    static func encode(_ content: DNSTableContent, origins: [DNSName]) throws -> [DNSEncodedName] {
         // Names in first-seen order, with their records.
         var order: [DNSName] = []
         var recordsByName: [DNSName: [DNSRecord]] = [:]
+        order.reserveCapacity(content.ownedNames.count + content.records.count)
+        recordsByName.reserveCapacity(content.ownedNames.count + content.records.count)
         func add(_ name: DNSName) {
             if recordsByName[name] == nil {
                 recordsByName[name] = []
@@ -56,50 +53,108 @@ struct DNSTableBuilder {
             if candidate != nil { chain.forEach(add) }
         }
 
+        var encoded: [DNSEncodedName] = []
+        encoded.reserveCapacity(order.count)
         for name in order {
             let records = recordsByName[name] ?? []
-            var entry = DNSRecordTable.Entry(hash: 0, keyOffset: built.arena.count, keyLength: name.wire.count,
-                                             rrsetStart: built.rrsets.count, rrsetCount: 0, zone: Self.zone(of: name, in: zoneIndex))
-            built.arena.append(contentsOf: name.wire)
-            entry.hash = name.wire.withUnsafeBytes { NameHash.hash($0, from: 0, count: $0.count) }
             var types: [DNSRecordType] = []
             for record in records where !types.contains(record.type) { types.append(record.type) }
+            var answers: [DNSEncodedName.AnswerSet] = []
             for type in types {
-                built.rrsets.append(try Self.appendAnswers(records.filter { $0.type == type }, type: type, name: name, to: &built.arena))
+                answers.append(try encodeAnswers(records.filter { $0.type == type }, type: type, name: name))
             }
-            if !records.isEmpty {
-                built.rrsets.append(try Self.appendAnswers(records, type: .any, name: name, to: &built.arena))
-            }
-            entry.rrsetCount = built.rrsets.count - entry.rrsetStart
-            built.entries.append(entry)
-            built.depths.append(name.labelCount)
+            if !records.isEmpty { answers.append(try encodeAnswers(records, type: .any, name: name)) }
+            encoded.append(DNSEncodedName(key: name.wire, hash: name.wire.withUnsafeBytes { NameHash.hash($0, from: 0, count: $0.count) },
+                                          labelCount: name.labelCount, zone: zone(of: name, origins: origins), answers: answers))
         }
-        return built
+        return encoded
     }
 
-    /// The innermost zone containing `name`, or -1.
-    private static func zone(of name: DNSName, in zones: [DNSName: Int]) -> Int {
-        var candidate: DNSName? = name
-        while let current = candidate {
-            if let index = zones[current] { return index }
-            candidate = current.parent
+    /// The innermost zone (index into `origins`) containing `name`, or -1.
+    private static func zone(of name: DNSName, origins: [DNSName]) -> Int {
+        var best = -1
+        var bestLength = 0
+        for (index, origin) in origins.enumerated() where origin.wire.count > bestLength && name.isSubdomain(of: origin) {
+            best = index
+            bestLength = origin.wire.count
         }
-        return -1
+        return best
+    }
+
+    private static func encodeAnswers(_ records: [DNSRecord], type: DNSRecordType, name: DNSName) throws -> DNSEncodedName.AnswerSet {
+        var bytes: [UInt8] = []
+        let set = try appendAnswers(records, type: type, name: name, to: &bytes)
+        return DNSEncodedName.AnswerSet(type: set.type, count: set.count, bytes: bytes)
     }
 
     /// Encodes `records` as the answer section of a response to a question for `name`
     /// starting at byte 12, and appends the bytes after that question to the arena.
-    private static func appendAnswers(_ records: [DNSRecord], type: DNSRecordType, name: DNSName, to arena: inout [UInt8]) throws -> DNSRecordTable.RRSet {
-        var writer = DNSMessageWriter()
-        writer.append([UInt8](repeating: 0, count: DNSLimits.headerSize))
-        try writer.append(name, compress: true)
-        writer.append(UInt32(0))
-        let prefix = writer.bytes.count
-        for record in records { try writer.append(record) }
+    ///
+    /// Owner names are the pointer `0xC00C`; names in CNAME, PTR, NS and SOA data point at
+    /// the longest suffix they share with the question (the only earlier name there is), so
+    /// no per-answer compression table is needed.
+    private static func appendAnswers(_ records: [DNSRecord], type: DNSRecordType, name: DNSName, to arena: inout [UInt8]) throws -> DNSRecordShard.RRSet {
         guard records.count <= 65535 else { throw DNSWireError.messageTooLarge }
-        let answer = writer.bytes[prefix...]
-        defer { arena.append(contentsOf: answer) }
-        return DNSRecordTable.RRSet(type: type.rawValue, count: UInt16(records.count), offset: arena.count, length: answer.count)
+        let start = arena.count
+        for record in records {
+            arena.append(contentsOf: [0xC0, 0x0C, UInt8(record.type.rawValue >> 8), UInt8(record.type.rawValue & 0xFF),
+                                      UInt8(record.class.rawValue >> 8), UInt8(record.class.rawValue & 0xFF)])
+            appendU32(record.ttl, to: &arena)
+            let lengthOffset = arena.count
+            arena.append(contentsOf: [0, 0])
+            switch record.data {
+            case .a(let bytes), .aaaa(let bytes), .opaque(_, let bytes):
+                arena.append(contentsOf: bytes)
+            case .cname(let target), .ptr(let target), .ns(let target):
+                appendName(target, question: name, to: &arena)
+            case let .srv(priority, weight, port, target):
+                for value in [priority, weight, port] { arena.append(contentsOf: [UInt8(value >> 8), UInt8(value & 0xFF)]) }
+                arena.append(contentsOf: target.wire)
+            case .soa(let soa):
+                appendName(soa.primaryServer, question: name, to: &arena)
+                appendName(soa.mailbox, question: name, to: &arena)
+                for value in [soa.serial, soa.refresh, soa.retry, soa.expire, soa.minimum] { appendU32(value, to: &arena) }
+            case .txt(let strings):
+                for string in strings {
+                    arena.append(UInt8(min(string.count, 255)))
+                    arena.append(contentsOf: string.prefix(255))
+                }
+            }
+            let length = arena.count - lengthOffset - 2
+            guard length <= 65535, arena.count - start <= 65535 else { throw DNSWireError.messageTooLarge }
+            arena[lengthOffset] = UInt8(length >> 8)
+            arena[lengthOffset + 1] = UInt8(length & 0xFF)
+        }
+        return DNSRecordShard.RRSet(type: type.rawValue, count: UInt16(records.count), offset: start, length: arena.count - start)
+    }
+
+    private static func appendU32(_ value: UInt32, to arena: inout [UInt8]) {
+        arena.append(contentsOf: [UInt8(value >> 24), UInt8((value >> 16) & 0xFF), UInt8((value >> 8) & 0xFF), UInt8(value & 0xFF)])
+    }
+
+    /// Writes `target`, ending in a pointer into the question name (at byte 12) when they
+    /// share a suffix of at least one label.
+    private static func appendName(_ target: DNSName, question: DNSName, to arena: inout [UInt8]) {
+        var offset = 0
+        while offset < target.wire.count - 1 {
+            let suffixLength = target.wire.count - offset
+            let questionOffset = question.wire.count - suffixLength
+            if questionOffset >= 0, isLabelStart(questionOffset, in: question.wire),
+               target.wire[offset...].elementsEqual(question.wire[questionOffset...], by: { DNSName.lowercase($0) == DNSName.lowercase($1) }) {
+                arena.append(contentsOf: target.wire[0..<offset])
+                let pointer = UInt16(0xC000) | UInt16(DNSLimits.headerSize + questionOffset)
+                arena.append(contentsOf: [UInt8(pointer >> 8), UInt8(pointer & 0xFF)])
+                return
+            }
+            offset += Int(target.wire[offset]) + 1
+        }
+        arena.append(contentsOf: target.wire)
+    }
+
+    private static func isLabelStart(_ position: Int, in wire: [UInt8]) -> Bool {
+        var offset = 0
+        while offset < position { offset += Int(wire[offset]) + 1 }
+        return offset == position
     }
 
     /// Appends a zone's SOA record minus its owner name; TTL and minimum are capped.

@@ -107,13 +107,30 @@ public struct DNSName: Hashable, Sendable, CustomStringConvertible {
 
     /// Whether this name equals `other` or lies below it.
     public func isSubdomain(of other: DNSName) -> Bool {
-        guard wire.count >= other.wire.count else { return false }
-        var candidate: DNSName? = self
-        while let name = candidate, name.wire.count >= other.wire.count {
-            if name == other { return true }
-            candidate = name.parent
+        var offset = 0
+        while wire.count - offset > other.wire.count {
+            offset += Int(wire[offset]) + 1
         }
-        return false
+        guard wire.count - offset == other.wire.count else { return false }
+        for index in other.wire.indices where DNSName.lowercase(wire[offset + index]) != DNSName.lowercase(other.wire[index]) {
+            return false
+        }
+        return true
+    }
+
+    /// `label` followed by this name: `_http` + `bar.svc` is `_http.bar.svc`.
+    ///
+    /// - Throws: ``DNSWireError/badNameText(_:reason:)`` when the label is empty or too long,
+    ///   or the result exceeds 255 bytes.
+    public func prepending(_ label: String) throws -> DNSName {
+        let bytes = Array(label.utf8)
+        guard !bytes.isEmpty, bytes.count <= DNSLimits.maxLabelLength, !bytes.contains(UInt8(ascii: ".")) else {
+            throw DNSWireError.badNameText(label, reason: "a label must be 1–63 bytes without dots")
+        }
+        guard wire.count + bytes.count + 1 <= DNSLimits.maxNameLength else {
+            throw DNSWireError.badNameText(label + "." + description, reason: "longer than 255 bytes in wire form")
+        }
+        return DNSName(uncheckedWire: [UInt8(bytes.count)] + bytes + wire)
     }
 
     public static func == (lhs: DNSName, rhs: DNSName) -> Bool {
@@ -123,7 +140,8 @@ public struct DNSName: Hashable, Sendable, CustomStringConvertible {
     }
 
     public func hash(into hasher: inout Hasher) {
-        for byte in wire { hasher.combine(DNSName.lowercase(byte)) }
+        // One combine of a case-folded FNV digest: far cheaper than feeding bytes one by one.
+        hasher.combine(wire.withUnsafeBytes { NameHash.hash($0, from: 0, count: $0.count) })
     }
 
     /// Presentation form with a trailing dot; bytes outside printable ASCII and `.`/`\`

@@ -1,11 +1,12 @@
 import ArgumentParser
 import DNSResponder
 import NIOCore
+import NIOPosix
 
 /// The `run` flags for the DNS responder.
 struct DNSOptions: ParsableArguments {
     @Option(name: .customLong("dns-listen"),
-            help: ArgumentHelp("Address to answer DNS on, UDP and TCP (repeatable). Pods' resolv.conf should point here.", valueName: "addr:port"))
+            help: ArgumentHelp("Address to answer DNS on, UDP and TCP (repeatable). Pods' resolv.conf should point here. 0.0.0.0 or [::] means every local address present at start.", valueName: "addr:port"))
     var listen: [String] = ["127.0.0.1:53"]
 
     @Option(help: ArgumentHelp("DNS server to forward every name the agent does not own to, usually the cluster DNS (repeatable; tried in order, 2 s each).",
@@ -19,11 +20,19 @@ struct DNSOptions: ParsableArguments {
     @Option(help: ArgumentHelp("TTL in seconds of answers for mirrored names (negative answers: at most 5).", valueName: "seconds"))
     var ttl: UInt32 = 5
 
+    @Option(name: .customLong("dns-threads"),
+            help: ArgumentHelp("Event loop threads serving DNS, each with its own UDP socket. Default: one per CPU core.", valueName: "n"))
+    var threads: Int?
+
+    /// The number of DNS threads to run.
+    var threadCount: Int { threads ?? System.coreCount }
+
     @Flag(name: .customLong("no-dns"), help: "Do not serve DNS (nftables only).")
     var disabled = false
 
     func validate() throws {
         guard !disabled else { return }
+        if let threads, !(1...256).contains(threads) { throw ValidationError("--dns-threads \(threads): expected 1 to 256") }
         _ = try listenAddresses()
         _ = try upstreamAddresses()
         _ = try accessList()

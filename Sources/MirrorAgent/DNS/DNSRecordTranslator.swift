@@ -21,40 +21,65 @@ import Sync
 enum DNSRecordTranslator {
     static let clusterSetZone = "clusterset.local"
 
+    /// The whole table content for `store`.
     static func content(for store: MirrorStore, ttl: UInt32) throws -> DNSTableContent {
-        let zone = store.clusterDomain
-        let serial = UInt32(truncatingIfNeeded: store.revision)
-        let negativeTTL = min(ttl, DNSRecordTable.maximumNegativeTTL)
-        var content = DNSTableContent()
-        for origin in [zone, clusterSetZone, "in-addr.arpa", "ip6.arpa"] {
-            content.zones.append(try DNSZone.standard(origin: try DNSName(origin), serial: serial, negativeTTL: negativeTTL))
-        }
-        let version = try DNSName("dns-version." + clusterSetZone)
-        content.ownedNames.append(version)
-        content.records.append(DNSRecord(name: version, ttl: ttl, data: .txt([Array("1.0.0".utf8)])))
-
+        var content = try base(for: store, ttl: ttl)
         for key in store.services.keys.sorted() {
             guard let service = store.services[key] else { continue }
-            let name = try DNSName(service.dnsName(zone: zone))
-            try addService(service, at: name, ttl: ttl, to: &content)
-            for ip in service.ips {
-                guard let reverse = try reverseName(ip) else { continue }
-                content.ownedNames.append(reverse)
-                content.records.append(DNSRecord(name: reverse, ttl: ttl, data: .ptr(name)))
-            }
-            for endpoint in service.endpoints where endpoint.ready {
-                guard let hostname = endpoint.hostname, let data = addressData(endpoint.ip) else { continue }
-                content.records.append(DNSRecord(name: try DNSName("\(hostname).\(name.description)"), ttl: ttl, data: data))
-            }
-            if service.mode == .federated {
-                let clusterSetName = try DNSName("\(service.name).\(service.namespace).svc.\(clusterSetZone)")
-                try addService(service, at: clusterSetName, ttl: ttl, to: &content)
-            }
+            let part = try fragment(for: service, zone: store.clusterDomain, ttl: ttl)
+            content.ownedNames += part.ownedNames
+            content.records += part.records
         }
         return content
     }
 
-    /// The service name itself (owned even without addresses), its A/AAAA and SRV records.
+    /// The zones (SOA serial = the store's revision) and the names that exist whatever the
+    /// services: `dns-version.clusterset.local`.
+    static func base(for store: MirrorStore, ttl: UInt32) throws -> DNSTableContent {
+        var content = DNSTableContent(zones: try zones(for: store, ttl: ttl))
+        let version = try DNSName("dns-version." + clusterSetZone)
+        content.ownedNames.append(version)
+        content.records.append(DNSRecord(name: version, ttl: ttl, data: .txt([Array("1.0.0".utf8)])))
+        return content
+    }
+
+    static func zones(for store: MirrorStore, ttl: UInt32) throws -> [DNSZone] {
+        let serial = UInt32(truncatingIfNeeded: store.revision)
+        let negativeTTL = min(ttl, DNSRecordTable.maximumNegativeTTL)
+        return try [store.clusterDomain, clusterSetZone, "in-addr.arpa", "ip6.arpa"].map {
+            try DNSZone.standard(origin: try DNSName($0), serial: serial, negativeTTL: negativeTTL)
+        }
+    }
+
+    /// Everything one service contributes (no zones). Every name it creates is listed in
+    /// `ownedNames` or owns a record, so removing the service removes exactly these names.
+    static func fragment(for service: MirroredService, zone: String, ttl: UInt32) throws -> DNSTableContent {
+        var content = DNSTableContent()
+        let name = try DNSName(service.dnsName(zone: zone))
+        try addService(service, at: name, ttl: ttl, to: &content)
+        for ip in service.ips {
+            guard let reverse = try reverseName(ip) else { continue }
+            content.ownedNames.append(reverse)
+            content.records.append(DNSRecord(name: reverse, ttl: ttl, data: .ptr(name)))
+        }
+        for endpoint in service.endpoints where endpoint.ready {
+            guard let hostname = endpoint.hostname, let data = addressData(endpoint.ip) else { continue }
+            content.records.append(DNSRecord(name: try name.prepending(hostname), ttl: ttl, data: data))
+        }
+        if service.mode == .federated {
+            let clusterSetName = try DNSName("\(service.name).\(service.namespace).svc.\(clusterSetZone)")
+            try addService(service, at: clusterSetName, ttl: ttl, to: &content)
+        }
+        return content
+    }
+
+    /// The names a fragment creates.
+    static func names(of fragment: DNSTableContent) -> [DNSName] {
+        fragment.ownedNames + fragment.records.map(\.name)
+    }
+
+    /// The service name itself (owned even without addresses), its A/AAAA and SRV records,
+    /// and the `_<proto>` names between them.
     private static func addService(_ service: MirroredService, at name: DNSName, ttl: UInt32, to content: inout DNSTableContent) throws {
         content.ownedNames.append(name)
         for ip in service.ips {
@@ -62,8 +87,9 @@ enum DNSRecordTranslator {
         }
         for port in service.ports {
             guard let portName = port.name, !portName.isEmpty else { continue }
-            let srvName = try DNSName("_\(portName)._\(port.protocol.rawValue.lowercased()).\(name.description)")
-            content.records.append(DNSRecord(name: srvName, ttl: ttl,
+            let protocolName = try name.prepending("_" + port.protocol.rawValue.lowercased())
+            if !content.ownedNames.contains(protocolName) { content.ownedNames.append(protocolName) }
+            content.records.append(DNSRecord(name: try protocolName.prepending("_" + portName), ttl: ttl,
                                              data: .srv(priority: 0, weight: 100, port: UInt16(clamping: port.port), target: name)))
         }
     }

@@ -41,9 +41,10 @@ enum TableFixture {
     static func process(_ bytes: [UInt8], table: DNSRecordTable?, source: SocketAddress? = localClient, overTCP: Bool = false,
                         access: DNSAccessList = .standard()) throws -> (reply: DNSMessage?, raw: [UInt8], result: DNSProcessResult) {
         let processor = DNSQueryProcessor(access: access)
-        let result = bytes.withUnsafeBytes { processor.process($0, source: source, overTCP: overTCP, table: table, allocator: ByteBufferAllocator()) }
-        if case .reply(let buffer) = result {
-            let raw = Array(buffer.readableBytesView)
+        var output = ByteBufferAllocator().buffer(capacity: 512)
+        let result = bytes.withUnsafeBytes { processor.process($0, source: source, overTCP: overTCP, table: table, into: &output) }
+        if case .reply = result {
+            let raw = Array(output.readableBytesView)
             return (try DNSMessage(parsing: raw), raw, result)
         }
         return (nil, [], result)
