@@ -44,7 +44,9 @@ public final class Reconciler {
             }
             do {
                 let next = try backend.commit(transaction, generation: snapshot.generation)
-                try current.applyInPlace(transaction)
+                // A full diff was applied atomically: the kernel now holds exactly `desired`.
+                // Sharing its storage costs nothing (copy-on-write) and halves the memory.
+                current = desired
                 generation = next
                 return transaction
             } catch is GenerationChanged {
