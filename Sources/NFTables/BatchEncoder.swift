@@ -23,10 +23,14 @@ struct BatchEncoder {
     /// Bytes of element payload per message; the nest length field is 16 bits.
     static let elementBudget = 48 * 1024
 
+    /// Encodes every operation. Only the last message asks for an ack: the kernel reports every
+    /// failing message anyway, and one ack per message would overflow the receive buffer on
+    /// large batches (the last ack tells that the whole batch was processed).
     mutating func encode(_ transaction: Transaction, into batch: NetlinkBatch) {
         for (index, operation) in transaction.operations.enumerated() {
             encode(operation, index: index, into: batch)
         }
+        batch.requestAckOnLastMessage()
     }
 
     private mutating func subject(_ operation: Int, _ elements: Range<Int>? = nil) -> Int {
@@ -37,7 +41,7 @@ struct BatchEncoder {
     private mutating func encode(_ operation: Operation, index: Int, into batch: NetlinkBatch) {
         let id = operation.table
         let family = id.family.protocolFamily
-        let create = UInt16(NLM_F_CREATE | NLM_F_ACK)
+        let create = UInt16(NLM_F_CREATE)
         switch operation {
         case .addTable, .deleteTable:
             let isAdd: Bool = { if case .addTable = operation { return true } else { return false } }()
@@ -46,7 +50,7 @@ struct BatchEncoder {
             nftnl_table_set_str(table, attribute(NFTNL_TABLE_NAME), id.name)
             nftnl_table_set_u32(table, attribute(NFTNL_TABLE_FAMILY), UInt32(family))
             message(batch, subject(index), isAdd ? messageType(NFT_MSG_NEWTABLE) : messageType(NFT_MSG_DELTABLE), family,
-                    isAdd ? create : UInt16(NLM_F_ACK)) { nftnl_table_nlmsg_build_payload($0, table) }
+                    isAdd ? create : 0) { nftnl_table_nlmsg_build_payload($0, table) }
         case .addChain(_, let chain):
             let object = makeChain(id, chain.name)
             defer { nftnl_chain_free(object) }
@@ -60,11 +64,11 @@ struct BatchEncoder {
         case .deleteChain(_, let name):
             let object = makeChain(id, name)
             defer { nftnl_chain_free(object) }
-            message(batch, subject(index), messageType(NFT_MSG_DELCHAIN), family, UInt16(NLM_F_ACK)) { nftnl_chain_nlmsg_build_payload($0, object) }
+            message(batch, subject(index), messageType(NFT_MSG_DELCHAIN), family, 0) { nftnl_chain_nlmsg_build_payload($0, object) }
         case .flushChain(_, let name):
             let rule = makeRule(id, chain: name)
             defer { nftnl_rule_free(rule) }
-            message(batch, subject(index), messageType(NFT_MSG_DELRULE), family, UInt16(NLM_F_ACK)) { nftnl_rule_nlmsg_build_payload($0, rule) }
+            message(batch, subject(index), messageType(NFT_MSG_DELRULE), family, 0) { nftnl_rule_nlmsg_build_payload($0, rule) }
         case .addRule(_, let chain, let rule):
             let object = makeRule(id, chain: chain)
             defer { nftnl_rule_free(object) }
@@ -97,7 +101,7 @@ struct BatchEncoder {
         case .deleteSet(_, let name):
             let object = makeSet(id, name)
             defer { nftnl_set_free(object) }
-            message(batch, subject(index), messageType(NFT_MSG_DELSET), family, UInt16(NLM_F_ACK)) { nftnl_set_nlmsg_build_payload($0, object) }
+            message(batch, subject(index), messageType(NFT_MSG_DELSET), family, 0) { nftnl_set_nlmsg_build_payload($0, object) }
         case .addElements(_, let set, let elements):
             encodeElements(elements, set: set, id: id, add: true, index: index, into: batch)
         case .deleteElements(_, let set, let elements):
@@ -150,9 +154,7 @@ struct BatchEncoder {
                 end += 1
             }
             let type = add ? messageType(NFT_MSG_NEWSETELEM) : messageType(NFT_MSG_DELSETELEM)
-            // Only the last message of a large list asks for an ack: errors are always reported,
-            // and 100k acks would overflow the receive buffer.
-            let flags = UInt16(add ? NLM_F_CREATE : 0) | (end == elements.count ? UInt16(NLM_F_ACK) : 0)
+            let flags = UInt16(add ? NLM_F_CREATE : 0)
             message(batch, subject(index, start ..< end), type, id.family.protocolFamily, flags, maximum: budget + 4096) {
                 nftnl_set_elems_nlmsg_build_payload($0, object)
             }

@@ -52,7 +52,7 @@ public enum Verdict: Hashable, Sendable, CustomStringConvertible {
 
 /// The value side of a map element.
 public enum ElementData: Hashable, Sendable, CustomStringConvertible {
-    case values([Value])
+    case values(ValueList)
     case verdict(Verdict)
 
     public var description: String {
@@ -65,13 +65,13 @@ public enum ElementData: Hashable, Sendable, CustomStringConvertible {
 
 /// A set or map element. Its identity within the set is ``key``.
 public struct Element: Hashable, Sendable, CustomStringConvertible {
-    public var key: [Value]
+    public var key: ValueList
     /// The mapped value (maps only).
     public var data: ElementData?
     /// Shown by nft as `comment "…"`; the agent stores the owning service here.
     public var comment: String?
 
-    public init(key: [Value], data: ElementData? = nil, comment: String? = nil) {
+    public init(key: ValueList, data: ElementData? = nil, comment: String? = nil) {
         self.key = key
         self.data = data
         self.comment = comment

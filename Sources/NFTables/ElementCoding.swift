@@ -1,7 +1,7 @@
 /// Converts set keys and map values between ``Value`` lists and the register-padded bytes the
 /// kernel stores (each part of a concatenation occupies whole 32-bit words).
 enum ElementCoding {
-    static func bytes(_ values: [Value]) -> [UInt8] {
+    static func bytes(_ values: ValueList) -> [UInt8] {
         var result: [UInt8] = []
         result.reserveCapacity(values.count * 8)
         let concatenated = values.count > 1
@@ -22,8 +22,10 @@ enum ElementCoding {
     }
 
     /// Decodes `bytes` as `types`; nil when the length does not match.
-    static func values(_ bytes: UnsafeRawBufferPointer, types: [DataType]) -> [Value]? {
+    static func values(_ bytes: UnsafeRawBufferPointer, types: [DataType]) -> ValueList? {
+        guard types.count <= ValueList.capacity else { return nil }
         var values: [Value] = []
+        values.reserveCapacity(types.count)
         var offset = 0
         let concatenated = types.count > 1
         for type in types {
@@ -38,7 +40,7 @@ enum ElementCoding {
             }
             offset += width
         }
-        return values
+        return ValueList(values)
     }
 
     /// Splits a concatenated nft type id into its parts (6 bits each); nil for unknown ids.

@@ -29,7 +29,7 @@ public struct MirrorTables: Sendable {
     public private(set) var desired: Ruleset
     public private(set) var rules: [String: ServicePortRule] = [:]
     public private(set) var dnsAddresses: [IPAddress]
-    private var masqueradeUsers: [TableID: [[Value]: Int]] = [:]
+    private var masqueradeUsers: [TableID: [ValueList: Int]] = [:]
 
     /// An empty layout (no services) with NOTRACK for `dnsAddresses`.
     public init(dnsAddresses: [IPAddress] = []) {
@@ -83,7 +83,7 @@ public struct MirrorTables: Sendable {
             guard var table = desired.tables.removeValue(forKey: id) else { continue }
             defer { desired.tables[id] = table }
             let targets = Array(Set(rule.targets.filter { $0.address.family == family })).sorted()
-            let keys = vips.map { [Value.address($0), .proto(rule.proto), .port(rule.port)] }
+            let keys = vips.map { ValueList([Value.address($0), .proto(rule.proto), .port(rule.port)]) }
 
             let set: String
             var data: ElementData?
@@ -112,7 +112,7 @@ public struct MirrorTables: Sendable {
                 if track { scope.elementKeys[id, default: [:]][set, default: []].insert(key) }
             }
             for target in targets where target.masquerade {
-                let key: [Value] = [.address(target.address), .proto(rule.proto), .port(target.port)]
+                let key: ValueList = [.address(target.address), .proto(rule.proto), .port(target.port)]
                 let users = (masqueradeUsers[id]?[key] ?? 0) + (adding ? 1 : -1)
                 masqueradeUsers[id, default: [:]][key] = users > 0 ? users : nil
                 if users > 0 {

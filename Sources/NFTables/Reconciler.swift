@@ -20,6 +20,10 @@ public final class Reconciler {
     /// What the kernel held after the last successful read or commit.
     public var lastKnown: Ruleset { current }
 
+    /// The ruleset generation ``lastKnown`` belongs to; nil when unknown (before the first
+    /// reconcile, or after a failure).
+    public var knownGeneration: UInt32? { generation }
+
     /// Reads the owned tables from the kernel, diffs them against `desired` in full and commits
     /// the difference as one batch (nothing when they already match).
     ///
@@ -40,7 +44,9 @@ public final class Reconciler {
             }
             do {
                 let next = try backend.commit(transaction, generation: snapshot.generation)
-                try current.applyInPlace(transaction)
+                // A full diff was applied atomically: the kernel now holds exactly `desired`.
+                // Sharing its storage costs nothing (copy-on-write) and halves the memory.
+                current = desired
                 generation = next
                 return transaction
             } catch is GenerationChanged {

@@ -4,13 +4,13 @@ public struct DiffScope: Sendable {
     /// Compare everything.
     public var everything: Bool
     /// Element keys to compare, per table and set.
-    public var elementKeys: [TableID: [String: Set<[Value]>]]
+    public var elementKeys: [TableID: [String: Set<ValueList>]]
     /// Chains (existence and rules) to compare, per table.
     public var chains: [TableID: Set<String>]
 
     public static let all = DiffScope(everything: true, elementKeys: [:], chains: [:])
 
-    public init(everything: Bool = false, elementKeys: [TableID: [String: Set<[Value]>]] = [:], chains: [TableID: Set<String>] = [:]) {
+    public init(everything: Bool = false, elementKeys: [TableID: [String: Set<ValueList>]] = [:], chains: [TableID: Set<String>] = [:]) {
         self.everything = everything
         self.elementKeys = elementKeys
         self.chains = chains
@@ -95,7 +95,7 @@ extension Ruleset {
             }
             var removed: [Element] = []
             var added: [Element] = []
-            func compare(_ key: [Value]) {
+            func compare(_ key: ValueList) {
                 let old = had[key], new = wanted[key]
                 if old == new { return }
                 if let old { removed.append(old) }

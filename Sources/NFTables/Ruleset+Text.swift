@@ -21,11 +21,11 @@ extension Table {
         lines.append("}")
         for name in elements.keys.sorted() {
             guard let items = elements[name], !items.isEmpty else { continue }
-            let sorted = items.values.sorted { $0.description < $1.description }
+            let sorted = items.values.map(\.description).sorted()
             var start = 0
             while start < sorted.count {
                 let chunk = sorted[start ..< min(start + 1000, sorted.count)]
-                lines.append("add element \(id) \(name) { " + chunk.map(\.description).joined(separator: ", ") + " }")
+                lines.append("add element \(id) \(name) { " + chunk.joined(separator: ", ") + " }")
                 start += chunk.count
             }
         }

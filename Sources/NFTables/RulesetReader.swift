@@ -9,7 +9,7 @@ import Netlink
 public struct KernelSnapshot: Sendable {
     public var ruleset: Ruleset
     /// Counters per table, set and element key (only for sets with `counter`).
-    public var counters: [TableID: [String: [[Value]: Counter]]]
+    public var counters: [TableID: [String: [ValueList: Counter]]]
     /// The ruleset generation the snapshot was read at.
     public var generation: UInt32
 }
@@ -42,7 +42,7 @@ struct RulesetReader {
         }
     }
 
-    private func readTable(_ id: TableID, counters: inout [TableID: [String: [[Value]: Counter]]]) throws -> Table? {
+    private func readTable(_ id: TableID, counters: inout [TableID: [String: [ValueList: Counter]]]) throws -> Table? {
         let family = id.family.protocolFamily
         do {
             try socket.request(context: "reading table \(id)", build: { buffer, sequence in
@@ -62,7 +62,7 @@ struct RulesetReader {
         try readSets(into: &table)
         for name in table.sets.keys.sorted() {
             guard let set = table.sets[name] else { continue }
-            var setCounters: [[Value]: Counter] = [:]
+            var setCounters: [ValueList: Counter] = [:]
             try readElements(of: set, into: &table, counters: &setCounters)
             if set.counter { counters[id, default: [:]][name] = setCounters }
         }
@@ -138,9 +138,9 @@ struct RulesetReader {
         }
     }
 
-    private func readElements(of set: NFTSet, into table: inout Table, counters: inout [[Value]: Counter]) throws {
+    private func readElements(of set: NFTSet, into table: inout Table, counters: inout [ValueList: Counter]) throws {
         let id = table.id
-        var elements: [[Value]: Element] = [:]
+        var elements: [ValueList: Element] = [:]
         try dump(messageType(NFT_MSG_GETSETELEM), id, set: set.name, context: "reading the elements of \(id) \(set.name)") { message in
             guard let container = nftnl_set_alloc() else { return }
             defer { nftnl_set_free(container) }

@@ -75,6 +75,14 @@ public final class NetlinkBatch {
         nextSequence &+= 1
     }
 
+    /// Sets `NLM_F_ACK` on the last message, so the sender learns when the kernel has processed
+    /// the whole batch without asking for one ack per message.
+    public func requestAckOnLastMessage() {
+        guard let last = records.last else { return }
+        let flags = (storage + last.offset + 6).load(as: UInt16.self)
+        (storage + last.offset + 6).storeBytes(of: flags | UInt16(NLM_F_ACK), as: UInt16.self)
+    }
+
     /// Appends `NFNL_MSG_BATCH_END`; after this the batch can be sent.
     public func finish() {
         guard !finished else { return }

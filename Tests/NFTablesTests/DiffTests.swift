@@ -78,7 +78,7 @@ struct DiffTests {
         let fake = FakeRulesetBackend()
         try Reconciler(backend: fake, tables: MirrorTables.tableIDs).reconcile(layout.desired)
         let before = fake.ruleset
-        let key: [Value] = [.address(Self.ip("10.112.0.10")), .proto(6), .port(80)]
+        let key: ValueList = [.address(Self.ip("10.112.0.10")), .proto(6), .port(80)]
         var conflicting = Transaction()
         conflicting.add(.addElements(MirrorTables.tableIDs[0], set: MirrorTables.dnatMap,
                                      [Element(key: [.address(Self.ip("10.112.0.11")), .proto(6), .port(80)], data: .values([.address(Self.ip("10.0.0.1")), .port(1)]), comment: "default/ok")]))

@@ -60,30 +60,34 @@ struct ShellError: Error, CustomStringConvertible {
 
 enum Shell {
     /// Runs a command, returning stdout; throws on non-zero exit unless `allowFailure`.
+    ///
+    /// Output goes through temporary files, not pipes: a daemon the command leaves behind
+    /// (a test server) inherits every descriptor, and would keep a pipe open forever.
     @discardableResult
     static func run(_ arguments: [String], allowFailure: Bool = false, input: String? = nil) throws -> String {
+        let directory = FileManager.default.temporaryDirectory
+        let token = UUID().uuidString
+        let outURL = directory.appendingPathComponent("nftt-\(token).out")
+        let errURL = directory.appendingPathComponent("nftt-\(token).err")
+        let inURL = directory.appendingPathComponent("nftt-\(token).in")
+        _ = FileManager.default.createFile(atPath: outURL.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: errURL.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: inURL.path, contents: Data((input ?? "").utf8))
+        defer {
+            for url in [outURL, errURL, inURL] { try? FileManager.default.removeItem(at: url) }
+        }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = arguments
-        let output = Pipe(), errors = Pipe()
-        process.standardOutput = output
-        process.standardError = errors
-        if let input {
-            let pipe = Pipe()
-            process.standardInput = pipe
-            try process.run()
-            pipe.fileHandleForWriting.write(Data(input.utf8))
-            try pipe.fileHandleForWriting.close()
-        } else {
-            try process.run()
-        }
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        let errorData = errors.fileHandleForReading.readDataToEndOfFile()
+        process.standardOutput = try FileHandle(forWritingTo: outURL)
+        process.standardError = try FileHandle(forWritingTo: errURL)
+        process.standardInput = try FileHandle(forReadingFrom: inURL)
+        try process.run()
         process.waitUntilExit()
-        let text = String(decoding: data, as: UTF8.self)
+        let text = (try? String(contentsOf: outURL, encoding: .utf8)) ?? ""
         if process.terminationStatus != 0 && !allowFailure {
-            throw ShellError(command: arguments.joined(separator: " "), status: process.terminationStatus,
-                             output: text + String(decoding: errorData, as: UTF8.self))
+            let errors = (try? String(contentsOf: errURL, encoding: .utf8)) ?? ""
+            throw ShellError(command: arguments.joined(separator: " "), status: process.terminationStatus, output: text + errors)
         }
         return text
     }

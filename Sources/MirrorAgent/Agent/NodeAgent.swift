@@ -50,17 +50,18 @@ final class NodeAgent: Sendable {
     @discardableResult
     static func setUpDNSInterface(_ name: String, addresses: [String], logger: Logger) throws -> String {
         guard !addresses.isEmpty else { return name }
-        let links = try RouteLinks()
+        let links = try RouteSocket()
+        defer { links.close() }
         var interface = name
         do {
             try links.ensureDummyLink(name)
-        } catch let error as RouteLinkError where error.isUnsupported {
+        } catch let error as RouteError where error.isUnsupported {
             logger.warning("this kernel has no dummy link driver; putting the DNS addresses on lo instead",
                            metadata: ["interface": "\(name)", "error": "\(error)"])
             interface = "lo"
         }
         for address in addresses {
-            try links.ensureAddress(address, on: interface)
+            try links.addAddress(address, to: interface)
         }
         logger.info("DNS interface ready", metadata: ["interface": "\(interface)", "addresses": "\(addresses.joined(separator: ", "))"])
         return interface
@@ -69,7 +70,8 @@ final class NodeAgent: Sendable {
     /// Removes what `setUpDNSInterface` created (`--cleanup-on-exit`).
     static func tearDownDNSInterface(_ name: String, addresses: [String], logger: Logger) {
         do {
-            let links = try RouteLinks()
+            let links = try RouteSocket()
+            defer { links.close() }
             try links.deleteLink(name)
             for address in addresses { try links.removeAddress(address, from: "lo") }
             logger.info("removed DNS interface and addresses", metadata: ["interface": "\(name)"])

@@ -48,10 +48,15 @@ actor RulesComponent: MirrorConsumer {
         let transaction: Transaction
         do {
             if needsFullReconcile {
-                layout = RulesTranslator.layout(for: update.store, dnsAddresses: layout.dnsAddresses)
-                ruleIDs = Dictionary(uniqueKeysWithValues: update.store.services.map { key, service in
-                    (key, RulesTranslator.rules(for: service, clusters: update.store.clusters).map(\.id))
-                })
+                var rules: [ServicePortRule] = []
+                ruleIDs = [:]
+                for (key, service) in update.store.services {
+                    let translated = RulesTranslator.rules(for: service, clusters: update.store.clusters)
+                    ruleIDs[key] = translated.map(\.id)
+                    rules.append(contentsOf: translated)
+                }
+                layout = MirrorTables(rules: rules, dnsAddresses: layout.dnsAddresses)
+                logger.debug("translated mirror state", metadata: ["duration_ms": "\(String(format: "%.3f", (ContinuousClock.now - start).milliseconds))"])
                 transaction = try reconciler.reconcile(layout.desired)
             } else {
                 var scope = DiffScope()
@@ -88,8 +93,16 @@ actor RulesComponent: MirrorConsumer {
         return scope
     }
 
-    /// Reads the kernel back and reports whether it holds exactly the desired tables.
+    /// Whether the kernel holds exactly the desired tables.
+    ///
+    /// When the ruleset is still at the generation our last (acknowledged, atomic) batch
+    /// produced from a snapshot of that same lineage, it holds what we computed; only if
+    /// someone committed since is the kernel read back and compared in full.
     func kernelMatchesDesired() throws -> Bool {
+        if let known = reconciler.knownGeneration, let kernel = reconciler.backend as? KernelRulesetBackend,
+           try kernel.generation() == known {
+            return true
+        }
         let snapshot = try reconciler.backend.read(MirrorTables.tableIDs)
         return Ruleset.diff(current: snapshot.ruleset, desired: layout.desired).isEmpty
     }

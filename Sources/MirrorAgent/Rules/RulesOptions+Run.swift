@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import Logging
 import NFTables
 import Sync
@@ -17,8 +18,11 @@ extension RulesOptions {
                 return true
             }
             guard let statePath else { throw ValidationError("--feed file:PATH is required with --once and --print-ruleset") }
+            let clock = ContinuousClock()
+            let loadStart = clock.now
             var store = MirrorStore()
             let changes = try store.applySnapshot(try MirrorState(contentsOf: statePath), revision: 1)
+            logger.debug("loaded state file", metadata: ["duration_ms": "\((clock.now - loadStart).milliseconds)", "services": "\(store.services.count)"])
             if printRuleset {
                 print(RulesTranslator.layout(for: store, dnsAddresses: notrackAddresses).desired.nftText, terminator: "")
                 return true

@@ -29,7 +29,7 @@ struct RulesetReport {
     }
 
     /// `10.112.0.10 tcp/80`
-    static func slot(_ key: [Value]) -> String {
+    static func slot(_ key: ValueList) -> String {
         guard key.count == 3 else { return key.map(\.description).joined(separator: " . ") }
         return "\(key[0]) \(key[1])/\(key[2])"
     }

@@ -1,0 +1,70 @@
+#!/usr/bin/env python3
+"""Generates a large mirror state (JSON) for bench/nft.sh.
+
+N mirrored service ports: 90% gateway-mode services of cluster `paris` (one gateway address,
+so one DNAT map element each) and 10% remote-discovery services with three ready endpoints
+(a verdict-map element and a per-service chain each). Both clusters are masqueraded.
+
+  gen-state.py N            the state
+  gen-state.py N --changed  the same state with one endpoint of one multi-target service not ready
+  gen-state.py N --nft-change  that one change as nft commands (the `nft -f` side)
+"""
+import json
+import sys
+
+
+def vip(i):
+    return "10.%d.%d.%d" % (100 + (i >> 16), (i >> 8) & 255, i & 255)
+
+
+def pod(i, k):
+    return "10.%d.%d.%d" % (200 + k, (i >> 8) & 255, i & 255)
+
+
+def changed_index(n):
+    return (n // 2) - (n // 2) % 10  # a multi-target service near the middle
+
+
+def state(n, changed=False):
+    services = []
+    for i in range(n):
+        if i % 10 == 0:
+            endpoints = [{"ip": pod(i, k), "ready": True} for k in range(3)]
+            if changed and i == changed_index(n):
+                endpoints[2]["ready"] = False
+            services.append({"name": "svc-%d" % i, "namespace": "default", "cluster": "berlin",
+                             "mode": "remote-discovery", "ips": [vip(i)],
+                             "ports": [{"protocol": "TCP", "port": 80, "targetPort": 8080}],
+                             "endpoints": endpoints})
+        else:
+            services.append({"name": "svc-%d" % i, "namespace": "default", "cluster": "paris",
+                             "mode": "gateway", "ips": [vip(i)],
+                             "ports": [{"protocol": "TCP", "port": 80}]})
+    return {
+        "clusterDomain": "cluster.local",
+        "clusters": [
+            {"name": "paris", "gateway": {"addresses": ["10.99.1.2"], "port": 4143}, "masquerade": True},
+            {"name": "berlin", "gateway": {"addresses": ["10.99.2.2"], "port": 4143}, "masquerade": True},
+        ],
+        "services": services,
+    }
+
+
+def nft_change(n):
+    i = changed_index(n)
+    chain = "svc/default/svc-%d-berlin/tcp/80" % i
+    a, b = pod(i, 0), pod(i, 1)
+    return "\n".join([
+        "flush chain ip mirror-agent %s" % chain,
+        "add rule ip mirror-agent %s meta l4proto tcp numgen random mod 2 == 0 dnat to %s:8080" % (chain, a),
+        "add rule ip mirror-agent %s meta l4proto tcp dnat to %s:8080" % (chain, b),
+        "delete element ip mirror-agent masquerade-targets { %s . tcp . 8080 }" % pod(i, 2),
+    ]) + "\n"
+
+
+if __name__ == "__main__":
+    count = int(sys.argv[1])
+    if "--nft-change" in sys.argv:
+        sys.stdout.write(nft_change(count))
+    else:
+        json.dump(state(count, "--changed" in sys.argv), sys.stdout, separators=(",", ":"))
