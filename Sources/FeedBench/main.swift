@@ -130,6 +130,7 @@ func run(_ arguments: [String]) async throws {
     let watchers = try intArgument("watchers", arguments)
     let changes = try intArgument("changes", arguments)
     let services = try intArgument("services", arguments)
+    let wireOnly = arguments.contains("--wire")
     var logger = Logger(label: "feed-bench") { StreamLogHandler.standardError(label: $0) }
     logger.logLevel = .error
     let endpoint = try FeedEndpoint(url: url)
@@ -138,7 +139,12 @@ func run(_ arguments: [String]) async throws {
 
     let started = ContinuousClock.now
     try await withThrowingTaskGroup(of: Void.self, returning: Void.self) { tasks in
+        var channels: [any Channel] = []
         for index in 0..<watchers {
+            if wireOnly {
+                channels.append(try await WireWatcher.connect(endpoint: endpoint, index: index, progress: progress, group: group))
+                continue
+            }
             var configuration = FeedClient.Configuration(endpoint: endpoint, tls: nil, stateDirectory: nil)
             configuration.silenceTimeout = .seconds(120)
             configuration.initialBackoff = .milliseconds(100)
@@ -179,8 +185,8 @@ func run(_ arguments: [String]) async throws {
         }
         let bytesAfter = try metric("mirror_feed_bytes_sent_total", url: url)
         let sorted = latencies.sorted()
-        print(String(format: "propagation: p50 %.1f ms  p99 %.1f ms  max %.1f ms  (file rename -> last of %d watchers applied, %d changes)",
-                     percentile(sorted, 50), percentile(sorted, 99), sorted.last ?? .nan, watchers, changes))
+        print(String(format: "propagation: p50 %.1f ms  p99 %.1f ms  max %.1f ms", percentile(sorted, 50), percentile(sorted, 99), sorted.last ?? .nan)
+              + "  (file rename -> last of \(watchers) watchers \(wireOnly ? "received it" : "decoded+validated+applied it"), \(changes) changes)")
         let sortedFirsts = firsts.sorted()
         print(String(format: "first:       p50 %.1f ms  p99 %.1f ms  (file rename -> first watcher applied: poll, parse, diff, publish)",
                      percentile(sortedFirsts, 50), percentile(sortedFirsts, 99)))
@@ -188,6 +194,7 @@ func run(_ arguments: [String]) async throws {
                      (bytesAfter - bytesBefore) / Double(changes * watchers), deltaLine, services + 1,
                      try FeedEvent.snapshot(epoch: "x", revision: 1, state: benchState(services: services, step: 0)).encodedLine().readableBytes))
         tasks.cancelAll()
+        for channel in channels { channel.close(promise: nil) }
     }
 }
 

@@ -62,7 +62,7 @@ public final class FeedHub: Sendable {
     public func publishSnapshot(_ newState: MirrorState) throws {
         try state.withLockedValue { s in
             let revision = s.revision + 1
-            let line = try FeedEvent.snapshot(epoch: epoch, revision: revision, state: newState).encodedLine()
+            let line = try FeedEvent.snapshot(epoch: epoch, revision: revision, state: newState).encodedChunk()
             let wasReady = s.current != nil
             s.revision = revision
             s.current = newState
@@ -89,7 +89,7 @@ public final class FeedHub: Sendable {
             for delta in deltas {
                 revision += 1
                 let event = FeedEvent.delta(revision: revision, delta)
-                lines.append((revision, try event.encodedLine(), event.typeName))
+                lines.append((revision, try event.encodedChunk(), event.typeName))
             }
             for (revision, line, type) in lines { s.history.append(revision: revision, line: line, type: type) }
             s.revision = revision
@@ -109,7 +109,7 @@ public final class FeedHub: Sendable {
     func publishBookmark() {
         state.withLockedValue { s in
             guard s.current != nil, !s.closed else { return }
-            let line = (try? FeedEvent.bookmark(revision: s.revision).encodedLine()) ?? ByteBuffer()
+            let line = (try? FeedEvent.bookmark(revision: s.revision).encodedChunk()) ?? ByteBuffer()
             dispatch(FeedBroadcast(lines: [(s.revision, line, "bookmark")], isReset: false, isBookmark: true), to: s.loops)
         }
     }
@@ -145,12 +145,12 @@ public final class FeedHub: Sendable {
                 s.loops[key] = loop
             }
             if let since, clientEpoch == epoch, since <= s.revision, let missed = s.history.lines(after: since) {
-                let resume = (try? FeedEvent.resumed(epoch: epoch, revision: since).encodedLine()) ?? ByteBuffer()
+                let resume = (try? FeedEvent.resumed(epoch: epoch, revision: since).encodedChunk()) ?? ByteBuffer()
                 let lines = [(since, resume, "resume")] + missed.map { ($0.revision, $0.line, $0.type) }
                 return .lines(lines, resumed: true, loop: loop)
             }
             if s.snapshotLine == nil {
-                s.snapshotLine = try? FeedEvent.snapshot(epoch: epoch, revision: s.revision, state: current).encodedLine()
+                s.snapshotLine = try? FeedEvent.snapshot(epoch: epoch, revision: s.revision, state: current).encodedChunk()
             }
             guard let snapshot = s.snapshotLine else { return .unavailable }
             return .lines([(s.revision, snapshot, "snapshot")], resumed: false, loop: loop)

@@ -38,7 +38,7 @@ final class FeedLoopWatchers: @unchecked Sendable {
     /// Closes every stream (shutdown).
     func closeAll() {
         eventLoop.preconditionInEventLoop()
-        for session in sessions.values { session.close() }
+        for session in sessions.values { session.finish() }
     }
 }
 

@@ -48,7 +48,7 @@ public final class FeedMetrics: Sendable {
         let kinds = ["snapshot", "resume", "upsertCluster", "deleteCluster", "upsertService", "deleteService", "bookmark"]
         metric("mirror_feed_events_sent_total", "counter", "Events written to watchers, by type.",
                kinds.map { ("{type=\"\($0)\"}", "\(v.eventsSent[$0] ?? 0)") })
-        metric("mirror_feed_bytes_sent_total", "counter", "Event bytes written to watchers (without HTTP/TLS framing).", [("", "\(v.bytesSent)")])
+        metric("mirror_feed_bytes_sent_total", "counter", "Event bytes written to watchers, with their HTTP chunk framing (without TLS).", [("", "\(v.bytesSent)")])
         metric("mirror_feed_watchers_cut_total", "counter", "Watchers closed because they fell too far behind; they resume on reconnect.", [("", "\(v.watchersCut)")])
         metric("mirror_feed_watches_started_total", "counter", "Watch streams started, by how they began.",
                ["snapshot", "resume"].map { ("{start=\"\($0)\"}", "\(v.watchesStarted[$0] ?? 0)") })
