@@ -69,6 +69,8 @@ final class FeedHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
             hub.isReady ? respond(context, head, .ok, "ready\n") : respond(context, head, .serviceUnavailable, "no mirror state loaded yet\n")
         case "/metrics":
             respond(context, head, .ok, hub.metrics.render(), contentType: "text/plain; version=0.0.4; charset=utf-8")
+        case FeedWatchRequest.path where head.method == .HEAD:
+            respond(context, head, .methodNotAllowed, "the watch stream is served to GET only\n", extra: [("allow", "GET")])
         case FeedWatchRequest.path:
             startWatch(head, query: components?.queryItems ?? [], context: context)
         default:

@@ -157,13 +157,14 @@ public final class FeedHub: Sendable {
         }
     }
 
-    /// Stops accepting watches and closes every open stream.
-    public func close() {
-        state.withLockedValue { s in
+    /// Stops accepting watches, ends every open stream, and returns once they are closed.
+    public func close() async {
+        let loops = state.withLockedValue { s in
             s.closed = true
-            for watchers in s.loops.values {
-                watchers.eventLoop.execute { watchers.closeAll() }
-            }
+            return Array(s.loops.values)
+        }
+        for watchers in loops {
+            try? await watchers.eventLoop.flatSubmit { watchers.closeAll() }.get()
         }
     }
 }

@@ -61,7 +61,7 @@ public final class FeedServer: Sendable {
     public func shutdown() async {
         bookmarks.cancel()
         try? await channel.close()
-        hub.close()
+        await hub.close()
         logger.info("feed stopped", metadata: ["watchers": "\(hub.metrics.watchers)"])
     }
 }

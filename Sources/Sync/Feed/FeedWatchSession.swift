@@ -59,11 +59,15 @@ final class FeedWatchSession {
     }
 
     /// Ends the stream: the last chunk (so HTTP clients see a clean end), then close.
-    func finish() {
-        guard !closed else { return }
+    /// - Returns: when the connection is closed.
+    func finish() -> EventLoopFuture<Void> {
+        guard !closed else { return context.eventLoop.makeSucceededVoidFuture() }
+        closed = true
         context.write(NIOAny(ByteBuffer(string: "0\r\n\r\n")), promise: nil)
         context.flush()
-        close()
+        let done = context.eventLoop.makePromise(of: Void.self)
+        context.close(promise: done)
+        return done.futureResult
     }
 
     func close() {
