@@ -47,6 +47,7 @@ PY
 )
 echo "== feed fan-out: $watchers watchers, $changes one-endpoint changes, $((services + 1)) services, poll ${poll_ms} ms, $(nproc) cores"
 echo "state file:  $(stat -c %s "$work/state.json") bytes; 'mirror-agent check' of it takes ${parse_ms} ms (process start + parse + validate), part of every figure below"
+echo "client CPU per delta (FeedBench micro, one 16-endpoint service, no network): $("$bin/FeedBench" micro | tr '\n' ' ')"
 echo "-- full clients (the agent's FeedClient: decode, validate, apply; all in one process on the same cores)"
 "$bin/FeedBench" run --url "http://127.0.0.1:$port" --state "$work/state.json" --services "$services" \
   --watchers "$watchers" --changes "$changes"
