@@ -45,19 +45,21 @@ for _ in range(5):
 print(f"{sorted(runs)[2]:.1f}")
 PY
 )
+echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "== feed fan-out: $watchers watchers, $changes one-endpoint changes, $((services + 1)) services, poll ${poll_ms} ms, $(nproc) cores"
 echo "state file:  $(stat -c %s "$work/state.json") bytes; 'mirror-agent check' of it takes ${parse_ms} ms (process start + parse + validate), part of every figure below"
 echo "client CPU per delta (FeedBench micro, one 16-endpoint service, no network): $("$bin/FeedBench" micro | tr '\n' ' ')"
 echo "-- full clients (the agent's FeedClient: decode, validate, apply; all in one process on the same cores)"
 "$bin/FeedBench" run --url "http://127.0.0.1:$port" --state "$work/state.json" --services "$services" \
-  --watchers "$watchers" --changes "$changes"
+  --watchers "$watchers" --changes "$changes" --server-pid "$feed_pid"
 rss_kib=$(awk '/VmRSS/ {print $2}' "/proc/$feed_pid/status")
 echo "server:      RSS $((rss_kib / 1024)) MiB with $watchers full watchers connected"
 echo "-- wire-only watchers (read the stream, note the revision; the server's fan-out alone)"
 "$bin/FeedBench" run --url "http://127.0.0.1:$port" --state "$work/state.json" --services "$services" \
-  --watchers "$watchers" --changes "$changes" --wire
+  --watchers "$watchers" --changes "$changes" --wire --server-pid "$feed_pid"
 rss_kib=$(awk '/VmRSS/ {print $2}' "/proc/$feed_pid/status")
 hwm_kib=$(awk '/VmHWM/ {print $2}' "/proc/$feed_pid/status")
 echo "server:      RSS $((rss_kib / 1024)) MiB (peak $((hwm_kib / 1024)) MiB over the run)"
+echo "load:        $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15 min; other work on these cores inflates the tail)"
 echo "target:      p99 <= 200 ms with 2,000 watchers (DESIGN.md); bytes per delta ~ size of the one changed service"
 if grep -qiE "error|critical" "$work/feed.log"; then echo "feed log:"; cat "$work/feed.log"; fi

@@ -121,6 +121,16 @@ func metric(_ name: String, url: String) throws -> Double {
     throw BenchError(description: "metric \(name) not found at \(url)/metrics")
 }
 
+/// CPU seconds (user + system) a process has used, from /proc/PID/stat; nil when unknown.
+func cpuSeconds(pid: Int?) -> Double? {
+    guard let pid, let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+          let close = text.lastIndex(of: ")") else { return nil }
+    let fields = text[text.index(after: close)...].split(separator: " ")
+    // After the command: state is field 3; utime and stime are fields 14 and 15.
+    guard fields.count > 13, let user = Double(fields[11]), let system = Double(fields[12]) else { return nil }
+    return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
+}
+
 func percentile(_ sorted: [Double], _ p: Double) -> Double {
     guard !sorted.isEmpty else { return .nan }
     let rank = Int((p / 100 * Double(sorted.count)).rounded(.up)) - 1
@@ -134,6 +144,7 @@ func run(_ arguments: [String]) async throws {
     let changes = try intArgument("changes", arguments)
     let services = try intArgument("services", arguments)
     let wireOnly = arguments.contains("--wire")
+    let serverPID = (try? argument("server-pid", arguments)).flatMap { Int($0) }
     var logger = Logger(label: "feed-bench") { StreamLogHandler.standardError(label: $0) }
     logger.logLevel = .error
     let endpoint = try FeedEndpoint(url: url)
@@ -165,6 +176,7 @@ func run(_ arguments: [String]) async throws {
         print(String(format: "connected:   %d watchers holding revision %llu after %.1f s", watchers, initial, connectSeconds))
 
         let bytesBefore = try metric("mirror_feed_bytes_sent_total", url: url)
+        let serverCPUBefore = cpuSeconds(pid: serverPID)
         var latencies: [Double] = []
         var firsts: [Double] = []
         func milliseconds(_ duration: Duration) -> Double {
@@ -187,6 +199,11 @@ func run(_ arguments: [String]) async throws {
             try await Task.sleep(for: .milliseconds(30))
         }
         let bytesAfter = try metric("mirror_feed_bytes_sent_total", url: url)
+        if let before = serverCPUBefore, let after = cpuSeconds(pid: serverPID) {
+            let perChange = (after - before) * 1000 / Double(changes)
+            print(String(format: "server CPU:  %.1f ms per change for %d watchers (%.1f us per watcher; includes re-reading the state file)",
+                         perChange, watchers, perChange * 1000 / Double(watchers)))
+        }
         let sorted = latencies.sorted()
         print(String(format: "propagation: p50 %.1f ms  p99 %.1f ms  max %.1f ms", percentile(sorted, 50), percentile(sorted, 99), sorted.last ?? .nan)
               + "  (file rename -> last of \(watchers) watchers \(wireOnly ? "received it" : "decoded+validated+applied it"), \(changes) changes)")
