@@ -55,4 +55,43 @@ import Testing
             Issue.record("expected a snapshot first, got \(first)")
         }
     }
+
+    @Test func agentFollowsATLSFeedAndServesItsPersistedStateWhenTheFeedIsDown() async throws {
+        let binary = try mirrorAgentBinary()
+        let pki = try TestPKI.shared()
+        let directory = try FeedFixtures.temporaryDirectory()
+        let statePath = directory + "/state.json", stateDirectory = directory + "/agent"
+        try FeedFixtures.write(FeedFixtures.state(services: 3), to: statePath)
+        let port = try await Self.freePort()
+
+        let feed = Process()
+        feed.executableURL = URL(fileURLWithPath: binary)
+        feed.arguments = ["feed", "--source", "file:\(statePath)", "--listen", "127.0.0.1:\(port)",
+                          "--tls-cert", pki.serverCert, "--tls-key", pki.serverKey, "--client-ca", pki.ca, "--log-level", "error"]
+        feed.standardError = FileHandle.nullDevice
+        try feed.run()
+        defer { if feed.isRunning { feed.terminate() } }
+
+        let agentArguments = ["run", "--feed", "https://127.0.0.1:\(port)", "--tls-cert", pki.clientCert, "--tls-key", pki.clientKey,
+                              "--ca", pki.ca, "--state-dir", stateDirectory, "--log-level", "info"]
+        let persisted = stateDirectory + "/" + FeedStateFile.fileName
+        let first = Process()
+        first.executableURL = URL(fileURLWithPath: binary)
+        first.arguments = agentArguments
+        first.standardError = FileHandle.nullDevice
+        try first.run()
+        defer { if first.isRunning { first.terminate() } }
+        #expect(await eventually { FileManager.default.fileExists(atPath: persisted) })
+        first.terminate()
+        first.waitUntilExit()
+        feed.terminate()
+        feed.waitUntilExit()
+        let saved = try #require(try FeedStateFile(directory: stateDirectory).load())
+        #expect(saved.store.state == FeedFixtures.state(services: 3).normalized)
+
+        // Feed down: the restarted agent announces the persisted state and keeps retrying.
+        let second = try runProgram(binary, agentArguments, timeout: 1.5)
+        #expect(second.err.contains("serving the persisted mirror state"))
+        #expect(second.err.contains("feed connection lost"))
+    }
 }
