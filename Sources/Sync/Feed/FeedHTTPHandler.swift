@@ -86,9 +86,16 @@ final class FeedHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
             respond(context, head, .badRequest, "\(error)\n")
             return
         }
-        guard case let .lines(lines, resumed, loop) = hub.start(on: context.eventLoop, since: request.since, epoch: request.epoch) else {
+        let lines: [(UInt64, ByteBuffer, String)], resumed: Bool, loop: FeedLoopWatchers
+        switch hub.start(on: context.eventLoop, since: request.since, epoch: request.epoch) {
+        case .unavailable:
             respond(context, head, .serviceUnavailable, "the feed has no state yet or is shutting down; retry\n", extra: [("retry-after", "1")])
             return
+        case .busy:
+            respond(context, head, .serviceUnavailable, "too many snapshots in flight; retry\n", extra: [("retry-after", "1")])
+            return
+        case let .lines(started, wasResumed, watchers):
+            (lines, resumed, loop) = (started, wasResumed, watchers)
         }
         context.write(wrapOutboundOut(Self.head(.ok, [
             ("content-type", FeedWatchRequest.contentType), ("transfer-encoding", "chunked"),
@@ -98,7 +105,10 @@ final class FeedHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
         let session = FeedWatchSession(context: context, startRevision: lines.last?.0 ?? 0,
                                        initialBytes: initialBytes, maxBacklog: hub.configuration.maxWatcherBacklog)
         var tally = FeedSendTally()
-        session.start(lines, tally: &tally)
+        let written = session.start(lines, tally: &tally)
+        if !resumed, let size = lines.first?.1.readableBytes {
+            written.whenComplete { [hub] _ in hub.snapshotDone(size: size) }
+        }
         loop.add(session)
         watch = (session, loop)
         tally.record(into: hub.metrics)

@@ -19,6 +19,11 @@ public final class FeedHub: Sendable {
         public var bookmarkInterval: TimeAmount = .seconds(5)
         /// Unsent bytes a watcher may accumulate (beyond its initial snapshot) before it is cut.
         public var maxWatcherBacklog = 8 << 20
+        /// Snapshot bytes being sent at once, over all watchers. Over it, new watches that
+        /// need a snapshot get `503` and retry: with TLS each connection holds its own
+        /// encrypted copy until the peer has read it, so a herd of reconnecting agents could
+        /// otherwise need one whole state per agent. One snapshot is always admitted.
+        public var maxSnapshotBytesInFlight = 256 << 20
 
         public init() {}
     }
@@ -35,6 +40,7 @@ public final class FeedHub: Sendable {
         var history: FeedHistory
         var loops: [ObjectIdentifier: FeedLoopWatchers] = [:]
         var closed = false
+        var snapshotBytesInFlight = 0
     }
 
     private let state: NIOLockedValueBox<State>
@@ -126,6 +132,8 @@ public final class FeedHub: Sendable {
     enum Start {
         /// Not ready: no state yet, or shutting down.
         case unavailable
+        /// Too many snapshots are being sent; retry shortly.
+        case busy
         /// The lines to write first (a snapshot, or a resume marker and the missed deltas).
         case lines([(UInt64, ByteBuffer, String)], resumed: Bool, loop: FeedLoopWatchers)
     }
@@ -153,9 +161,21 @@ public final class FeedHub: Sendable {
                 s.snapshotLine = try? FeedEvent.snapshot(epoch: epoch, revision: s.revision, state: current).encodedChunk()
             }
             guard let snapshot = s.snapshotLine else { return .unavailable }
+            let size = snapshot.readableBytes
+            guard s.snapshotBytesInFlight == 0 || s.snapshotBytesInFlight + size <= configuration.maxSnapshotBytesInFlight else { return .busy }
+            s.snapshotBytesInFlight += size
             return .lines([(s.revision, snapshot, "snapshot")], resumed: false, loop: loop)
         }
     }
+
+    /// A snapshot of `size` bytes admitted by ``start(on:since:epoch:)`` was written out (or
+    /// its connection closed): it no longer counts against the in-flight budget.
+    func snapshotDone(size: Int) {
+        state.withLockedValue { $0.snapshotBytesInFlight -= size }
+    }
+
+    /// Snapshot bytes admitted and not yet written out.
+    public var snapshotBytesInFlight: Int { state.withLockedValue { $0.snapshotBytesInFlight } }
 
     /// Stops accepting watches, ends every open stream, and returns once they are closed.
     public func close() async {

@@ -23,9 +23,16 @@ final class FeedWatchSession {
     }
 
     /// Writes the first chunks of the stream (snapshot, or resume and missed deltas).
-    func start(_ chunks: [(UInt64, ByteBuffer, String)], tally: inout FeedSendTally) {
-        for (_, chunk, type) in chunks { write(chunk, type: type, tally: &tally) }
+    /// - Returns: when they have been written to the socket (or failed to).
+    func start(_ chunks: [(UInt64, ByteBuffer, String)], tally: inout FeedSendTally) -> EventLoopFuture<Void> {
+        let written = context.eventLoop.makePromise(of: Void.self)
+        for (index, (_, chunk, type)) in chunks.enumerated() {
+            tally.count(type: type, bytes: chunk.readableBytes)
+            context.write(NIOAny(chunk), promise: index == chunks.count - 1 ? written : nil)
+        }
+        if chunks.isEmpty { written.succeed() }
         context.flush()
+        return written.futureResult
     }
 
     /// Writes the part of `batch` this stream has not seen yet.
