@@ -10,6 +10,10 @@
 # delta once, writing it to every watcher, and each watcher decoding, validating and applying
 # it to its own store. All W clients run in one process (FeedBench) on the same 2 cores as the
 # server, so client CPU competes with the server's: a real fleet spreads it over W nodes.
+# Hence two passes against the same server: W full clients (the agent's FeedClient), then W
+# wire-only watchers that just read the stream (the server's fan-out without client CPU).
+# Each pass also prints the server's CPU per change (from /proc), which does not depend on
+# what else runs on the machine, unlike the latency tail.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/opt/swift/usr/bin:$PATH"
