@@ -164,6 +164,8 @@ public final class FeedHub: Sendable {
             let size = snapshot.readableBytes
             guard s.snapshotBytesInFlight == 0 || s.snapshotBytesInFlight + size <= configuration.maxSnapshotBytesInFlight else { return .busy }
             s.snapshotBytesInFlight += size
+            let inFlight = s.snapshotBytesInFlight
+            metrics.update { $0.snapshotBytesInFlight = inFlight }
             return .lines([(s.revision, snapshot, "snapshot")], resumed: false, loop: loop)
         }
     }
@@ -171,7 +173,11 @@ public final class FeedHub: Sendable {
     /// A snapshot of `size` bytes admitted by ``start(on:since:epoch:)`` was written out (or
     /// its connection closed): it no longer counts against the in-flight budget.
     func snapshotDone(size: Int) {
-        state.withLockedValue { $0.snapshotBytesInFlight -= size }
+        state.withLockedValue { s in
+            s.snapshotBytesInFlight -= size
+            let inFlight = s.snapshotBytesInFlight
+            metrics.update { $0.snapshotBytesInFlight = inFlight }
+        }
     }
 
     /// Snapshot bytes admitted and not yet written out.
