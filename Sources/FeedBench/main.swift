@@ -214,7 +214,7 @@ func run(_ arguments: [String]) async throws {
                      (bytesAfter - bytesBefore) / Double(changes * watchers), deltaLine, services + 1,
                      try FeedEvent.snapshot(epoch: "x", revision: 1, state: benchState(services: services, step: 0)).encodedLine().readableBytes))
         tasks.cancelAll()
-        for channel in channels { channel.close(promise: nil) }
+        for channel in channels { try? await channel.close() }
     }
 }
 
