@@ -7,7 +7,10 @@
 //       opens W real FeedClients (the agent's client code: decode, validate, apply to a
 //       MirrorStore) in this process, waits until all hold the snapshot, then makes C
 //       one-endpoint edits of the state file and, for each, measures the time from the
-//       file's rename to the moment the last of the W clients has applied the delta.
+//       file's rename to the moment the last of the W clients has applied the delta. With
+//       --wire the watchers only read the stream (the server's fan-out alone).
+//   FeedBench micro
+//       the client's CPU per delta (decode, validate and apply one 16-endpoint service).
 import Foundation
 import Logging
 import NIOConcurrencyHelpers
@@ -118,6 +121,16 @@ func metric(_ name: String, url: String) throws -> Double {
     throw BenchError(description: "metric \(name) not found at \(url)/metrics")
 }
 
+/// CPU seconds (user + system) a process has used, from /proc/PID/stat; nil when unknown.
+func cpuSeconds(pid: Int?) -> Double? {
+    guard let pid, let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+          let close = text.lastIndex(of: ")") else { return nil }
+    let fields = text[text.index(after: close)...].split(separator: " ")
+    // After the command: state is field 3; utime and stime are fields 14 and 15.
+    guard fields.count > 13, let user = Double(fields[11]), let system = Double(fields[12]) else { return nil }
+    return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
+}
+
 func percentile(_ sorted: [Double], _ p: Double) -> Double {
     guard !sorted.isEmpty else { return .nan }
     let rank = Int((p / 100 * Double(sorted.count)).rounded(.up)) - 1
@@ -130,6 +143,8 @@ func run(_ arguments: [String]) async throws {
     let watchers = try intArgument("watchers", arguments)
     let changes = try intArgument("changes", arguments)
     let services = try intArgument("services", arguments)
+    let wireOnly = arguments.contains("--wire")
+    let serverPID = (try? argument("server-pid", arguments)).flatMap { Int($0) }
     var logger = Logger(label: "feed-bench") { StreamLogHandler.standardError(label: $0) }
     logger.logLevel = .error
     let endpoint = try FeedEndpoint(url: url)
@@ -138,7 +153,12 @@ func run(_ arguments: [String]) async throws {
 
     let started = ContinuousClock.now
     try await withThrowingTaskGroup(of: Void.self, returning: Void.self) { tasks in
+        var channels: [any Channel] = []
         for index in 0..<watchers {
+            if wireOnly {
+                channels.append(try await WireWatcher.connect(endpoint: endpoint, index: index, progress: progress, group: group))
+                continue
+            }
             var configuration = FeedClient.Configuration(endpoint: endpoint, tls: nil, stateDirectory: nil)
             configuration.silenceTimeout = .seconds(120)
             configuration.initialBackoff = .milliseconds(100)
@@ -156,6 +176,7 @@ func run(_ arguments: [String]) async throws {
         print(String(format: "connected:   %d watchers holding revision %llu after %.1f s", watchers, initial, connectSeconds))
 
         let bytesBefore = try metric("mirror_feed_bytes_sent_total", url: url)
+        let serverCPUBefore = cpuSeconds(pid: serverPID)
         var latencies: [Double] = []
         var firsts: [Double] = []
         func milliseconds(_ duration: Duration) -> Double {
@@ -178,9 +199,14 @@ func run(_ arguments: [String]) async throws {
             try await Task.sleep(for: .milliseconds(30))
         }
         let bytesAfter = try metric("mirror_feed_bytes_sent_total", url: url)
+        if let before = serverCPUBefore, let after = cpuSeconds(pid: serverPID) {
+            let perChange = (after - before) * 1000 / Double(changes)
+            print(String(format: "server CPU:  %.1f ms per change for %d watchers (%.1f us per watcher; includes re-reading the state file)",
+                         perChange, watchers, perChange * 1000 / Double(watchers)))
+        }
         let sorted = latencies.sorted()
-        print(String(format: "propagation: p50 %.1f ms  p99 %.1f ms  max %.1f ms  (file rename -> last of %d watchers applied, %d changes)",
-                     percentile(sorted, 50), percentile(sorted, 99), sorted.last ?? .nan, watchers, changes))
+        print(String(format: "propagation: p50 %.1f ms  p99 %.1f ms  max %.1f ms", percentile(sorted, 50), percentile(sorted, 99), sorted.last ?? .nan)
+              + "  (file rename -> last of \(watchers) watchers \(wireOnly ? "received it" : "decoded+validated+applied it"), \(changes) changes)")
         let sortedFirsts = firsts.sorted()
         print(String(format: "first:       p50 %.1f ms  p99 %.1f ms  (file rename -> first watcher applied: poll, parse, diff, publish)",
                      percentile(sortedFirsts, 50), percentile(sortedFirsts, 99)))
@@ -188,6 +214,7 @@ func run(_ arguments: [String]) async throws {
                      (bytesAfter - bytesBefore) / Double(changes * watchers), deltaLine, services + 1,
                      try FeedEvent.snapshot(epoch: "x", revision: 1, state: benchState(services: services, step: 0)).encodedLine().readableBytes))
         tasks.cancelAll()
+        for channel in channels { try? await channel.close() }
     }
 }
 
@@ -213,10 +240,13 @@ do {
         var clock = ContinuousClock.now
         var events: [FeedEvent] = []
         for line in lines { events.append(try FeedEvent.decode(line: line)) }
-        print("decode:", (ContinuousClock.now - clock) / lines.count)
+        func microseconds(_ duration: Duration) -> Double {
+            (Double(duration.components.seconds) * 1e6 + Double(duration.components.attoseconds) / 1e12) / Double(lines.count)
+        }
+        let decode = microseconds(ContinuousClock.now - clock)
         clock = ContinuousClock.now
         for event in events { _ = try applier.apply(event) }
-        print("apply:", (ContinuousClock.now - clock) / lines.count)
+        print(String(format: "decode %.1f us + validate/apply %.1f us", decode, microseconds(ContinuousClock.now - clock)))
     case "run":
         try await run(arguments)
     default:

@@ -79,4 +79,38 @@ import Testing
         try? await channel.close()
         await feed.stop()
     }
+
+    @Test func snapshotsInFlightAreBoundedAndReleased() async throws {
+        // A state of several MiB (more than the kernel buffers), so a snapshot to a client
+        // that does not read stays in flight. Published straight to a hub: parsing such a
+        // file in a debug build is slow and beside the point here.
+        let big = MirrorState(clusters: FeedFixtures.state(services: 0).clusters,
+                              services: (0..<2500).map { FeedFixtures.flatService($0, endpoints: 40) })
+        var configuration = FeedHub.Configuration()
+        configuration.maxSnapshotBytesInFlight = 1
+        let hub = FeedHub(configuration: configuration)
+        try hub.publishSnapshot(big)
+        let server = try await FeedServer(hub: hub, host: "127.0.0.1", port: 0, tls: nil, logger: FeedFixtures.logger)
+        let port = server.localAddress?.port ?? 0
+        let feed = (hub: hub, port: port)
+        let url = "http://127.0.0.1:\(port)/v1/watch"
+        let stuck = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .channelOption(.socketOption(.so_rcvbuf), value: 4096)
+            .channelOption(.autoRead, value: false)
+            .connect(host: "127.0.0.1", port: feed.port).get()
+        try await stuck.writeAndFlush(ByteBuffer(string: "GET /v1/watch HTTP/1.1\r\nhost: x\r\n\r\n")).get()
+        #expect(await eventually { feed.hub.snapshotBytesInFlight > 0 })
+
+        // The budget is spent: the next snapshot is refused with 503 (clients retry).
+        let refused = try runProgram("/usr/bin/curl", ["-sS", "-o", "/dev/null", "-D", "-", "--max-time", "2", url])
+        #expect(refused.out.hasPrefix("HTTP/1.1 503"))
+        #expect(refused.out.lowercased().contains("retry-after: 1"))
+
+        // The stuck client goes away: its snapshot no longer counts, and watches start again.
+        try await stuck.close()
+        #expect(await eventually { feed.hub.snapshotBytesInFlight == 0 })
+        let served = try runProgram("/usr/bin/curl", ["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "1", url])
+        #expect(served.out == "200")
+        await server.shutdown()
+    }
 }

@@ -126,10 +126,10 @@ import Testing
     @Test func bookmarksKeepAnIdleConnectionAlive() async throws {
         let state = FeedFixtures.state(services: 1)
         let feed = try await FeedHarness.start(state) { $0.bookmarkInterval = .milliseconds(100) }
-        let client = RecordingClient.plain(try feed.endpoint()) { $0.silenceTimeout = .milliseconds(500) }
+        let client = RecordingClient.plain(try feed.endpoint()) { $0.silenceTimeout = .milliseconds(800) }
         #expect(await client.waitFor(state))
-        try await Task.sleep(for: .seconds(2))
-        // Four silence timeouts passed; the stream is still the first one.
+        try await Task.sleep(for: .seconds(3))
+        // Several silence timeouts passed; the stream is still the first one.
         #expect(feed.hub.metrics.watchesStarted("snapshot") + feed.hub.metrics.watchesStarted("resume") == 1)
         #expect(!feed.hub.metrics.render().contains("mirror_feed_events_sent_total{type=\"bookmark\"} 0"))
         #expect(feed.hub.metrics.watchers == 1)

@@ -53,6 +53,11 @@ public struct FeedClient: MirrorSource {
     ///
     /// - Throws: only for unusable configuration (TLS files); feed outages are retried forever.
     public func run(onUpdate: @escaping @Sendable (MirrorUpdate) async -> Void) async throws {
+        switch (configuration.endpoint.scheme, configuration.tls) {
+        case (.https, nil): throw FeedClientError.configuration("\(configuration.endpoint) needs a client certificate, key and CA bundle")
+        case (.http, _?): throw FeedClientError.configuration("\(configuration.endpoint) is plain HTTP; TLS files need an https:// feed")
+        default: break
+        }
         let tlsContext = try configuration.tls?.makeClientContext()
         var applier = FeedApplier()
         var persistence = FeedPersistence(file: configuration.stateDirectory.map(FeedStateFile.init(directory:)),
@@ -96,6 +101,8 @@ public struct FeedClient: MirrorSource {
 
 /// Why a feed connection ended.
 public enum FeedClientError: Error, CustomStringConvertible {
+    /// The client is misconfigured; retrying cannot help.
+    case configuration(String)
     case connect(address: String, reason: String)
     case httpStatus(Int, String)
     case silent(after: TimeAmount)
@@ -103,6 +110,7 @@ public enum FeedClientError: Error, CustomStringConvertible {
 
     public var description: String {
         switch self {
+        case let .configuration(reason): "feed client configuration: \(reason)"
         case let .connect(address, reason): "cannot connect to the feed at \(address): \(reason)"
         case let .httpStatus(code, reason): "feed answered HTTP \(code) \(reason)"
         case let .silent(after): "no data from the feed for \(after.nanoseconds / 1_000_000) ms (missed bookmarks); reconnecting"

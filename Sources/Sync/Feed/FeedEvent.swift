@@ -133,6 +133,17 @@ extension FeedEvent: Codable {
         return buffer
     }
 
+    /// The event's line framed as one HTTP/1.1 chunk (`<hex length>\r\n<line>\r\n`), so the
+    /// server frames each event once and writes the same bytes to every watcher.
+    public func encodedChunk(allocator: ByteBufferAllocator = ByteBufferAllocator()) throws -> ByteBuffer {
+        var line = try encodedLine(allocator: allocator)
+        var chunk = allocator.buffer(capacity: line.readableBytes + 12)
+        chunk.writeString(String(line.readableBytes, radix: 16) + "\r\n")
+        chunk.writeBuffer(&line)
+        chunk.writeString("\r\n")
+        return chunk
+    }
+
     /// One decoder for every line (it holds no per-call state; making one per line costs).
     private static let lineDecoder = JSONDecoder()
 

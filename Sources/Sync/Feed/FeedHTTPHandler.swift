@@ -7,10 +7,12 @@ import NIOHTTP1
 /// `/readyz` and `/metrics`.
 ///
 /// A watch request turns the connection into a ``FeedWatchSession`` until either side
-/// closes it; every other request gets a small complete response.
+/// closes it; every other request gets a small complete response. Responses are written as
+/// raw bytes (only the request side goes through NIOHTTP1's decoder), so that each event is
+/// framed once as a chunk and the same buffer goes to every watcher.
 final class FeedHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
-    typealias OutboundOut = HTTPServerResponsePart
+    typealias OutboundOut = ByteBuffer
 
     private let hub: FeedHub
     private let logger: Logger
@@ -45,7 +47,12 @@ final class FeedHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         logger.debug("feed connection error", metadata: ["peer": "\(context.remoteAddress?.description ?? "?")", "error": "\(error)"])
-        context.close(promise: nil)
+        if watch == nil, error is HTTPParserError {
+            let head = HTTPRequestHead(version: .http1_1, method: .GET, uri: "/", headers: ["connection": "close"])
+            respond(context, head, .badRequest, "malformed HTTP request\n")
+        } else {
+            context.close(promise: nil)
+        }
     }
 
     private func route(_ head: HTTPRequestHead, context: ChannelHandlerContext) {
@@ -62,6 +69,8 @@ final class FeedHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
             hub.isReady ? respond(context, head, .ok, "ready\n") : respond(context, head, .serviceUnavailable, "no mirror state loaded yet\n")
         case "/metrics":
             respond(context, head, .ok, hub.metrics.render(), contentType: "text/plain; version=0.0.4; charset=utf-8")
+        case FeedWatchRequest.path where head.method == .HEAD:
+            respond(context, head, .methodNotAllowed, "the watch stream is served to GET only\n", extra: [("allow", "GET")])
         case FeedWatchRequest.path:
             startWatch(head, query: components?.queryItems ?? [], context: context)
         default:
@@ -77,21 +86,29 @@ final class FeedHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
             respond(context, head, .badRequest, "\(error)\n")
             return
         }
-        guard case let .lines(lines, resumed, loop) = hub.start(on: context.eventLoop, since: request.since, epoch: request.epoch) else {
+        let lines: [(UInt64, ByteBuffer, String)], resumed: Bool, loop: FeedLoopWatchers
+        switch hub.start(on: context.eventLoop, since: request.since, epoch: request.epoch) {
+        case .unavailable:
             respond(context, head, .serviceUnavailable, "the feed has no state yet or is shutting down; retry\n", extra: [("retry-after", "1")])
             return
+        case .busy:
+            respond(context, head, .serviceUnavailable, "too many snapshots in flight; retry\n", extra: [("retry-after", "1")])
+            return
+        case let .lines(started, wasResumed, watchers):
+            (lines, resumed, loop) = (started, wasResumed, watchers)
         }
-        var headers = HTTPHeaders()
-        headers.add(name: "content-type", value: FeedWatchRequest.contentType)
-        headers.add(name: "transfer-encoding", value: "chunked")
-        headers.add(name: "cache-control", value: "no-store")
-        headers.add(name: "x-mirror-feed-epoch", value: hub.epoch)
-        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .ok, headers: headers))), promise: nil)
+        context.write(wrapOutboundOut(Self.head(.ok, [
+            ("content-type", FeedWatchRequest.contentType), ("transfer-encoding", "chunked"),
+            ("cache-control", "no-store"), ("x-mirror-feed-epoch", hub.epoch),
+        ], allocator: context.channel.allocator)), promise: nil)
         let initialBytes = lines.reduce(0) { $0 + $1.1.readableBytes }
         let session = FeedWatchSession(context: context, startRevision: lines.last?.0 ?? 0,
                                        initialBytes: initialBytes, maxBacklog: hub.configuration.maxWatcherBacklog)
         var tally = FeedSendTally()
-        session.start(lines, tally: &tally)
+        let written = session.start(lines, tally: &tally)
+        if !resumed, let size = lines.first?.1.readableBytes {
+            written.whenComplete { [hub] _ in hub.snapshotDone(size: size) }
+        }
         loop.add(session)
         watch = (session, loop)
         tally.record(into: hub.metrics)
@@ -108,20 +125,24 @@ final class FeedHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
     private func respond(_ context: ChannelHandlerContext, _ request: HTTPRequestHead, _ status: HTTPResponseStatus, _ body: String,
                          contentType: String = "text/plain; charset=utf-8", extra: [(String, String)] = []) {
         let keepAlive = request.isKeepAlive
-        var headers = HTTPHeaders()
-        headers.add(name: "content-type", value: contentType)
-        headers.add(name: "content-length", value: "\(body.utf8.count)")
-        headers.add(contentsOf: extra)
-        if !keepAlive { headers.add(name: "connection", value: "close") }
-        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: request.version, status: status, headers: headers))), promise: nil)
-        if request.method != .HEAD {
-            context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: body)))), promise: nil)
-        }
+        var headers = [("content-type", contentType), ("content-length", "\(body.utf8.count)")] + extra
+        if !keepAlive { headers.append(("connection", "close")) }
+        var response = Self.head(status, headers, allocator: context.channel.allocator)
+        if request.method != .HEAD { response.writeString(body) }
         let done = context.eventLoop.makePromise(of: Void.self)
-        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: done)
+        context.writeAndFlush(wrapOutboundOut(response), promise: done)
         if !keepAlive {
             done.futureResult.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
         }
+    }
+
+    /// An HTTP/1.1 status line and headers, ending with the blank line.
+    private static func head(_ status: HTTPResponseStatus, _ headers: [(String, String)], allocator: ByteBufferAllocator) -> ByteBuffer {
+        var buffer = allocator.buffer(capacity: 256)
+        buffer.writeString("HTTP/1.1 \(status.code) \(status.reasonPhrase)\r\n")
+        for (name, value) in headers { buffer.writeString("\(name): \(value)\r\n") }
+        buffer.writeString("\r\n")
+        return buffer
     }
 }
 

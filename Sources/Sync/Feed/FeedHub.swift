@@ -19,6 +19,11 @@ public final class FeedHub: Sendable {
         public var bookmarkInterval: TimeAmount = .seconds(5)
         /// Unsent bytes a watcher may accumulate (beyond its initial snapshot) before it is cut.
         public var maxWatcherBacklog = 8 << 20
+        /// Snapshot bytes being sent at once, over all watchers. Over it, new watches that
+        /// need a snapshot get `503` and retry: with TLS each connection holds its own
+        /// encrypted copy until the peer has read it, so a herd of reconnecting agents could
+        /// otherwise need one whole state per agent. One snapshot is always admitted.
+        public var maxSnapshotBytesInFlight = 256 << 20
 
         public init() {}
     }
@@ -35,6 +40,7 @@ public final class FeedHub: Sendable {
         var history: FeedHistory
         var loops: [ObjectIdentifier: FeedLoopWatchers] = [:]
         var closed = false
+        var snapshotBytesInFlight = 0
     }
 
     private let state: NIOLockedValueBox<State>
@@ -62,7 +68,7 @@ public final class FeedHub: Sendable {
     public func publishSnapshot(_ newState: MirrorState) throws {
         try state.withLockedValue { s in
             let revision = s.revision + 1
-            let line = try FeedEvent.snapshot(epoch: epoch, revision: revision, state: newState).encodedLine()
+            let line = try FeedEvent.snapshot(epoch: epoch, revision: revision, state: newState).encodedChunk()
             let wasReady = s.current != nil
             s.revision = revision
             s.current = newState
@@ -89,7 +95,7 @@ public final class FeedHub: Sendable {
             for delta in deltas {
                 revision += 1
                 let event = FeedEvent.delta(revision: revision, delta)
-                lines.append((revision, try event.encodedLine(), event.typeName))
+                lines.append((revision, try event.encodedChunk(), event.typeName))
             }
             for (revision, line, type) in lines { s.history.append(revision: revision, line: line, type: type) }
             s.revision = revision
@@ -109,7 +115,7 @@ public final class FeedHub: Sendable {
     func publishBookmark() {
         state.withLockedValue { s in
             guard s.current != nil, !s.closed else { return }
-            let line = (try? FeedEvent.bookmark(revision: s.revision).encodedLine()) ?? ByteBuffer()
+            let line = (try? FeedEvent.bookmark(revision: s.revision).encodedChunk()) ?? ByteBuffer()
             dispatch(FeedBroadcast(lines: [(s.revision, line, "bookmark")], isReset: false, isBookmark: true), to: s.loops)
         }
     }
@@ -126,6 +132,8 @@ public final class FeedHub: Sendable {
     enum Start {
         /// Not ready: no state yet, or shutting down.
         case unavailable
+        /// Too many snapshots are being sent; retry shortly.
+        case busy
         /// The lines to write first (a snapshot, or a resume marker and the missed deltas).
         case lines([(UInt64, ByteBuffer, String)], resumed: Bool, loop: FeedLoopWatchers)
     }
@@ -145,25 +153,44 @@ public final class FeedHub: Sendable {
                 s.loops[key] = loop
             }
             if let since, clientEpoch == epoch, since <= s.revision, let missed = s.history.lines(after: since) {
-                let resume = (try? FeedEvent.resumed(epoch: epoch, revision: since).encodedLine()) ?? ByteBuffer()
+                let resume = (try? FeedEvent.resumed(epoch: epoch, revision: since).encodedChunk()) ?? ByteBuffer()
                 let lines = [(since, resume, "resume")] + missed.map { ($0.revision, $0.line, $0.type) }
                 return .lines(lines, resumed: true, loop: loop)
             }
             if s.snapshotLine == nil {
-                s.snapshotLine = try? FeedEvent.snapshot(epoch: epoch, revision: s.revision, state: current).encodedLine()
+                s.snapshotLine = try? FeedEvent.snapshot(epoch: epoch, revision: s.revision, state: current).encodedChunk()
             }
             guard let snapshot = s.snapshotLine else { return .unavailable }
+            let size = snapshot.readableBytes
+            guard s.snapshotBytesInFlight == 0 || s.snapshotBytesInFlight + size <= configuration.maxSnapshotBytesInFlight else { return .busy }
+            s.snapshotBytesInFlight += size
+            let inFlight = s.snapshotBytesInFlight
+            metrics.update { $0.snapshotBytesInFlight = inFlight }
             return .lines([(s.revision, snapshot, "snapshot")], resumed: false, loop: loop)
         }
     }
 
-    /// Stops accepting watches and closes every open stream.
-    public func close() {
+    /// A snapshot of `size` bytes admitted by ``start(on:since:epoch:)`` was written out (or
+    /// its connection closed): it no longer counts against the in-flight budget.
+    func snapshotDone(size: Int) {
         state.withLockedValue { s in
+            s.snapshotBytesInFlight -= size
+            let inFlight = s.snapshotBytesInFlight
+            metrics.update { $0.snapshotBytesInFlight = inFlight }
+        }
+    }
+
+    /// Snapshot bytes admitted and not yet written out.
+    public var snapshotBytesInFlight: Int { state.withLockedValue { $0.snapshotBytesInFlight } }
+
+    /// Stops accepting watches, ends every open stream, and returns once they are closed.
+    public func close() async {
+        let loops = state.withLockedValue { s in
             s.closed = true
-            for watchers in s.loops.values {
-                watchers.eventLoop.execute { watchers.closeAll() }
-            }
+            return Array(s.loops.values)
+        }
+        for watchers in loops {
+            try? await watchers.eventLoop.flatSubmit { watchers.closeAll() }.get()
         }
     }
 }

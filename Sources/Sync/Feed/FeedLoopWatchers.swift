@@ -35,10 +35,11 @@ final class FeedLoopWatchers: @unchecked Sendable {
         tally.record(into: metrics)
     }
 
-    /// Closes every stream (shutdown).
-    func closeAll() {
+    /// Ends every stream (shutdown); the future completes when all are closed.
+    func closeAll() -> EventLoopFuture<Void> {
         eventLoop.preconditionInEventLoop()
-        for session in sessions.values { session.close() }
+        let closing = sessions.values.map { $0.finish() }
+        return EventLoopFuture.andAllComplete(closing, on: eventLoop)
     }
 }
 

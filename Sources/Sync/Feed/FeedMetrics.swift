@@ -13,6 +13,7 @@ public final class FeedMetrics: Sendable {
         var bytesSent: UInt64 = 0
         var watchersCut: UInt64 = 0
         var watchesStarted: [String: UInt64] = [:]
+        var snapshotBytesInFlight = 0
     }
 
     private let values = NIOLockedValueBox(Values())
@@ -48,8 +49,10 @@ public final class FeedMetrics: Sendable {
         let kinds = ["snapshot", "resume", "upsertCluster", "deleteCluster", "upsertService", "deleteService", "bookmark"]
         metric("mirror_feed_events_sent_total", "counter", "Events written to watchers, by type.",
                kinds.map { ("{type=\"\($0)\"}", "\(v.eventsSent[$0] ?? 0)") })
-        metric("mirror_feed_bytes_sent_total", "counter", "Event bytes written to watchers (without HTTP/TLS framing).", [("", "\(v.bytesSent)")])
+        metric("mirror_feed_bytes_sent_total", "counter", "Event bytes written to watchers, with their HTTP chunk framing (without TLS).", [("", "\(v.bytesSent)")])
         metric("mirror_feed_watchers_cut_total", "counter", "Watchers closed because they fell too far behind; they resume on reconnect.", [("", "\(v.watchersCut)")])
+        metric("mirror_feed_snapshot_bytes_in_flight", "gauge", "Snapshot bytes admitted and not yet written out (bounded; new snapshots get 503 past the bound).",
+               [("", "\(v.snapshotBytesInFlight)")])
         metric("mirror_feed_watches_started_total", "counter", "Watch streams started, by how they began.",
                ["snapshot", "resume"].map { ("{start=\"\($0)\"}", "\(v.watchesStarted[$0] ?? 0)") })
         return out

@@ -40,7 +40,7 @@ public final class FeedServer: Sendable {
                 channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations
                     if let tls { try sync.addHandler(NIOSSLServerHandler(context: tls)) }
-                    try sync.configureHTTPServerPipeline(withErrorHandling: true)
+                    try sync.addHandler(ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes)))
                     try sync.addHandler(FeedHTTPHandler(hub: hub, logger: logger))
                 }
             }
@@ -61,7 +61,7 @@ public final class FeedServer: Sendable {
     public func shutdown() async {
         bookmarks.cancel()
         try? await channel.close()
-        hub.close()
+        await hub.close()
         logger.info("feed stopped", metadata: ["watchers": "\(hub.metrics.watchers)"])
     }
 }
