@@ -48,6 +48,13 @@ expect "/readyz is ready once the first state is applied" "ready" node curl -sS 
 expect "/metrics exposes the revision" "mirror_agent_revision 1" node curl -sS http://127.0.0.1:9153/metrics
 expect "/metrics counts syncs per part" 'mirror_agent_syncs_total{part="nftables"} 1' node curl -sS http://127.0.0.1:9153/metrics
 
+echo "== node preflight (mirror-agent check)"
+preflight() { node "$BIN" check --dns-listen "$DNS_ADDRESS:53" --upstream "$UPSTREAM" --feed "https://127.0.0.1:$FEED_PORT"; }
+expect "check: nf_tables answers" "√ nf_tables" preflight
+expect "check: the upstream answers" "√ upstream $UPSTREAM" preflight
+expect "check: the feed is reachable" "√ feed https://127.0.0.1:$FEED_PORT" preflight
+expect "check: the running agent's DNS port is reported in use" "already in use" preflight
+
 echo "== DNS from the pod (glibc and dig)"
 expect "getent resolves the short name through the search path" "10.112.0.10     bar-paris.default.svc.cluster.local" pod getent hosts bar-paris
 expect "getent resolves the namespace-qualified name" "10.112.0.11" pod getent hosts baz-paris.default

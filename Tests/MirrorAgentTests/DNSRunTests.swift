@@ -79,7 +79,8 @@ struct DNSRunTests {
         try example.write(to: state, atomically: true, encoding: .utf8)
         let agentLog = work.appendingPathComponent("agent.log")
         processes.append(try launch(["ip", "netns", "exec", namespace, binary, "run", "--feed", "file:\(state.path)",
-                                     "--dns-listen", "0.0.0.0:53", "--upstream", "127.0.0.1:5300", "--ttl", "30"], log: agentLog))
+                                     "--dns-listen", "0.0.0.0:53", "--upstream", "127.0.0.1:5300", "--ttl", "30",
+                                     "--no-nftables", "--admin-socket", work.appendingPathComponent("admin.sock").path], log: agentLog))
 
         func dig(_ arguments: [String], server: String = "127.0.0.1") throws -> String {
             try shell(["ip", "netns", "exec", namespace, "dig", "@\(server)", "+time=3", "+tries=1"] + arguments, check: false).output

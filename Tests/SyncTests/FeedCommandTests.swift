@@ -73,7 +73,9 @@ import Testing
         defer { if feed.isRunning { feed.terminate() } }
 
         let agentArguments = ["run", "--feed", "https://127.0.0.1:\(port)", "--tls-cert", pki.clientCert, "--tls-key", pki.clientKey,
-                              "--ca", pki.ca, "--state-dir", stateDirectory, "--log-level", "info"]
+                              "--ca", pki.ca, "--state-dir", stateDirectory, "--log-level", "info",
+                              // Feed client only: no DNS, no nftables, a private admin socket.
+                              "--no-dns", "--no-nftables", "--admin-socket", directory + "/admin.sock"]
         let persisted = stateDirectory + "/" + FeedStateFile.fileName
         let first = Process()
         first.executableURL = URL(fileURLWithPath: binary)

@@ -73,14 +73,14 @@ import Testing
         let statePath = directory + "/state.json"
         try FeedFixtures.write(FeedFixtures.state(services: 1), to: statePath)
 
-        let agent = try runProgram(binary, ["run", "--feed", "http://127.0.0.1:9"])
+        let agent = try runProgram(binary, ["run", "--feed", "http://127.0.0.1:9", "--no-dns", "--no-nftables"])
         #expect(agent.status != 0)
         #expect(agent.err.contains("--insecure"))
         let feed = try runProgram(binary, ["feed", "--source", "file:\(statePath)", "--listen", "127.0.0.1:0"])
         #expect(feed.status != 0)
         #expect(feed.err.contains("--insecure"))
         // https without a client identity is refused before anything connects.
-        let noIdentity = try runProgram(binary, ["run", "--feed", "https://127.0.0.1:9"])
+        let noIdentity = try runProgram(binary, ["run", "--feed", "https://127.0.0.1:9", "--no-dns", "--no-nftables"])
         #expect(noIdentity.status != 0)
         #expect(noIdentity.err.contains("--tls-cert"))
     }
@@ -90,7 +90,8 @@ import Testing
         let state = FeedFixtures.state(services: 1)
         let feed = try await FeedHarness.start(state)
         // The agent runs until killed; 1.5 s is enough to connect and log.
-        let agent = try runProgram(binary, ["run", "--feed", "http://127.0.0.1:\(feed.port)", "--insecure", "--log-level", "debug"], timeout: 1.5)
+        let agent = try runProgram(binary, ["run", "--feed", "http://127.0.0.1:\(feed.port)", "--insecure", "--log-level", "debug",
+                                               "--no-dns", "--no-nftables", "--admin-socket", NSTemporaryDirectory() + "mirror-admin-\(feed.port).sock"], timeout: 1.5)
         #expect(agent.err.contains("warning"))
         #expect(agent.err.contains("neither encrypted nor authenticated"))
         #expect(feed.hub.metrics.watchesStarted("snapshot") == 1)

@@ -2,27 +2,49 @@ import ArgumentParser
 import Sync
 
 /// `mirror-agent check`: validate a mirror state file (and, later, preflight a node).
-struct Check: ParsableCommand {
+struct Check: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Validate a mirror state file and summarise it.",
+        abstract: "Check a node before (or while) running the agent, or validate a mirror state file.",
         discussion: """
-            Reads FILE (YAML or JSON), checks every rule the agent enforces (DNS labels, known \
+            Without --state: node preflight, one pass/fail line each — capabilities \
+            (CAP_NET_ADMIN, CAP_NET_BIND_SERVICE), nf_tables answering, each --dns-listen \
+            address free for UDP and TCP, each --upstream answering DNS, --feed reachable. \
+            Exit status 1 when any check fails.
+
+            With --state FILE: reads FILE (YAML or JSON), checks every rule the agent enforces (DNS labels, known \
             clusters, unique ClusterIP/port/protocol, port ranges, …) and prints a summary. \
             On any problem, every problem is listed on stderr, each naming the object and the \
             field, and the exit status is 1. A state rejected here is also rejected by `run` \
             and `feed`, which keep serving their last good state.
 
-            Example:
+            Examples:
               mirror-agent check --state examples/two-clusters.yaml
+              mirror-agent check --dns-listen 169.254.20.11:53 --upstream 10.96.0.10:53 --feed https://mirror-feed:8443
             """
     )
 
     @Option(name: .long, help: ArgumentHelp("The state file to validate (YAML or JSON).", valueName: "file"))
     var state: String?
 
-    func run() throws {
+    @Option(name: .customLong("dns-listen"), help: ArgumentHelp("Preflight: a DNS listen address the agent will use (repeatable).", valueName: "addr:port"))
+    var dnsListen: [String] = []
+
+    @Option(help: ArgumentHelp("Preflight: an upstream DNS server the agent will forward to (repeatable).", valueName: "addr:port"))
+    var upstream: [String] = []
+
+    @Option(help: ArgumentHelp("Preflight: the feed the agent will follow (https://HOST:PORT or file:PATH).", valueName: "source"))
+    var feed: String?
+
+    func run() async throws {
         guard let path = state else {
-            throw ValidationError("node preflight checks are not built yet; pass --state FILE to validate a state file")
+            let results = await Preflight(dnsListen: dnsListen, upstreams: upstream, feed: feed).run()
+            for result in results {
+                print("\(result.passed ? "√" : "×") \(result.name.padding(toLength: 28, withPad: " ", startingAt: 0)) \(result.detail)")
+            }
+            let failed = results.filter { !$0.passed }.count
+            print(failed == 0 ? "\nall \(results.count) checks passed" : "\n\(failed) of \(results.count) checks failed")
+            if failed > 0 { throw ExitCode(1) }
+            return
         }
         let parsed: MirrorState
         do {

@@ -1,0 +1,128 @@
+import Foundation
+import NFTables
+import NIOCore
+import NIOPosix
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The node checks `mirror-agent check` runs before an agent is installed or when it
+/// misbehaves, each a pass/fail line with what to do, in the spirit of
+/// `linkerd multicluster check`.
+struct Preflight {
+    struct Result {
+        var name: String
+        var passed: Bool
+        var detail: String
+    }
+
+    var dnsListen: [String]
+    var upstreams: [String]
+    var feed: String?
+
+    func run() async -> [Result] {
+        var results = [privileges(), nftables()]
+        for listen in dnsListen { results.append(portFree(listen)) }
+        for upstream in upstreams { results.append(upstreamAnswers(upstream)) }
+        if let feed { results.append(await feedReachable(feed)) }
+        return results
+    }
+
+    private func privileges() -> Result {
+        // CAP_NET_ADMIN is bit 12 of the effective set.
+        let status = (try? String(contentsOfFile: "/proc/self/status", encoding: .utf8)) ?? ""
+        let effective = status.split(separator: "\n").first { $0.hasPrefix("CapEff:") }
+            .flatMap { UInt64($0.split(separator: "\t").last.map(String.init) ?? "", radix: 16) } ?? 0
+        let netAdmin = effective & (1 << 12) != 0
+        let bindService = effective & (1 << 10) != 0
+        return Result(name: "capabilities", passed: netAdmin && bindService,
+                      detail: netAdmin && bindService ? "CAP_NET_ADMIN and CAP_NET_BIND_SERVICE present"
+                          : "missing \([netAdmin ? nil : "CAP_NET_ADMIN", bindService ? nil : "CAP_NET_BIND_SERVICE"].compactMap { $0 }.joined(separator: ", ")); run as root or grant them (deploy/overlays/least-privilege)")
+    }
+
+    private func nftables() -> Result {
+        do {
+            let backend = try KernelRulesetBackend()
+            defer { backend.close() }
+            let snapshot = try backend.read(MirrorTables.tableIDs)
+            let state = snapshot.ruleset.tables.isEmpty ? "no agent tables yet" : "agent tables present (\(snapshot.ruleset.tables.count))"
+            return Result(name: "nf_tables", passed: true, detail: "kernel answers at ruleset generation \(snapshot.generation); \(state)")
+        } catch {
+            return Result(name: "nf_tables", passed: false, detail: "\(error)")
+        }
+    }
+
+    private func portFree(_ listen: String) -> Result {
+        let name = "dns listen \(listen)"
+        guard let address = try? Self.parse(listen) else {
+            return Result(name: name, passed: false, detail: "not ADDRESS:PORT")
+        }
+        for type in [SOCK_DGRAM, SOCK_STREAM] {
+            let fd = socket(Int32(address.protocol.rawValue), Int32(type.rawValue), 0)
+            guard fd >= 0 else { return Result(name: name, passed: false, detail: "socket: \(String(cString: strerror(errno)))") }
+            defer { close(fd) }
+            let status = address.withSockAddr { pointer, length in bind(fd, pointer, socklen_t(length)) }
+            if status != 0 {
+                let reason = errno == EADDRINUSE ? "already in use by another process (another DNS server, or a running agent)"
+                    : errno == EADDRNOTAVAIL ? "the address is not on this node yet (the agent adds it to its dummy interface)"
+                    : String(cString: strerror(errno))
+                let kind = type == SOCK_DGRAM ? "UDP" : "TCP"
+                return Result(name: name, passed: errno == EADDRNOTAVAIL, detail: "\(kind): \(reason)")
+            }
+        }
+        return Result(name: name, passed: true, detail: "UDP and TCP free")
+    }
+
+    private func upstreamAnswers(_ upstream: String) -> Result {
+        let name = "upstream \(upstream)"
+        guard let address = try? Self.parse(upstream) else { return Result(name: name, passed: false, detail: "not ADDRESS:PORT") }
+        let fd = socket(Int32(address.protocol.rawValue), Int32(SOCK_DGRAM.rawValue), 0)
+        guard fd >= 0 else { return Result(name: name, passed: false, detail: "socket: \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        var timeout = timeval(tv_sec: 2, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        // A query for the root's NS: any working resolver answers it (even with REFUSED).
+        let id = UInt16.random(in: 0...UInt16.max)
+        let query: [UInt8] = [UInt8(id >> 8), UInt8(id & 0xFF), 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 1]
+        let sent = address.withSockAddr { pointer, length in
+            query.withUnsafeBytes { sendto(fd, $0.baseAddress, query.count, 0, pointer, socklen_t(length)) }
+        }
+        guard sent == query.count else { return Result(name: name, passed: false, detail: "send: \(String(cString: strerror(errno)))") }
+        var reply = [UInt8](repeating: 0, count: 512)
+        let received = reply.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+        guard received >= 12 else {
+            return Result(name: name, passed: false, detail: received < 0 ? "no answer within 2 s (\(String(cString: strerror(errno))))" : "short reply")
+        }
+        guard reply[0] == query[0], reply[1] == query[1] else { return Result(name: name, passed: false, detail: "reply with a wrong ID") }
+        let rcode = reply[3] & 0x0F
+        return Result(name: name, passed: true, detail: "answers (rcode \(rcode))")
+    }
+
+    private func feedReachable(_ feed: String) async -> Result {
+        let name = "feed \(feed)"
+        if feed.hasPrefix("file:") {
+            let path = String(feed.dropFirst(5))
+            return FileManager.default.isReadableFile(atPath: path)
+                ? Result(name: name, passed: true, detail: "state file readable")
+                : Result(name: name, passed: false, detail: "cannot read \(path)")
+        }
+        guard let url = URL(string: feed), let host = url.host else { return Result(name: name, passed: false, detail: "not a URL") }
+        let port = url.port ?? (url.scheme == "https" ? 443 : 80)
+        do {
+            let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .connectTimeout(.seconds(3))
+                .connect(host: host, port: port).get()
+            try? await channel.close()
+            return Result(name: name, passed: true, detail: "TCP connection to \(host):\(port) accepted")
+        } catch {
+            return Result(name: name, passed: false, detail: "cannot connect to \(host):\(port): \(error)")
+        }
+    }
+
+    private static func parse(_ text: String) throws -> SocketAddress {
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]) else {
+            throw SocketAddressError.unsupported
+        }
+        return try SocketAddress(ipAddress: text[..<colon].trimmingCharacters(in: CharacterSet(charactersIn: "[]")), port: port)
+    }
+}
