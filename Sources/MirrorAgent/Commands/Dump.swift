@@ -10,7 +10,9 @@ struct Dump: AsyncParsableCommand {
             Asks the agent on this node (through its admin socket) and prints, at a glance: the \
             feed (source, revision, last change, errors), the clusters (gateway addresses, \
             alive), every mirrored service (DNS name, ClusterIP:port -> targets, packets and \
-            bytes from the kernel counters), and the health of its DNS and nftables parts.
+            bytes from the kernel counters), and the health of its DNS and nftables parts. \
+            The counters sit on the lookup maps, which the nat chains consult once per \
+            connection: they count each connection's first packet, i.e. new connections.
 
             --nft reads the agent's own nftables tables (ip and ip6 mirror-agent) straight from \
             the kernel — not from the agent's memory — and prints, per service, every mirrored \
