@@ -41,11 +41,13 @@ extension DocumentValue {
     static func parse(_ text: String) throws -> DocumentValue {
         let trimmed = text.drop { $0 == " " || $0 == "\n" || $0 == "\t" || $0 == "\r" }
         if trimmed.first == "{" {
+            let object: Any
             do {
-                return try JSONDecoder().decode(DocumentValue.self, from: Data(text.utf8))
+                object = try JSONSerialization.jsonObject(with: Data(text.utf8), options: [.fragmentsAllowed])
             } catch {
-                throw DocumentSyntaxError(description: "invalid JSON: \(Self.describe(error))")
+                throw DocumentSyntaxError(description: "invalid JSON: \((error as NSError).localizedDescription)")
             }
+            return DocumentValue(json: object)
         }
         let node: Node?
         do {
@@ -58,11 +60,27 @@ extension DocumentValue {
         return try DocumentValue(yaml: node, depth: 0, budget: &budget)
     }
 
-    private static func describe(_ error: Error) -> String {
-        if case let DecodingError.dataCorrupted(context) = error {
-            return context.underlyingError.map { "\($0)" } ?? context.debugDescription
+    /// Converts Foundation's JSON objects. Booleans and numbers both arrive as `NSNumber`;
+    /// the Objective-C type code tells them apart (`c` for JSON true/false).
+    private init(json object: Any) {
+        // Containers first: casting a Swift dictionary to NSNumber would bridge it to
+        // NSDictionary, which made big states several times slower to read.
+        switch object {
+        case let dictionary as [String: Any]:
+            self = .map(dictionary.keys.sorted().map { ($0, DocumentValue(json: dictionary[$0] ?? NSNull())) })
+        case let array as [Any]:
+            self = .list(array.map(DocumentValue.init(json:)))
+        case let text as String:
+            self = .string(text)
+        case let number as NSNumber:
+            switch String(cString: number.objCType) {
+            case "c", "B": self = .bool(number.boolValue)
+            case "d", "f": self = .double(number.doubleValue)
+            default: self = .int(number.intValue)
+            }
+        default:
+            self = .null
         }
-        return "\(error)"
     }
 
     /// Far above any real state (a state file of 100k services is about 2M nodes; larger states belong in JSON), far below what would
@@ -97,41 +115,6 @@ extension DocumentValue {
             })
         case .alias(let alias):
             throw DocumentSyntaxError(description: "unresolved YAML alias \(alias)")
-        }
-    }
-}
-
-extension DocumentValue: Decodable {
-    private struct AnyKey: CodingKey {
-        var stringValue: String
-        var intValue: Int? { nil }
-        init(stringValue: String) { self.stringValue = stringValue }
-        init?(intValue: Int) { nil }
-    }
-
-    init(from decoder: Decoder) throws {
-        if let object = try? decoder.container(keyedBy: AnyKey.self) {
-            let keys = object.allKeys.sorted { $0.stringValue < $1.stringValue }
-            self = .map(try keys.map { ($0.stringValue, try object.decode(DocumentValue.self, forKey: $0)) })
-            return
-        }
-        if var array = try? decoder.unkeyedContainer() {
-            var items: [DocumentValue] = []
-            while !array.isAtEnd { items.append(try array.decode(DocumentValue.self)) }
-            self = .list(items)
-            return
-        }
-        let single = try decoder.singleValueContainer()
-        if single.decodeNil() {
-            self = .null
-        } else if let value = try? single.decode(Bool.self) {
-            self = .bool(value)
-        } else if let value = try? single.decode(Int.self) {
-            self = .int(value)
-        } else if let value = try? single.decode(Double.self) {
-            self = .double(value)
-        } else {
-            self = .string(try single.decode(String.self))
         }
     }
 }

@@ -138,3 +138,21 @@ import Testing
         #expect(state.validationIssues().isEmpty)
     }
 }
+
+@Suite struct IPAddressTextTests {
+    @Test(arguments: ["10.0.0.1", "0.0.0.0", "255.255.255.255", "192.0.2.10"])
+    func acceptsDottedQuads(_ text: String) {
+        #expect(IPAddressText.canonical(text)?.text == text)
+        #expect(IPAddressText.canonical(text)?.family == .v4)
+    }
+
+    @Test(arguments: ["10.0.0", "10.0.0.1.2", "10.0.0.256", "10.0.0.01", "10..0.1", ".10.0.0.1", "10.0.0.1.", "1a.0.0.1", "", "1000.0.0.1", "10.0.0.-1"])
+    func rejectsEverythingElse(_ text: String) {
+        #expect(IPAddressText.canonical(text) == nil, "\(text)")
+    }
+
+    @Test func canonicalisesIPv6() {
+        #expect(IPAddressText.canonical("FD00:0:0::0010")?.text == "fd00::10")
+        #expect(IPAddressText.canonical("fd00::10")?.family == .v6)
+    }
+}
