@@ -67,6 +67,7 @@ struct DNSRunTests {
               local-zone: "cluster.local." static
               local-data: "cluster.local. 30 IN SOA ns.cluster.local. admin.cluster.local. 1 3600 900 86400 30"
               local-data: "kubernetes.default.svc.cluster.local. 30 IN A 10.96.0.1"
+              local-zone: "10.in-addr.arpa." static
               local-zone: "example.test." static
               local-data: "example.test. 30 IN SOA ns.example.test. admin.example.test. 1 3600 900 86400 30"
               local-data: "www.example.test. 300 IN A 192.0.2.7"
@@ -155,6 +156,11 @@ struct DNSRunTests {
         }
         #expect(updated)
         #expect(try getent(["hosts", "bar-paris"]).output.contains("10.112.0.42"))
+        // One service changed: the table was patched, not rebuilt; the old PTR is gone.
+        #expect(((try? String(contentsOf: agentLog, encoding: .utf8)) ?? "").contains("table=patched"))
+        #expect(try dig(["+short", "-x", "10.112.0.42"]).contains("bar-paris.default.svc.cluster.local."))
+        let oldReverse = try dig(["-x", "10.112.0.10"])
+        #expect(!oldReverse.contains("bar-paris") && oldReverse.contains("status: NXDOMAIN"), "\(oldReverse)")
     }
 }
 

@@ -54,15 +54,23 @@ struct DNSQueryProcessor {
             return .forward(query)
         case .below(let zone):
             guard Self.isAnswerableClass(query) else { return reply(DNSResponseWriter.bare(query, packet: packet, rcode: .refused, into: &output)) }
-            return reply(DNSResponseWriter.authoritative(query, packet: packet, rcode: .nameError, table: table, shard: nil, answer: nil, zone: zone,
+            return reply(DNSResponseWriter.authoritative(query, packet: packet, rcode: .nameError, table: table, shard: nil, answers: 0..<0, zone: zone,
                                                           limit: DNSResponseWriter.sizeLimit(for: query, overTCP: overTCP), into: &output))
         case let .name(shard, index):
             guard Self.isAnswerableClass(query), query.type != DNSRecordType.axfr.rawValue, query.type != DNSRecordType.ixfr.rawValue else {
                 return reply(DNSResponseWriter.bare(query, packet: packet, rcode: .refused, into: &output))
             }
-            let answer = shard.rrset(at: index, type: query.type) ?? shard.rrset(at: index, type: DNSRecordType.cname.rawValue)
-            return reply(DNSResponseWriter.authoritative(query, packet: packet, rcode: .noError, table: table, shard: shard, answer: answer,
-                                                          zone: shard.entries[index].zone,
+            let entry = shard.entries[index]
+            let answers: Range<Int>
+            if query.type == DNSRecordType.any.rawValue {
+                answers = entry.rrsetStart..<(entry.rrsetStart + entry.rrsetCount)
+            } else if let position = shard.rrsetPosition(at: index, type: query.type) ?? shard.rrsetPosition(at: index, type: DNSRecordType.cname.rawValue) {
+                answers = position..<(position + 1)
+            } else {
+                answers = 0..<0
+            }
+            return reply(DNSResponseWriter.authoritative(query, packet: packet, rcode: .noError, table: table, shard: shard, answers: answers,
+                                                          zone: entry.zone,
                                                           limit: DNSResponseWriter.sizeLimit(for: query, overTCP: overTCP), into: &output))
         }
     }

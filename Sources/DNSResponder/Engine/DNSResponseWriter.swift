@@ -59,27 +59,38 @@ enum DNSResponseWriter {
         if let edns = query.edns { writeOPT(&buffer, edns: edns, rcode: rcode) }
     }
 
-    /// An authoritative response from the record table: `answer` (an answer set) and/or the
-    /// SOA of `zone` in authority. Truncated to header, question and OPT with TC=1 when it
-    /// exceeds `limit`.
+    /// An authoritative response from the record table: the answer sets at positions
+    /// `answers` of `shard` (one type, or all for ANY), or when there are none the SOA of
+    /// `zone` in authority. Truncated to header, question and OPT with TC=1 when it exceeds
+    /// `limit`.
     static func authoritative(_ query: DNSQueryView, packet: UnsafeRawBufferPointer, rcode: DNSResponseCode,
-                              table: DNSRecordTable, shard: DNSRecordShard?, answer: DNSRecordShard.RRSet?, zone: Int,
+                              table: DNSRecordTable, shard: DNSRecordShard?, answers: Range<Int>, zone: Int,
                               limit: Int, into buffer: inout ByteBuffer) {
-        let answerLength = answer?.length ?? 0
-        let soa: DNSRecordTable.Zone? = zone >= 0 && answer == nil ? table.zones[zone] : nil
+        var answerLength = 0
+        var answerCount = 0
+        if let shard {
+            for position in answers {
+                answerLength += shard.rrsets[position].length
+                answerCount += Int(shard.rrsets[position].count)
+            }
+        }
+        let soa: DNSRecordTable.Zone? = zone >= 0 && answerCount == 0 ? table.zones[zone] : nil
         let authorityLength = soa.map { ($0.originLength == 1 ? 1 : 2) + $0.soaLength } ?? 0
         let optLength = query.edns == nil ? 0 : optLength
         let total = query.questionEnd + answerLength + authorityLength + optLength
         let truncated = total > limit
         buffer.clear()
         writeHeader(&buffer, id: query.id, flags: flags(query: query.flags, rcode: rcode, authoritative: true, truncated: truncated),
-                    questions: 1, answers: truncated ? 0 : answer?.count ?? 0, authorities: truncated || soa == nil ? 0 : 1,
+                    questions: 1, answers: truncated ? 0 : UInt16(truncatingIfNeeded: answerCount), authorities: truncated || soa == nil ? 0 : 1,
                     additionals: optLength == 0 ? 0 : 1)
         buffer.writeBytes(UnsafeRawBufferPointer(rebasing: packet[DNSLimits.headerSize..<query.questionEnd]))
         if !truncated {
             do {
-                if let answer, let shard {
-                    buffer.writeBytes(UnsafeRawBufferPointer(rebasing: shard.arena[answer.offset..<(answer.offset + answer.length)]))
+                if let shard {
+                    for position in answers {
+                        let answer = shard.rrsets[position]
+                        buffer.writeBytes(UnsafeRawBufferPointer(rebasing: shard.arena[answer.offset..<(answer.offset + answer.length)]))
+                    }
                 }
                 let arena = table.zoneArena
                 if let soa {

@@ -19,7 +19,7 @@ public struct DNSServerConfiguration: Sendable {
     public var maximumTCPConnections: Int
 
     public init(listen: [SocketAddress], access: DNSAccessList = .standard(), forwarding: DNSForwardingConfiguration,
-                udpVectorReadCount: Int = 32, udpReceiveBufferSize: Int = 4096, tcpIdleTimeout: TimeAmount = .seconds(10),
+                udpVectorReadCount: Int = 8, udpReceiveBufferSize: Int = 2048, tcpIdleTimeout: TimeAmount = .seconds(10),
                 maximumTCPConnections: Int = 256) {
         self.listen = listen
         self.access = access

@@ -21,21 +21,48 @@ struct DNSEncodedName: Sendable {
 /// need no bounds-checked array access, closure or reference counting. Immutable after
 /// `init`, hence `@unchecked Sendable`.
 final class DNSRecordShard: @unchecked Sendable {
+    /// One name, packed into 24 bytes (a table holds several per service).
     struct Entry: Sendable {
-        var hash: UInt64
-        var keyOffset: Int
-        var keyLength: Int
-        var rrsetStart: Int
-        var rrsetCount: Int
+        let hash: UInt64
+        private let storedKeyOffset: UInt32
+        private let storedRRSetStart: UInt32
+        private let storedKeyLength: UInt8
+        private let storedRRSetCount: UInt8
+        private let storedZone: Int16
+
+        init(hash: UInt64, keyOffset: Int, keyLength: Int, rrsetStart: Int, rrsetCount: Int, zone: Int) {
+            self.hash = hash
+            storedKeyOffset = UInt32(truncatingIfNeeded: keyOffset)
+            storedRRSetStart = UInt32(truncatingIfNeeded: rrsetStart)
+            storedKeyLength = UInt8(truncatingIfNeeded: keyLength)
+            storedRRSetCount = UInt8(truncatingIfNeeded: rrsetCount)
+            storedZone = Int16(truncatingIfNeeded: zone)
+        }
+
+        var keyOffset: Int { Int(storedKeyOffset) }
+        var keyLength: Int { Int(storedKeyLength) }
+        var rrsetStart: Int { Int(storedRRSetStart) }
+        var rrsetCount: Int { Int(storedRRSetCount) }
         /// Index into the table's zones, or -1 when no zone encloses the name.
-        var zone: Int
+        var zone: Int { Int(storedZone) }
     }
 
+    /// The answers of one type at one name: `count` records, `length` bytes at `offset`.
     struct RRSet: Sendable {
-        var type: UInt16
-        var count: UInt16
-        var offset: Int
-        var length: Int
+        let type: UInt16
+        let count: UInt16
+        private let storedOffset: UInt32
+        private let storedLength: UInt32
+
+        init(type: UInt16, count: UInt16, offset: Int, length: Int) {
+            self.type = type
+            self.count = count
+            storedOffset = UInt32(truncatingIfNeeded: offset)
+            storedLength = UInt32(truncatingIfNeeded: length)
+        }
+
+        var offset: Int { Int(storedOffset) }
+        var length: Int { Int(storedLength) }
     }
 
     /// Keys and answers.
@@ -107,14 +134,14 @@ final class DNSRecordShard: @unchecked Sendable {
         }
     }
 
-    /// The answer set of `type` at entry `index`, if any.
+    /// The position in `rrsets` of the answer set of `type` at entry `index`, if any.
     @inline(__always)
-    func rrset(at index: Int, type: UInt16) -> RRSet? {
+    func rrsetPosition(at index: Int, type: UInt16) -> Int? {
         let entry = entries[index]
         var position = entry.rrsetStart
         let end = position + entry.rrsetCount
         while position < end {
-            if rrsets[position].type == type { return rrsets[position] }
+            if rrsets[position].type == type { return position }
             position += 1
         }
         return nil

@@ -1,6 +1,6 @@
 /// Turns a ``DNSTableContent`` into what a ``DNSRecordTable`` serves from: each zone's SOA,
 /// and for every owned name (and every empty non-terminal between a record owner and the
-/// owned name above it) its answers per type and for ANY, precomputed in wire form.
+/// owned name above it) its answers per type, precomputed in wire form.
 enum DNSTableBuilder {
     /// The zones, deduplicated by origin (first wins), with their SOA records in one arena.
     struct Zones {
@@ -63,7 +63,8 @@ enum DNSTableBuilder {
             for type in types {
                 answers.append(try encodeAnswers(records.filter { $0.type == type }, type: type, name: name))
             }
-            if !records.isEmpty { answers.append(try encodeAnswers(records, type: .any, name: name)) }
+            // ANY is answered by concatenating these sets (each is position independent).
+            guard answers.count <= 255, name.wire.count <= 255 else { throw DNSWireError.messageTooLarge }
             encoded.append(DNSEncodedName(key: name.wire, hash: name.wire.withUnsafeBytes { NameHash.hash($0, from: 0, count: $0.count) },
                                           labelCount: name.labelCount, zone: zone(of: name, origins: origins), answers: answers))
         }
