@@ -57,8 +57,8 @@ public struct MirrorTables: Sendable {
         for id in Self.tableIDs {
             let fresh = Self.skeleton(id, dns: addresses)
             for chain in ["raw-prerouting", "raw-output"] {
+                scope.record(id, chain: chain, previous: desired.tables[id]?.rules[chain] ?? [])
                 desired.tables[id]?.rules[chain] = fresh.rules[chain]
-                scope.chains[id, default: []].insert(chain)
             }
         }
         return scope
@@ -96,23 +96,26 @@ public struct MirrorTables: Sendable {
             default:
                 set = Self.chainMap
                 data = .verdict(.goto(rule.chainName))
+                if track {
+                    scope.record(id, chain: rule.chainName, previous: table.chains[rule.chainName] == nil ? nil : (table.rules[rule.chainName] ?? []))
+                }
                 if adding {
                     table.add(Chain(name: rule.chainName), rules: Self.balancingRules(rule, targets: targets, family: family))
                 } else {
                     table.removeChain(rule.chainName)
                 }
-                if track { scope.chains[id, default: []].insert(rule.chainName) }
             }
             for key in keys {
+                if track { scope.record(id, set: set, key: key, previous: table.elements[set]?[key]) }
                 if adding {
                     table.elements[set, default: [:]][key] = Element(key: key, data: data, comment: rule.service)
                 } else {
                     table.elements[set]?[key] = nil
                 }
-                if track { scope.elementKeys[id, default: [:]][set, default: []].insert(key) }
             }
             for target in targets where target.masquerade {
                 let key: ValueList = [.address(target.address), .proto(rule.proto), .port(target.port)]
+                if track { scope.record(id, set: Self.masqueradeSet, key: key, previous: table.elements[Self.masqueradeSet]?[key]) }
                 let users = (masqueradeUsers[id]?[key] ?? 0) + (adding ? 1 : -1)
                 masqueradeUsers[id, default: [:]][key] = users > 0 ? users : nil
                 if users > 0 {
@@ -120,7 +123,6 @@ public struct MirrorTables: Sendable {
                 } else {
                     table.elements[Self.masqueradeSet]?[key] = nil
                 }
-                if track { scope.elementKeys[id, default: [:]][Self.masqueradeSet, default: []].insert(key) }
             }
         }
     }

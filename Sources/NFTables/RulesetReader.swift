@@ -47,7 +47,7 @@ struct RulesetReader {
         do {
             try socket.request(context: "reading table \(id)", build: { buffer, sequence in
                 let header = nftnl_nlmsg_build_hdr(buffer.assumingMemoryBound(to: CChar.self), messageType(NFT_MSG_GETTABLE), family, UInt16(NLM_F_ACK), sequence)!
-                let table = nftnl_table_alloc()!
+                guard let table = nftnl_table_alloc() else { fatalError("out of memory allocating a table") }
                 nftnl_table_set_str(table, attribute(NFTNL_TABLE_NAME), id.name)
                 nftnl_table_nlmsg_build_payload(header, table)
                 nftnl_table_free(table)
