@@ -12,8 +12,9 @@
 #   restart      (largest N) agent `run --once` again on the programmed namespace: must send an
 #                empty batch; nft: `nft -f` of "flush ruleset" + the whole ruleset.
 #   one-change   (largest N) a running agent sees one endpoint of one multi-target service go
-#                unready; "program" is its logged feed-event-to-kernel time; nft: `nft -f` of
-#                the equivalent four commands.
+#                unready (its chain is rewritten); "program" is its logged feed-event-to-kernel
+#                time; nft: `nft -f` of the equivalent four commands.
+#   one-removal  (largest N) then one single-target service disappears (one map element).
 # Needs root. Never touches the host's ruleset: everything runs in namespaces it creates.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -86,19 +87,28 @@ for n in "${SIZES[@]}"; do
         ip netns exec "$agent_ns" "$BIN" run --feed "file:$WORK/live.json" "${NO_DNS[@]}" 2> "$WORK/agent.log" >/dev/null &
         AGENT_PID=$!
         for _ in $(seq 1 600); do grep -q 'nftables in sync' "$WORK/agent.log" && break; sleep 0.2; done
-        python3 bench/gen-state.py "$n" --changed > "$WORK/changed.json"
-        mv "$WORK/changed.json" "$WORK/live.json"
-        for _ in $(seq 1 600); do [ "$(grep -c 'nftables in sync' "$WORK/agent.log")" -ge 2 ] && break; sleep 0.2; done
-        change=$(grep 'nftables in sync' "$WORK/agent.log" | tail -n 1)
-        echo "$change" | grep -q 'mode=incremental' || { echo "no incremental update seen:" >&2; cat "$WORK/agent.log" >&2; exit 1; }
-        program=$(ms_to_s "$(echo "$change" | grep -o 'duration_ms=[0-9.]*' | cut -d= -f2)")
-        rss=$(( $(awk '/VmHWM/ { print $2 }' "/proc/$AGENT_PID/status") / 1024 ))
+        one_step() { # label generator-flags nft-flag: apply one state-file change, print a row
+            local before
+            before=$(grep -c 'nftables in sync' "$WORK/agent.log")
+            python3 bench/gen-state.py "$n" $2 > "$WORK/next.json"
+            mv "$WORK/next.json" "$WORK/live.json"
+            for _ in $(seq 1 600); do [ "$(grep -c 'nftables in sync' "$WORK/agent.log")" -gt "$before" ] && break; sleep 0.2; done
+            local line
+            line=$(grep 'nftables in sync' "$WORK/agent.log" | tail -n 1)
+            echo "$line" | grep -q 'mode=incremental' || { echo "no incremental update seen:" >&2; cat "$WORK/agent.log" >&2; exit 1; }
+            local program rss
+            program=$(ms_to_s "$(echo "$line" | grep -o 'duration_ms=[0-9.]*' | cut -d= -f2)")
+            rss=$(( $(awk '/VmHWM/ { print $2 }' "/proc/$AGENT_PID/status") / 1024 ))
+            python3 bench/gen-state.py "$n" "$3" > "$WORK/change.nft"
+            local start
+            start=$(now)
+            ip netns exec "$nft_ns" nft -f "$WORK/change.nft"
+            row "$1" "$n" "-" "$program" "$rss" "$(elapsed "$start" "$(now)")"
+            echo "   ($(echo "$line" | grep -o 'batch=[^=]*duration' | sed 's/ duration//'))"
+        }
+        one_step one-change "--changed" --nft-change
+        one_step one-removal "--changed --removed" --nft-remove
         kill "$AGENT_PID"; wait "$AGENT_PID" 2>/dev/null || true; AGENT_PID=""
-        python3 bench/gen-state.py "$n" --nft-change > "$WORK/change.nft"
-        start=$(now)
-        ip netns exec "$nft_ns" nft -f "$WORK/change.nft"
-        row one-change "$n" "-" "$program" "$rss" "$(elapsed "$start" "$(now)")"
-        echo "   ($(echo "$change" | grep -o 'batch=[^=]*duration' | sed 's/ duration//'))"
     fi
     ip netns del "$agent_ns"; ip netns del "$nft_ns"
 done

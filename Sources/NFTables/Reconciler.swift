@@ -11,6 +11,9 @@ public final class Reconciler {
     public let tables: [TableID]
     private var generation: UInt32?
     private let maximumAttempts = 8
+    /// How long the last update spent diffing and in the kernel commit (for debug logs).
+    public private(set) var lastDiffDuration: Duration = .zero
+    public private(set) var lastCommitDuration: Duration = .zero
 
     public init(backend: any RulesetBackend, tables: [TableID]) {
         self.backend = backend
@@ -57,10 +60,15 @@ public final class Reconciler {
     @discardableResult
     public func update(_ desired: Ruleset, scope: DiffScope) throws -> Transaction {
         guard let known = generation else { return try reconcile(desired) }
+        let clock = ContinuousClock()
+        let start = clock.now
         let transaction = Ruleset.diff(current: scope.previousState(shapedLike: desired), desired: desired, scope: scope)
+        lastDiffDuration = clock.now - start
         if transaction.isEmpty { return transaction }
         do {
+            let commitStart = clock.now
             let next = try backend.commit(transaction, generation: known)
+            lastCommitDuration = clock.now - commitStart
             generation = next
             return transaction
         } catch is GenerationChanged {

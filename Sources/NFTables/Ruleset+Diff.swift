@@ -93,7 +93,8 @@ extension Ruleset {
         var transaction = Transaction()
         for id in desired.tables.keys.sorted() {
             guard let want = desired.tables[id] else { continue }
-            if let have = current.tables[id], !Self.needsReplacement(have: have, want: want) {
+            // Scoped diffs come from incremental changes, which never alter sets or base chains.
+            if let have = current.tables[id], !scope.everything || !Self.needsReplacement(have: have, want: want) {
                 diffTable(have: have, want: want, scope: scope, into: &transaction)
             } else {
                 if current.tables[id] != nil { transaction.add(.deleteTable(id)) }

@@ -63,7 +63,13 @@ actor RulesComponent: MirrorConsumer {
                 for key in RulesTranslator.affectedServices(update.changes, store: update.store) {
                     scope.formUnion(retranslate(key, store: update.store))
                 }
+                let translated = ContinuousClock.now - start
                 transaction = try reconciler.update(layout.desired, scope: scope)
+                logger.debug("incremental update", metadata: [
+                    "translate_ms": "\(String(format: "%.3f", translated.milliseconds))",
+                    "diff_ms": "\(String(format: "%.3f", reconciler.lastDiffDuration.milliseconds))",
+                    "commit_ms": "\(String(format: "%.3f", reconciler.lastCommitDuration.milliseconds))",
+                ])
             }
         } catch {
             needsFullReconcile = true
