@@ -40,6 +40,10 @@ public struct MirrorTables: Sendable {
     /// A layout holding `rules`.
     public init(rules: [ServicePortRule], dnsAddresses: [IPAddress] = []) {
         self.init(dnsAddresses: dnsAddresses)
+        self.rules.reserveCapacity(rules.count)
+        for id in Self.tableIDs {
+            desired.tables[id]?.elements[Self.dnatMap]?.reserveCapacity(rules.count)
+        }
         for rule in rules { _ = set(rule, for: rule.id, trackScope: false) }
     }
 

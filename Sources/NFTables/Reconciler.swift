@@ -11,7 +11,9 @@ public final class Reconciler {
     public let tables: [TableID]
     private var generation: UInt32?
     private let maximumAttempts = 8
-    /// How long the last update spent diffing and in the kernel commit (for debug logs).
+    /// How long the last reconcile or update spent reading the kernel, diffing and committing
+    /// (for debug logs).
+    public private(set) var lastReadDuration: Duration = .zero
     public private(set) var lastDiffDuration: Duration = .zero
     public private(set) var lastCommitDuration: Duration = .zero
 
@@ -35,14 +37,21 @@ public final class Reconciler {
         while true {
             attempt += 1
             generation = nil
+            let clock = ContinuousClock()
+            let readStart = clock.now
             let snapshot = try backend.read(tables)
+            lastReadDuration = clock.now - readStart
+            let diffStart = clock.now
             let transaction = Ruleset.diff(current: snapshot.ruleset, desired: desired, scope: .all)
+            lastDiffDuration = clock.now - diffStart
             if transaction.isEmpty {
                 generation = snapshot.generation
                 return transaction
             }
             do {
+                let commitStart = clock.now
                 let next = try backend.commit(transaction, generation: snapshot.generation)
+                lastCommitDuration = clock.now - commitStart
                 // A full diff was applied atomically: the kernel now holds exactly `desired`.
                 generation = next
                 return transaction

@@ -58,6 +58,11 @@ actor RulesComponent: MirrorConsumer {
                 layout = MirrorTables(rules: rules, dnsAddresses: layout.dnsAddresses)
                 logger.debug("translated mirror state", metadata: ["duration_ms": "\(String(format: "%.3f", (ContinuousClock.now - start).milliseconds))"])
                 transaction = try reconciler.reconcile(layout.desired)
+                logger.debug("full reconcile", metadata: [
+                    "read_ms": "\(String(format: "%.3f", reconciler.lastReadDuration.milliseconds))",
+                    "diff_ms": "\(String(format: "%.3f", reconciler.lastDiffDuration.milliseconds))",
+                    "commit_ms": "\(String(format: "%.3f", transaction.isEmpty ? 0 : reconciler.lastCommitDuration.milliseconds))",
+                ])
             } else {
                 var scope = DiffScope()
                 for key in RulesTranslator.affectedServices(update.changes, store: update.store) {
