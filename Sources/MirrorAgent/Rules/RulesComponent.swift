@@ -55,8 +55,12 @@ actor RulesComponent: MirrorConsumer {
                     ruleIDs[key] = translated.map(\.id)
                     rules.append(contentsOf: translated)
                 }
+                let translated = ContinuousClock.now - start
                 layout = MirrorTables(rules: rules, dnsAddresses: layout.dnsAddresses)
-                logger.debug("translated mirror state", metadata: ["duration_ms": "\(String(format: "%.3f", (ContinuousClock.now - start).milliseconds))"])
+                logger.debug("translated mirror state", metadata: [
+                    "rules_ms": "\(String(format: "%.3f", translated.milliseconds))",
+                    "duration_ms": "\(String(format: "%.3f", (ContinuousClock.now - start).milliseconds))",
+                ])
                 transaction = try reconciler.reconcile(layout.desired)
                 logger.debug("full reconcile", metadata: [
                     "read_ms": "\(String(format: "%.3f", reconciler.lastReadDuration.milliseconds))",
