@@ -10,6 +10,8 @@ public enum Expression: Hashable, Sendable {
     case address(Direction, IPAddress)
     /// `th dport 53`
     case port(Direction, UInt16)
+    /// `ip daddr & 0.0.0.15 == 0.0.0.3`: the destination's last byte, masked, equals a value.
+    case addressLowBits(mask: UInt8, equals: UInt8)
     /// `ct status dnat` — the connection was destination-NATed.
     case ctStatusDNAT
     /// `ip daddr . meta l4proto . th dport @set`
@@ -38,6 +40,9 @@ public enum Expression: Hashable, Sendable {
         case .l4proto(let number): return "meta l4proto \(protocolName(number))"
         case .address(let direction, let address): return "\(ip) \(direction == .source ? "saddr" : "daddr") \(address)"
         case .port(let direction, let port): return "th \(direction == .source ? "sport" : "dport") \(port)"
+        case .addressLowBits(let mask, let value):
+            return family == .ip ? "\(ip) daddr & 0.0.0.\(mask) == 0.0.0.\(value)"
+                : "\(ip) daddr & ::\(String(mask, radix: 16)) == ::\(String(value, radix: 16))"
         case .ctStatusDNAT: return "ct status dnat"
         case .slotLookup(let set): return "\(slot) @\(set)"
         case .slotDNATMap(let set): return "dnat \(ip) to \(slot) map @\(set)"
