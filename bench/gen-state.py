@@ -71,7 +71,9 @@ def nft_change(n):
 
 
 def nft_remove(n):
-    return "delete element ip mirror-agent service-dnat { %s . tcp . 80 }\n" % vip(removed_index(n))
+    i = removed_index(n)
+    shard = (i & 255) % 16  # the agent splits single-target services over 16 maps by the ClusterIP's last byte
+    return "delete element ip mirror-agent service-dnat-%d { %s . tcp . 80 }\n" % (shard, vip(i))
 
 
 if __name__ == "__main__":
