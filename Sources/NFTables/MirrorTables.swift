@@ -100,7 +100,8 @@ public struct MirrorTables: Sendable {
             let id = TableID(family: family, name: Self.tableName)
             guard var table = desired.tables.removeValue(forKey: id) else { continue }
             defer { desired.tables[id] = table }
-            let targets = Array(Set(rule.targets.filter { $0.address.family == family })).sorted()
+            var targets = rule.targets.filter { $0.address.family == family }
+            if targets.count > 1 { targets = Array(Set(targets)).sorted() }
             let keys = vips.map { ValueList([Value.address($0), .proto(rule.proto), .port(rule.port)]) }
 
             var set: String
@@ -133,11 +134,15 @@ public struct MirrorTables: Sendable {
                     table.elements[set]?[key] = nil
                 }
             }
+            // Targets shared by many services (a gateway) are counted; the set changes only when
+            // the first user appears or the last one goes.
             for target in targets where target.masquerade {
                 let key: ValueList = [.address(target.address), .proto(rule.proto), .port(target.port)]
-                if track { scope.record(id, set: Self.masqueradeSet, key: key, previous: table.elements[Self.masqueradeSet]?[key]) }
-                let users = (masqueradeUsers[id]?[key] ?? 0) + (adding ? 1 : -1)
+                let before = masqueradeUsers[id]?[key] ?? 0
+                let users = before + (adding ? 1 : -1)
                 masqueradeUsers[id, default: [:]][key] = users > 0 ? users : nil
+                guard (before == 0) != (users == 0) else { continue }
+                if track { scope.record(id, set: Self.masqueradeSet, key: key, previous: table.elements[Self.masqueradeSet]?[key]) }
                 if users > 0 {
                     table.elements[Self.masqueradeSet, default: [:]][key] = Element(key: key)
                 } else {
