@@ -36,11 +36,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# Creates a namespace and names it in $NS (no command substitution: the cleanup list must be
+# updated in this shell, not a subshell).
 fresh_ns() {
-    local name="nftbench-$$-$1"
-    ip netns add "$name"
-    NAMESPACES+=("$name")
-    echo "$name"
+    NS="nftbench-$$-$1"
+    ip netns add "$NS"
+    NAMESPACES+=("$NS")
 }
 now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
@@ -58,14 +59,14 @@ for n in "${SIZES[@]}"; do
     python3 bench/gen-state.py "$n" > "$WORK/state-$n.json"
     "$BIN" run --feed "file:$WORK/state-$n.json" --print-ruleset > "$WORK/ruleset-$n.nft"
 
-    agent_ns=$(fresh_ns "agent-$n")
+    fresh_ns "agent-$n"; agent_ns=$NS
     start=$(now)
     ip netns exec "$agent_ns" /usr/bin/time -f "%M" -o "$WORK/rss" "$BIN" run --feed "file:$WORK/state-$n.json" --once 2> "$WORK/log" >/dev/null
     wall=$(elapsed "$start" "$(now)")
     program=$(ms_to_s "$(logged_ms "$WORK/log")")
     rss=$(( $(tail -n 1 "$WORK/rss") / 1024 ))
 
-    nft_ns=$(fresh_ns "nft-$n")
+    fresh_ns "nft-$n"; nft_ns=$NS
     start=$(now)
     ip netns exec "$nft_ns" nft -f "$WORK/ruleset-$n.nft"
     nft_wall=$(elapsed "$start" "$(now)")
