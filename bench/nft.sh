@@ -47,7 +47,7 @@ now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.1fx", a / b; else print "-" }'; }
 logged_ms() { grep -o 'duration_ms=[0-9.]*' "$1" | tail -n 1 | cut -d= -f2; }
-ms_to_s() { awk -v m="$1" 'BEGIN { printf "%.3f", m / 1000 }'; }
+ms_to_s() { awk -v m="$1" 'BEGIN { printf "%.4f", m / 1000 }'; }
 
 printf "%-11s %8s | %10s %10s %9s | %10s | %7s %7s\n" case N agent-wall program-s agent-RSS "nft -f" "nft/wall" "nft/prog"
 row() { # case n wall program rss nft
