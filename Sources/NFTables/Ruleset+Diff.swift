@@ -156,8 +156,18 @@ extension Ruleset {
                 if let new { added.append(new) }
             }
             if scope.everything {
-                for key in had.keys { compare(key) }
-                for key in wanted.keys where had[key] == nil { compare(key) }
+                var found = 0
+                for (key, old) in had {
+                    let new = wanted[key]
+                    if new != nil { found += 1 }
+                    if old == new { continue }
+                    removed.append(old)
+                    if let new { added.append(new) }
+                }
+                // Every wanted key was among the had keys: nothing new to look for.
+                if found != wanted.count {
+                    for key in wanted.keys where had.index(forKey: key) == nil { compare(key) }
+                }
             } else {
                 for key in scope.elementKeys[id]?[name] ?? [] { compare(key) }
             }
