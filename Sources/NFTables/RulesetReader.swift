@@ -101,21 +101,28 @@ struct RulesetReader {
         }
     }
 
+    /// Rules are known by their stored comment, so only two attributes are read (chain and
+    /// userdata) straight from the message, without decoding every expression.
     private func readRules(into table: inout Table) throws {
         let id = table.id
         try dump(messageType(NFT_MSG_GETRULE), id, context: "reading the rules of \(id)") { message in
-            guard let rule = nftnl_rule_alloc() else { return }
-            defer { nftnl_rule_free(rule) }
-            guard nftnl_rule_nlmsg_parse(message.header, rule) >= 0,
-                  let tableName = nftnl_rule_get_str(rule, attribute(NFTNL_RULE_TABLE)), String(cString: tableName) == id.name,
-                  let chain = nftnl_rule_get_str(rule, attribute(NFTNL_RULE_CHAIN)) else { return }
-            var stored = ""
-            var length: UInt32 = 0
-            if let data = nftnl_rule_get_data(rule, attribute(NFTNL_RULE_USERDATA), &length) {
-                stored = comment(fromUserData: UnsafeRawBufferPointer(start: data, count: Int(length))) ?? ""
+            var tableName: String?, chain: String?, stored = ""
+            for attribute in message.nfnetlinkAttributes {
+                switch attribute.type {
+                case UInt16(NFTA_RULE_TABLE.rawValue): tableName = Self.string(attribute.payload)
+                case UInt16(NFTA_RULE_CHAIN.rawValue): chain = Self.string(attribute.payload)
+                case UInt16(NFTA_RULE_USERDATA.rawValue): stored = comment(fromUserData: attribute.payload) ?? ""
+                default: break
+                }
             }
-            table.rules[String(cString: chain), default: []].append(Rule(storedComment: stored))
+            guard tableName == id.name, let chain else { return }
+            table.rules[chain, default: []].append(Rule(storedComment: stored))
         }
+    }
+
+    /// A NUL-terminated netlink string attribute.
+    private static func string(_ payload: UnsafeRawBufferPointer) -> String {
+        String(decoding: payload.prefix { $0 != 0 }, as: UTF8.self)
     }
 
     private func readSets(into table: inout Table) throws {

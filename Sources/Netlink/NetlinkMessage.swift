@@ -14,6 +14,11 @@ public struct NetlinkMessage {
         bytes.baseAddress!.assumingMemoryBound(to: nlmsghdr.self)
     }
 
+    /// The top-level attributes of an nfnetlink message (after the 4-byte `nfgenmsg`).
+    public var nfnetlinkAttributes: [(type: UInt16, payload: UnsafeRawBufferPointer, offset: Int)] {
+        NetlinkMessage.attributes(in: bytes, from: 20)
+    }
+
     /// Splits a datagram into messages, checking every length against the datagram.
     static func forEach(in datagram: UnsafeRawBufferPointer, _ body: (NetlinkMessage) throws -> Bool) rethrows {
         var offset = 0
@@ -26,8 +31,9 @@ public struct NetlinkMessage {
         }
     }
 
-    /// Netlink attributes (`struct nlattr`) in `bytes` from `offset`: (type, payload).
-    static func attributes(in bytes: UnsafeRawBufferPointer, from offset: Int) -> [(type: UInt16, payload: UnsafeRawBufferPointer, offset: Int)] {
+    /// Netlink attributes (`struct nlattr`) in `bytes` from `offset`: (type, payload, offset).
+    /// The type has the nested/byte-order flags masked off.
+    public static func attributes(in bytes: UnsafeRawBufferPointer, from offset: Int) -> [(type: UInt16, payload: UnsafeRawBufferPointer, offset: Int)] {
         var result: [(UInt16, UnsafeRawBufferPointer, Int)] = []
         var position = offset
         while position + 4 <= bytes.count {
