@@ -14,6 +14,20 @@ public struct NetlinkMessage {
         bytes.baseAddress!.assumingMemoryBound(to: nlmsghdr.self)
     }
 
+    /// Calls `body` for each attribute in `bytes` (type with flags masked off, payload),
+    /// without allocating; stops at the first malformed length.
+    @inlinable
+    public static func forEachAttribute(in bytes: UnsafeRawBufferPointer, _ body: (UInt16, UnsafeRawBufferPointer) throws -> Void) rethrows {
+        var position = 0
+        while position + 4 <= bytes.count {
+            let length = Int(bytes.loadUnaligned(fromByteOffset: position, as: UInt16.self))
+            guard length >= 4, position + length <= bytes.count else { return }
+            let type = bytes.loadUnaligned(fromByteOffset: position + 2, as: UInt16.self) & 0x3fff
+            try body(type, UnsafeRawBufferPointer(rebasing: bytes[position + 4 ..< position + length]))
+            position += (length + 3) & ~3
+        }
+    }
+
     /// The top-level attributes of an nfnetlink message (after the 4-byte `nfgenmsg`).
     public var nfnetlinkAttributes: [(type: UInt16, payload: UnsafeRawBufferPointer, offset: Int)] {
         NetlinkMessage.attributes(in: bytes, from: 20)
