@@ -8,6 +8,8 @@ so one DNAT map element each) and 10% remote-discovery services with three ready
   gen-state.py N            the state
   gen-state.py N --changed  the same state with one endpoint of one multi-target service not ready
   gen-state.py N --nft-change  that one change as nft commands (the `nft -f` side)
+  gen-state.py N --changed --removed    also without one single-target (gateway) service
+  gen-state.py N --nft-remove           that removal as an nft command
 """
 import json
 import sys
@@ -25,9 +27,15 @@ def changed_index(n):
     return (n // 2) - (n // 2) % 10  # a multi-target service near the middle
 
 
-def state(n, changed=False):
+def removed_index(n):
+    return changed_index(n) + 1  # a gateway-mode service
+
+
+def state(n, changed=False, removed=False):
     services = []
     for i in range(n):
+        if removed and i == removed_index(n):
+            continue
         if i % 10 == 0:
             endpoints = [{"ip": pod(i, k), "ready": True} for k in range(3)]
             if changed and i == changed_index(n):
@@ -62,9 +70,17 @@ def nft_change(n):
     ]) + "\n"
 
 
+def nft_remove(n):
+    i = removed_index(n)
+    shard = (i & 255) % 16  # the agent splits single-target services over 16 maps by the ClusterIP's last byte
+    return "delete element ip mirror-agent service-dnat-%d { %s . tcp . 80 }\n" % (shard, vip(i))
+
+
 if __name__ == "__main__":
     count = int(sys.argv[1])
     if "--nft-change" in sys.argv:
         sys.stdout.write(nft_change(count))
+    elif "--nft-remove" in sys.argv:
+        sys.stdout.write(nft_remove(count))
     else:
-        json.dump(state(count, "--changed" in sys.argv), sys.stdout, separators=(",", ":"))
+        json.dump(state(count, "--changed" in sys.argv, "--removed" in sys.argv), sys.stdout, separators=(",", ":"))

@@ -12,8 +12,9 @@
 #   restart      (largest N) agent `run --once` again on the programmed namespace: must send an
 #                empty batch; nft: `nft -f` of "flush ruleset" + the whole ruleset.
 #   one-change   (largest N) a running agent sees one endpoint of one multi-target service go
-#                unready; "program" is its logged feed-event-to-kernel time; nft: `nft -f` of
-#                the equivalent four commands.
+#                unready (its chain is rewritten); "program" is its logged feed-event-to-kernel
+#                time; nft: `nft -f` of the equivalent four commands.
+#   one-removal  (largest N) then one single-target service disappears (one map element).
 # Needs root. Never touches the host's ruleset: everything runs in namespaces it creates.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,17 +36,18 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# Creates a namespace and names it in $NS (no command substitution: the cleanup list must be
+# updated in this shell, not a subshell).
 fresh_ns() {
-    local name="nftbench-$$-$1"
-    ip netns add "$name"
-    NAMESPACES+=("$name")
-    echo "$name"
+    NS="nftbench-$$-$1"
+    ip netns add "$NS"
+    NAMESPACES+=("$NS")
 }
 now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.1fx", a / b; else print "-" }'; }
 logged_ms() { grep -o 'duration_ms=[0-9.]*' "$1" | tail -n 1 | cut -d= -f2; }
-ms_to_s() { awk -v m="$1" 'BEGIN { printf "%.3f", m / 1000 }'; }
+ms_to_s() { awk -v m="$1" 'BEGIN { printf "%.4f", m / 1000 }'; }
 
 printf "%-11s %8s | %10s %10s %9s | %10s | %7s %7s\n" case N agent-wall program-s agent-RSS "nft -f" "nft/wall" "nft/prog"
 row() { # case n wall program rss nft
@@ -57,14 +59,14 @@ for n in "${SIZES[@]}"; do
     python3 bench/gen-state.py "$n" > "$WORK/state-$n.json"
     "$BIN" run --feed "file:$WORK/state-$n.json" --print-ruleset > "$WORK/ruleset-$n.nft"
 
-    agent_ns=$(fresh_ns "agent-$n")
+    fresh_ns "agent-$n"; agent_ns=$NS
     start=$(now)
     ip netns exec "$agent_ns" /usr/bin/time -f "%M" -o "$WORK/rss" "$BIN" run --feed "file:$WORK/state-$n.json" --once 2> "$WORK/log" >/dev/null
     wall=$(elapsed "$start" "$(now)")
     program=$(ms_to_s "$(logged_ms "$WORK/log")")
     rss=$(( $(tail -n 1 "$WORK/rss") / 1024 ))
 
-    nft_ns=$(fresh_ns "nft-$n")
+    fresh_ns "nft-$n"; nft_ns=$NS
     start=$(now)
     ip netns exec "$nft_ns" nft -f "$WORK/ruleset-$n.nft"
     nft_wall=$(elapsed "$start" "$(now)")
@@ -86,19 +88,28 @@ for n in "${SIZES[@]}"; do
         ip netns exec "$agent_ns" "$BIN" run --feed "file:$WORK/live.json" "${NO_DNS[@]}" 2> "$WORK/agent.log" >/dev/null &
         AGENT_PID=$!
         for _ in $(seq 1 600); do grep -q 'nftables in sync' "$WORK/agent.log" && break; sleep 0.2; done
-        python3 bench/gen-state.py "$n" --changed > "$WORK/changed.json"
-        mv "$WORK/changed.json" "$WORK/live.json"
-        for _ in $(seq 1 600); do [ "$(grep -c 'nftables in sync' "$WORK/agent.log")" -ge 2 ] && break; sleep 0.2; done
-        change=$(grep 'nftables in sync' "$WORK/agent.log" | tail -n 1)
-        echo "$change" | grep -q 'mode=incremental' || { echo "no incremental update seen:" >&2; cat "$WORK/agent.log" >&2; exit 1; }
-        program=$(ms_to_s "$(echo "$change" | grep -o 'duration_ms=[0-9.]*' | cut -d= -f2)")
-        rss=$(( $(awk '/VmHWM/ { print $2 }' "/proc/$AGENT_PID/status") / 1024 ))
+        one_step() { # label generator-flags nft-flag: apply one state-file change, print a row
+            local before
+            before=$(grep -c 'nftables in sync' "$WORK/agent.log")
+            python3 bench/gen-state.py "$n" $2 > "$WORK/next.json"
+            mv "$WORK/next.json" "$WORK/live.json"
+            for _ in $(seq 1 600); do [ "$(grep -c 'nftables in sync' "$WORK/agent.log")" -gt "$before" ] && break; sleep 0.2; done
+            local line
+            line=$(grep 'nftables in sync' "$WORK/agent.log" | tail -n 1)
+            echo "$line" | grep -q 'mode=incremental' || { echo "no incremental update seen:" >&2; cat "$WORK/agent.log" >&2; exit 1; }
+            local program rss
+            program=$(ms_to_s "$(echo "$line" | grep -o 'duration_ms=[0-9.]*' | cut -d= -f2)")
+            rss=$(( $(awk '/VmHWM/ { print $2 }' "/proc/$AGENT_PID/status") / 1024 ))
+            python3 bench/gen-state.py "$n" "$3" > "$WORK/change.nft"
+            local start
+            start=$(now)
+            ip netns exec "$nft_ns" nft -f "$WORK/change.nft"
+            row "$1" "$n" "-" "$program" "$rss" "$(elapsed "$start" "$(now)")"
+            echo "   ($(echo "$line" | grep -o 'batch=[^=]*duration' | sed 's/ duration//'))"
+        }
+        one_step one-change "--changed" --nft-change
+        one_step one-removal "--changed --removed" --nft-remove
         kill "$AGENT_PID"; wait "$AGENT_PID" 2>/dev/null || true; AGENT_PID=""
-        python3 bench/gen-state.py "$n" --nft-change > "$WORK/change.nft"
-        start=$(now)
-        ip netns exec "$nft_ns" nft -f "$WORK/change.nft"
-        row one-change "$n" "-" "$program" "$rss" "$(elapsed "$start" "$(now)")"
-        echo "   ($(echo "$change" | grep -o 'batch=[^=]*duration' | sed 's/ duration//'))"
     fi
     ip netns del "$agent_ns"; ip netns del "$nft_ns"
 done

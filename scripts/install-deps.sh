@@ -7,6 +7,8 @@ packages=(
   pkg-config libnftnl-dev libmnl-dev libnl-3-dev libnl-route-3-dev
   nftables iproute2 dnsutils dnsperf unbound dnsmasq socat curl procps
 )
+# NFTables traffic tests (tiny HTTP servers) and bench/nft.sh (state generator, peak RSS).
+packages+=(python3 time)
 
 missing=()
 for p in "${packages[@]}"; do

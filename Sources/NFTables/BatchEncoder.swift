@@ -45,7 +45,7 @@ struct BatchEncoder {
         switch operation {
         case .addTable, .deleteTable:
             let isAdd: Bool = { if case .addTable = operation { return true } else { return false } }()
-            let table = nftnl_table_alloc()!
+            guard let table = nftnl_table_alloc() else { fatalError("out of memory allocating a table") }
             defer { nftnl_table_free(table) }
             nftnl_table_set_str(table, attribute(NFTNL_TABLE_NAME), id.name)
             nftnl_table_set_u32(table, attribute(NFTNL_TABLE_FAMILY), UInt32(family))

@@ -99,5 +99,6 @@ public struct Counter: Hashable, Sendable {
 
 /// A string literal in nft syntax (double quotes inside become single quotes).
 func quoted(_ text: String) -> String {
-    "\"" + String(text.map { $0 == "\"" ? "'" : $0 }) + "\""
+    guard text.utf8.contains(UInt8(ascii: "\"")) else { return "\"" + text + "\"" }
+    return "\"" + String(text.map { $0 == "\"" ? "'" : $0 }) + "\""
 }

@@ -88,6 +88,24 @@ extension Expression {
         case .port(let direction, let port):
             sink.payload(base: number(NFT_PAYLOAD_TRANSPORT_HEADER), offset: direction == .source ? 0 : 2, length: 2, into: Register.one)
             sink.compare(number(NFT_CMP_EQ), register: Register.one, [UInt8(port >> 8), UInt8(port & 0xff)])
+        case .addressLowBits(let mask, let value):
+            // As nft encodes `ip daddr & 0.0.0.15 == 0.0.0.3`: load, mask, compare.
+            let length = v4 ? 4 : 16
+            var maskBytes = [UInt8](repeating: 0, count: length)
+            maskBytes[length - 1] = mask
+            var valueBytes = [UInt8](repeating: 0, count: length)
+            valueBytes[length - 1] = value
+            sink.payload(base: number(NFT_PAYLOAD_NETWORK_HEADER), offset: v4 ? 16 : 24, length: UInt32(length), into: Register.one)
+            sink.add("bitwise") { expression in
+                nftnl_expr_set_u32(expression, attribute(NFTNL_EXPR_BITWISE_SREG), Register.one)
+                nftnl_expr_set_u32(expression, attribute(NFTNL_EXPR_BITWISE_DREG), Register.one)
+                nftnl_expr_set_u32(expression, attribute(NFTNL_EXPR_BITWISE_LEN), UInt32(length))
+                maskBytes.withUnsafeBytes { _ = nftnl_expr_set(expression, attribute(NFTNL_EXPR_BITWISE_MASK), $0.baseAddress, UInt32(length)) }
+                [UInt8](repeating: 0, count: length).withUnsafeBytes {
+                    _ = nftnl_expr_set(expression, attribute(NFTNL_EXPR_BITWISE_XOR), $0.baseAddress, UInt32(length))
+                }
+            }
+            sink.compare(number(NFT_CMP_EQ), register: Register.one, valueBytes)
         case .ctStatusDNAT:
             sink.add("ct") {
                 nftnl_expr_set_u32($0, attribute(NFTNL_EXPR_CT_KEY), number(NFT_CT_STATUS))

@@ -10,6 +10,8 @@ public enum Expression: Hashable, Sendable {
     case address(Direction, IPAddress)
     /// `th dport 53`
     case port(Direction, UInt16)
+    /// `ip daddr & 0.0.0.15 == 0.0.0.3`: the destination's last byte, masked, equals a value.
+    case addressLowBits(mask: UInt8, equals: UInt8)
     /// `ct status dnat` — the connection was destination-NATed.
     case ctStatusDNAT
     /// `ip daddr . meta l4proto . th dport @set`
@@ -38,6 +40,9 @@ public enum Expression: Hashable, Sendable {
         case .l4proto(let number): return "meta l4proto \(protocolName(number))"
         case .address(let direction, let address): return "\(ip) \(direction == .source ? "saddr" : "daddr") \(address)"
         case .port(let direction, let port): return "th \(direction == .source ? "sport" : "dport") \(port)"
+        case .addressLowBits(let mask, let value):
+            return family == .ip ? "\(ip) daddr & 0.0.0.\(mask) == 0.0.0.\(value)"
+                : "\(ip) daddr & ::\(String(mask, radix: 16)) == ::\(String(value, radix: 16))"
         case .ctStatusDNAT: return "ct status dnat"
         case .slotLookup(let set): return "\(slot) @\(set)"
         case .slotDNATMap(let set): return "dnat \(ip) to \(slot) map @\(set)"
@@ -72,23 +77,29 @@ public struct Rule: Hashable, Sendable {
     public let expressions: [Expression]
     /// The comment as stored in the kernel: the caller's comment plus `#` and the fingerprint.
     public let storedComment: String
-    /// The nft text (expressions and comment) for printing.
-    public let text: String
+    /// The table family (nil for rules read back, which are known only by their comment).
+    private let family: Family?
 
     /// A desired rule in a table of `family`.
     public init(family: Family, _ expressions: [Expression], comment: String? = nil) {
         self.expressions = expressions
+        self.family = family
         let body = expressions.map { $0.text(family: family) }.joined(separator: " ")
-        let fingerprint = Rule.fingerprint(body)
-        storedComment = (comment.map { $0 + " " } ?? "") + "#" + fingerprint
-        text = body + " comment " + quoted(storedComment)
+        storedComment = (comment.map { $0 + " " } ?? "") + "#" + Rule.fingerprint(body)
     }
 
     /// A rule read back from the kernel, known only by its stored comment.
     public init(storedComment: String) {
         expressions = []
+        family = nil
         self.storedComment = storedComment
-        text = "# rule with comment " + quoted(storedComment)
+    }
+
+    /// The nft text (expressions and comment) for printing; built on demand, since a large
+    /// ruleset is printed far less often than it is built.
+    public var text: String {
+        guard let family else { return "# rule with comment " + quoted(storedComment) }
+        return expressions.map { $0.text(family: family) }.joined(separator: " ") + " comment " + quoted(storedComment)
     }
 
     public static func == (lhs: Rule, rhs: Rule) -> Bool { lhs.storedComment == rhs.storedComment }

@@ -69,7 +69,7 @@ public struct IPAddress: Hashable, Comparable, Sendable, CustomStringConvertible
         var address = in6_addr()
         withUnsafeMutableBytes(of: &address) { $0.copyBytes(from: raw) }
         guard inet_ntop(AF_INET6, &address, &buffer, socklen_t(buffer.count)) != nil else { return "?" }
-        return buffer.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+        return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
     public static func < (lhs: IPAddress, rhs: IPAddress) -> Bool {

@@ -16,7 +16,21 @@
 /// scope it touched.
 public struct MirrorTables: Sendable {
     public static let tableName = "mirror-agent"
-    public static let dnatMap = "service-dnat"
+    /// The single-target map is split into this many maps by the low bits of the ClusterIP:
+    /// the kernel dumps a set by re-walking it from the start for every netlink message, so
+    /// reading one 100k-element map back costs O(n²); sixteen maps cost a sixteenth of that.
+    /// The packet path still does one lookup (a mask and compare picks the map first).
+    public static let dnatShards = 16
+    /// The names of the single-target maps (`service-dnat-0` … `service-dnat-15`).
+    public static let dnatMaps = (0 ..< dnatShards).map { "service-dnat-\($0)" }
+
+    /// The single-target map holding `address`'s slots.
+    public static func dnatMap(for address: IPAddress) -> String { dnatMaps[shard(of: address)] }
+
+    static func shard(of address: IPAddress) -> Int {
+        let lastByte = address.family == .ip ? (address.high >> 32) & 0xff : address.low & 0xff
+        return Int(lastByte) % dnatShards
+    }
     public static let chainMap = "service-chains"
     public static let rejectSet = "rejected-services"
     public static let masqueradeSet = "masquerade-targets"
@@ -40,6 +54,10 @@ public struct MirrorTables: Sendable {
     /// A layout holding `rules`.
     public init(rules: [ServicePortRule], dnsAddresses: [IPAddress] = []) {
         self.init(dnsAddresses: dnsAddresses)
+        self.rules.reserveCapacity(rules.count)
+        for id in Self.tableIDs {
+            for map in Self.dnatMaps { desired.tables[id]?.elements[map]?.reserveCapacity(rules.count / Self.dnatShards + 16) }
+        }
         for rule in rules { _ = set(rule, for: rule.id, trackScope: false) }
     }
 
@@ -57,8 +75,8 @@ public struct MirrorTables: Sendable {
         for id in Self.tableIDs {
             let fresh = Self.skeleton(id, dns: addresses)
             for chain in ["raw-prerouting", "raw-output"] {
+                scope.record(id, chain: chain, previous: desired.tables[id]?.rules[chain] ?? [])
                 desired.tables[id]?.rules[chain] = fresh.rules[chain]
-                scope.chains[id, default: []].insert(chain)
             }
         }
         return scope
@@ -82,45 +100,54 @@ public struct MirrorTables: Sendable {
             let id = TableID(family: family, name: Self.tableName)
             guard var table = desired.tables.removeValue(forKey: id) else { continue }
             defer { desired.tables[id] = table }
-            let targets = Array(Set(rule.targets.filter { $0.address.family == family })).sorted()
+            var targets = rule.targets.filter { $0.address.family == family }
+            if targets.count > 1 { targets = Array(Set(targets)).sorted() }
             let keys = vips.map { ValueList([Value.address($0), .proto(rule.proto), .port(rule.port)]) }
 
-            let set: String
+            var set: String
             var data: ElementData?
+            let singleTarget = targets.count == 1
             switch targets.count {
             case 0:
                 set = Self.rejectSet
             case 1:
-                set = Self.dnatMap
+                set = Self.dnatMaps[0] // per address below
                 data = .values([.address(targets[0].address), .port(targets[0].port)])
             default:
                 set = Self.chainMap
                 data = .verdict(.goto(rule.chainName))
+                if track {
+                    scope.record(id, chain: rule.chainName, previous: table.chains[rule.chainName] == nil ? nil : (table.rules[rule.chainName] ?? []))
+                }
                 if adding {
                     table.add(Chain(name: rule.chainName), rules: Self.balancingRules(rule, targets: targets, family: family))
                 } else {
                     table.removeChain(rule.chainName)
                 }
-                if track { scope.chains[id, default: []].insert(rule.chainName) }
             }
-            for key in keys {
+            for (vip, key) in zip(vips, keys) {
+                if singleTarget { set = Self.dnatMap(for: vip) }
+                if track { scope.record(id, set: set, key: key, previous: table.elements[set]?[key]) }
                 if adding {
                     table.elements[set, default: [:]][key] = Element(key: key, data: data, comment: rule.service)
                 } else {
                     table.elements[set]?[key] = nil
                 }
-                if track { scope.elementKeys[id, default: [:]][set, default: []].insert(key) }
             }
+            // Targets shared by many services (a gateway) are counted; the set changes only when
+            // the first user appears or the last one goes.
             for target in targets where target.masquerade {
                 let key: ValueList = [.address(target.address), .proto(rule.proto), .port(target.port)]
-                let users = (masqueradeUsers[id]?[key] ?? 0) + (adding ? 1 : -1)
+                let before = masqueradeUsers[id]?[key] ?? 0
+                let users = before + (adding ? 1 : -1)
                 masqueradeUsers[id, default: [:]][key] = users > 0 ? users : nil
+                guard (before == 0) != (users == 0) else { continue }
+                if track { scope.record(id, set: Self.masqueradeSet, key: key, previous: table.elements[Self.masqueradeSet]?[key]) }
                 if users > 0 {
                     table.elements[Self.masqueradeSet, default: [:]][key] = Element(key: key)
                 } else {
                     table.elements[Self.masqueradeSet]?[key] = nil
                 }
-                if track { scope.elementKeys[id, default: [:]][Self.masqueradeSet, default: []].insert(key) }
             }
         }
     }
@@ -142,15 +169,17 @@ public struct MirrorTables: Sendable {
         let family = id.family
         let slot: [DataType] = [family.addressType, .inetProto, .inetService]
         var table = Table(id: id)
-        table.add(NFTSet(name: dnatMap, keyTypes: slot, dataTypes: [family.addressType, .inetService], counter: true))
+        for map in dnatMaps {
+            table.add(NFTSet(name: map, keyTypes: slot, dataTypes: [family.addressType, .inetService], counter: true))
+        }
         table.add(NFTSet(name: chainMap, keyTypes: slot, dataTypes: [.verdict], counter: true))
         table.add(NFTSet(name: rejectSet, keyTypes: slot, counter: true))
         table.add(NFTSet(name: masqueradeSet, keyTypes: slot))
 
-        let nat: [Rule] = [
-            Rule(family: family, [.slotDNATMap(set: dnatMap)], comment: "single-target services"),
-            Rule(family: family, [.slotVerdictMap(set: chainMap)], comment: "multi-target services"),
-        ]
+        let nat: [Rule] = dnatMaps.enumerated().map { shard, map in
+            Rule(family: family, [.addressLowBits(mask: UInt8(dnatShards - 1), equals: UInt8(shard)), .slotDNATMap(set: map)],
+                 comment: "single-target services")
+        } + [Rule(family: family, [.slotVerdictMap(set: chainMap)], comment: "multi-target services")]
         let reject: [Rule] = [
             Rule(family: family, [.l4proto(6), .slotLookup(set: rejectSet), .rejectWithTCPReset], comment: "no live target"),
             Rule(family: family, [.slotLookup(set: rejectSet), .rejectPortUnreachable], comment: "no live target"),

@@ -1,27 +1,29 @@
 /// Keeps the kernel's copy of some tables equal to a desired ruleset with minimal batches.
 ///
-/// It remembers what the kernel holds after each successful commit and the generation that
-/// commit produced, so a small change is diffed and sent without re-reading the kernel; the
-/// batch is bound to that generation, and if anyone else committed in between (the kernel
-/// answers ERESTART) it falls back to a full read and diff. Not thread-safe: one owner.
+/// A full reconcile reads the owned tables back and sends the whole difference. After that it
+/// keeps only the ruleset generation its commit produced: a small change is diffed from the
+/// scope's before/after values and sent bound to that generation, and if anyone else
+/// committed in between (the kernel answers ERESTART) it falls back to a full read and diff.
+/// Not thread-safe: one owner.
 public final class Reconciler {
     public let backend: any RulesetBackend
     /// The tables this reconciler owns; nothing else is read or touched.
     public let tables: [TableID]
-    private var current = Ruleset()
     private var generation: UInt32?
     private let maximumAttempts = 8
+    /// How long the last reconcile or update spent reading the kernel, diffing and committing
+    /// (for debug logs).
+    public private(set) var lastReadDuration: Duration = .zero
+    public private(set) var lastDiffDuration: Duration = .zero
+    public private(set) var lastCommitDuration: Duration = .zero
 
     public init(backend: any RulesetBackend, tables: [TableID]) {
         self.backend = backend
         self.tables = tables
     }
 
-    /// What the kernel held after the last successful read or commit.
-    public var lastKnown: Ruleset { current }
-
-    /// The ruleset generation ``lastKnown`` belongs to; nil when unknown (before the first
-    /// reconcile, or after a failure).
+    /// The ruleset generation our last read or commit left the kernel at; nil when unknown
+    /// (before the first reconcile, or after a failure).
     public var knownGeneration: UInt32? { generation }
 
     /// Reads the owned tables from the kernel, diffs them against `desired` in full and commits
@@ -35,18 +37,22 @@ public final class Reconciler {
         while true {
             attempt += 1
             generation = nil
+            let clock = ContinuousClock()
+            let readStart = clock.now
             let snapshot = try backend.read(tables)
-            current = snapshot.ruleset
-            let transaction = Ruleset.diff(current: current, desired: desired, scope: .all)
+            lastReadDuration = clock.now - readStart
+            let diffStart = clock.now
+            let transaction = Ruleset.diff(current: snapshot.ruleset, desired: desired, scope: .all)
+            lastDiffDuration = clock.now - diffStart
             if transaction.isEmpty {
                 generation = snapshot.generation
                 return transaction
             }
             do {
+                let commitStart = clock.now
                 let next = try backend.commit(transaction, generation: snapshot.generation)
+                lastCommitDuration = clock.now - commitStart
                 // A full diff was applied atomically: the kernel now holds exactly `desired`.
-                // Sharing its storage costs nothing (copy-on-write) and halves the memory.
-                current = desired
                 generation = next
                 return transaction
             } catch is GenerationChanged {
@@ -55,17 +61,23 @@ public final class Reconciler {
         }
     }
 
-    /// Sends the difference between what the kernel holds and `desired`, looking only at what
-    /// `scope` names (the objects a change touched). Falls back to ``reconcile(_:)`` when the
-    /// kernel state is unknown or someone else changed the ruleset meanwhile.
+    /// Sends the difference for what `scope` names (the objects a change touched, with their
+    /// values before the change, as ``MirrorTables`` records them). No copy of the kernel's
+    /// state is kept or needed: the batch is bound to the generation of the last commit, so it
+    /// applies only if the kernel still holds what we last sent. Falls back to
+    /// ``reconcile(_:)`` when the kernel state is unknown or someone else changed the ruleset.
     @discardableResult
     public func update(_ desired: Ruleset, scope: DiffScope) throws -> Transaction {
         guard let known = generation else { return try reconcile(desired) }
-        let transaction = Ruleset.diff(current: current, desired: desired, scope: scope)
+        let clock = ContinuousClock()
+        let start = clock.now
+        let transaction = Ruleset.diff(current: scope.previousState(shapedLike: desired), desired: desired, scope: scope)
+        lastDiffDuration = clock.now - start
         if transaction.isEmpty { return transaction }
         do {
+            let commitStart = clock.now
             let next = try backend.commit(transaction, generation: known)
-            try current.applyInPlace(transaction)
+            lastCommitDuration = clock.now - commitStart
             generation = next
             return transaction
         } catch is GenerationChanged {
@@ -82,7 +94,6 @@ public final class Reconciler {
         var transaction = Transaction()
         for id in tables where snapshot.ruleset[id] != nil { transaction.add(.deleteTable(id)) }
         if !transaction.isEmpty { _ = try backend.commit(transaction, generation: nil) }
-        current = Ruleset()
         generation = nil
         return transaction
     }

@@ -10,14 +10,15 @@ extension Ruleset {
     /// - Throws: ``NFTablesError/rejected(_:)`` naming the first refused change; `self` is unchanged.
     public mutating func apply(_ transaction: Transaction) throws {
         var copy = self
-        try copy.applyInPlace(transaction)
+        for operation in transaction.operations { try copy.apply(operation, checkReferences: true) }
         self = copy
     }
 
-    /// Like ``apply(_:)`` but mutates in place, for callers that know the transaction is valid
-    /// (the kernel already accepted it). On error `self` may be partly changed.
+    /// Like ``apply(_:)`` but mutates in place and skips the reference checks that cost a scan
+    /// of every element (a chain still named by a verdict), for callers whose transaction the
+    /// kernel already accepted. On error `self` may be partly changed.
     public mutating func applyInPlace(_ transaction: Transaction) throws {
-        for operation in transaction.operations { try apply(operation) }
+        for operation in transaction.operations { try apply(operation, checkReferences: false) }
     }
 
     private func reject(_ operation: Operation, _ subject: String, _ code: Int32) -> NFTablesError {
@@ -26,7 +27,7 @@ extension Ruleset {
         return .rejected([RejectedChange(change: change, subject: subject, errno: code)])
     }
 
-    private mutating func apply(_ operation: Operation) throws {
+    private mutating func apply(_ operation: Operation, checkReferences: Bool) throws {
         let id = operation.table
         if case .addTable = operation {
             if tables[id] == nil { tables[id] = Table(id: id) }
@@ -47,8 +48,11 @@ extension Ruleset {
         case .deleteChain(_, let name):
             guard table.chains[name] != nil else { throw reject(operation, "chain \(name)", ENOENT) }
             guard (table.rules[name] ?? []).isEmpty else { throw reject(operation, "chain \(name)", EBUSY) }
-            for elements in table.elements.values where elements.values.contains(where: { $0.data == .verdict(.goto(name)) || $0.data == .verdict(.jump(name)) }) {
-                throw reject(operation, "chain \(name)", EBUSY)
+            if checkReferences {
+                for elements in table.elements.values
+                where elements.values.contains(where: { $0.data == .verdict(.goto(name)) || $0.data == .verdict(.jump(name)) }) {
+                    throw reject(operation, "chain \(name)", EBUSY)
+                }
             }
             table.removeChain(name)
         case .addRule(_, let chain, let rule):
@@ -62,8 +66,10 @@ extension Ruleset {
             table.add(set)
         case .deleteSet(_, let name):
             guard table.sets[name] != nil else { throw reject(operation, "set \(name)", ENOENT) }
-            for rules in table.rules.values where rules.contains(where: { $0.expressions.contains { $0.setName == name } }) {
-                throw reject(operation, "set \(name)", EBUSY)
+            if checkReferences {
+                for rules in table.rules.values where rules.contains(where: { $0.expressions.contains { $0.setName == name } }) {
+                    throw reject(operation, "set \(name)", EBUSY)
+                }
             }
             table.sets[name] = nil
             table.elements[name] = nil

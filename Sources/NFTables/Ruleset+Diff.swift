@@ -7,6 +7,11 @@ public struct DiffScope: Sendable {
     public var elementKeys: [TableID: [String: Set<ValueList>]]
     /// Chains (existence and rules) to compare, per table.
     public var chains: [TableID: Set<String>]
+    /// What each scoped element was before the change (nil: absent), so an incremental diff
+    /// needs no copy of the kernel's state.
+    public var previousElements: [TableID: [String: [ValueList: Element?]]] = [:]
+    /// The rules each scoped chain had before the change (nil: the chain did not exist).
+    public var previousChains: [TableID: [String: [Rule]?]] = [:]
 
     public static let all = DiffScope(everything: true, elementKeys: [:], chains: [:])
 
@@ -18,13 +23,61 @@ public struct DiffScope: Sendable {
 
     public var isEmpty: Bool { !everything && elementKeys.values.allSatisfy { $0.values.allSatisfy(\.isEmpty) } && chains.values.allSatisfy(\.isEmpty) }
 
-    /// Adds another scope's keys and chains to this one.
+    /// Adds another (later) scope's keys and chains to this one; for objects both touched,
+    /// the earlier "previous" value is kept.
     public mutating func formUnion(_ other: DiffScope) {
         everything = everything || other.everything
         for (table, sets) in other.elementKeys {
             for (set, keys) in sets { elementKeys[table, default: [:]][set, default: []].formUnion(keys) }
         }
         for (table, names) in other.chains { chains[table, default: []].formUnion(names) }
+        for (table, sets) in other.previousElements {
+            for (set, values) in sets {
+                for (key, value) in values { record(table, set: set, key: key, previous: value) }
+            }
+        }
+        for (table, chains) in other.previousChains {
+            for (name, rules) in chains { record(table, chain: name, previous: rules) }
+        }
+    }
+
+    /// Puts an element in scope, remembering its value before the first change.
+    public mutating func record(_ table: TableID, set: String, key: ValueList, previous: Element?) {
+        elementKeys[table, default: [:]][set, default: []].insert(key)
+        if previousElements[table]?[set]?.index(forKey: key) == nil {
+            previousElements[table, default: [:]][set, default: [:]][key] = .some(previous)
+        }
+    }
+
+    /// Puts a chain in scope, remembering its rules before the first change (nil: absent).
+    public mutating func record(_ table: TableID, chain: String, previous: [Rule]?) {
+        chains[table, default: []].insert(chain)
+        if previousChains[table]?.index(forKey: chain) == nil {
+            previousChains[table, default: [:]][chain] = .some(previous)
+        }
+    }
+
+    /// The part of the ruleset before the change that this scope covers, shaped like `desired`
+    /// (same tables and sets): the "current" side of an incremental diff.
+    func previousState(shapedLike desired: Ruleset) -> Ruleset {
+        var result = Ruleset()
+        for (id, want) in desired.tables {
+            var table = Table(id: id)
+            table.sets = want.sets
+            for (set, values) in previousElements[id] ?? [:] {
+                var elements: [ValueList: Element] = [:]
+                for (key, value) in values { if let value { elements[key] = value } }
+                table.elements[set] = elements
+            }
+            for name in want.sets.keys where table.elements[name] == nil { table.elements[name] = [:] }
+            for (name, rules) in previousChains[id] ?? [:] {
+                guard let rules else { continue }
+                table.chains[name] = want.chains[name] ?? Chain(name: name)
+                table.rules[name] = rules
+            }
+            result[id] = table
+        }
+        return result
     }
 }
 
@@ -40,7 +93,8 @@ extension Ruleset {
         var transaction = Transaction()
         for id in desired.tables.keys.sorted() {
             guard let want = desired.tables[id] else { continue }
-            if let have = current.tables[id], !Self.needsReplacement(have: have, want: want) {
+            // Scoped diffs come from incremental changes, which never alter sets or base chains.
+            if let have = current.tables[id], !scope.everything || !Self.needsReplacement(have: have, want: want) {
                 diffTable(have: have, want: want, scope: scope, into: &transaction)
             } else {
                 if current.tables[id] != nil { transaction.add(.deleteTable(id)) }
@@ -57,8 +111,8 @@ extension Ruleset {
     static func create(_ table: Table, into transaction: inout Transaction) {
         let id = table.id
         transaction.add(.addTable(id))
-        for name in table.sets.keys.sorted() { transaction.add(.addSet(id, table.sets[name]!)) }
-        for name in table.chains.keys.sorted() { transaction.add(.addChain(id, table.chains[name]!)) }
+        for (_, set) in table.sets.sorted(by: { $0.key < $1.key }) { transaction.add(.addSet(id, set)) }
+        for (_, chain) in table.chains.sorted(by: { $0.key < $1.key }) { transaction.add(.addChain(id, chain)) }
         for name in table.chains.keys.sorted() {
             for rule in table.rules[name] ?? [] { transaction.add(.addRule(id, chain: name, rule)) }
         }
@@ -80,7 +134,7 @@ extension Ruleset {
             : (scope.chains[id] ?? []).sorted()
 
         // 1. New sets and chains.
-        for name in want.sets.keys.sorted() where have.sets[name] == nil { transaction.add(.addSet(id, want.sets[name]!)) }
+        for (name, set) in want.sets.sorted(by: { $0.key < $1.key }) where have.sets[name] == nil { transaction.add(.addSet(id, set)) }
         for name in chainNames where have.chains[name] == nil {
             if let chain = want.chains[name] { transaction.add(.addChain(id, chain)) }
         }
@@ -102,8 +156,18 @@ extension Ruleset {
                 if let new { added.append(new) }
             }
             if scope.everything {
-                for key in had.keys { compare(key) }
-                for key in wanted.keys where had[key] == nil { compare(key) }
+                var found = 0
+                for (key, old) in had {
+                    let new = wanted[key]
+                    if new != nil { found += 1 }
+                    if old == new { continue }
+                    removed.append(old)
+                    if let new { added.append(new) }
+                }
+                // Every wanted key was among the had keys: nothing new to look for.
+                if found != wanted.count {
+                    for key in wanted.keys where had.index(forKey: key) == nil { compare(key) }
+                }
             } else {
                 for key in scope.elementKeys[id]?[name] ?? [] { compare(key) }
             }

@@ -47,7 +47,7 @@ struct RulesetReader {
         do {
             try socket.request(context: "reading table \(id)", build: { buffer, sequence in
                 let header = nftnl_nlmsg_build_hdr(buffer.assumingMemoryBound(to: CChar.self), messageType(NFT_MSG_GETTABLE), family, UInt16(NLM_F_ACK), sequence)!
-                let table = nftnl_table_alloc()!
+                guard let table = nftnl_table_alloc() else { fatalError("out of memory allocating a table") }
                 nftnl_table_set_str(table, attribute(NFTNL_TABLE_NAME), id.name)
                 nftnl_table_nlmsg_build_payload(header, table)
                 nftnl_table_free(table)
@@ -101,21 +101,28 @@ struct RulesetReader {
         }
     }
 
+    /// Rules are known by their stored comment, so only two attributes are read (chain and
+    /// userdata) straight from the message, without decoding every expression.
     private func readRules(into table: inout Table) throws {
         let id = table.id
         try dump(messageType(NFT_MSG_GETRULE), id, context: "reading the rules of \(id)") { message in
-            guard let rule = nftnl_rule_alloc() else { return }
-            defer { nftnl_rule_free(rule) }
-            guard nftnl_rule_nlmsg_parse(message.header, rule) >= 0,
-                  let tableName = nftnl_rule_get_str(rule, attribute(NFTNL_RULE_TABLE)), String(cString: tableName) == id.name,
-                  let chain = nftnl_rule_get_str(rule, attribute(NFTNL_RULE_CHAIN)) else { return }
-            var stored = ""
-            var length: UInt32 = 0
-            if let data = nftnl_rule_get_data(rule, attribute(NFTNL_RULE_USERDATA), &length) {
-                stored = comment(fromUserData: UnsafeRawBufferPointer(start: data, count: Int(length))) ?? ""
+            var tableName: String?, chain: String?, stored = ""
+            for attribute in message.nfnetlinkAttributes {
+                switch attribute.type {
+                case UInt16(NFTA_RULE_TABLE.rawValue): tableName = Self.string(attribute.payload)
+                case UInt16(NFTA_RULE_CHAIN.rawValue): chain = Self.string(attribute.payload)
+                case UInt16(NFTA_RULE_USERDATA.rawValue): stored = comment(fromUserData: attribute.payload) ?? ""
+                default: break
+                }
             }
-            table.rules[String(cString: chain), default: []].append(Rule(storedComment: stored))
+            guard tableName == id.name, let chain else { return }
+            table.rules[chain, default: []].append(Rule(storedComment: stored))
         }
+    }
+
+    /// A NUL-terminated netlink string attribute.
+    private static func string(_ payload: UnsafeRawBufferPointer) -> String {
+        String(decoding: payload.prefix { $0 != 0 }, as: UTF8.self)
     }
 
     private func readSets(into table: inout Table) throws {
@@ -138,48 +145,92 @@ struct RulesetReader {
         }
     }
 
+    /// Elements are decoded straight from the dump messages (key, data or verdict, comment,
+    /// counter): at 100k elements, allocating a libnftnl object per element and per counter
+    /// expression costs more than the kernel's dump itself.
     private func readElements(of set: NFTSet, into table: inout Table, counters: inout [ValueList: Counter]) throws {
         let id = table.id
         var elements: [ValueList: Element] = [:]
         try dump(messageType(NFT_MSG_GETSETELEM), id, set: set.name, context: "reading the elements of \(id) \(set.name)") { message in
-            guard let container = nftnl_set_alloc() else { return }
-            defer { nftnl_set_free(container) }
-            guard nftnl_set_elems_nlmsg_parse(message.header, container) >= 0,
-                  let iterator = nftnl_set_elems_iter_create(container) else { return }
-            defer { nftnl_set_elems_iter_destroy(iterator) }
-            var item = nftnl_set_elems_iter_next(iterator)
-            while let current = item {
-                item = nftnl_set_elems_iter_next(iterator)
-                var length: UInt32 = 0
-                guard let keyData = nftnl_set_elem_get(current, attribute(NFTNL_SET_ELEM_KEY), &length),
-                      let key = ElementCoding.values(UnsafeRawBufferPointer(start: keyData, count: Int(length)), types: set.keyTypes)
-                else { continue }
-                var element = Element(key: key)
-                if set.isVerdictMap, nftnl_set_elem_is_set(current, attribute(NFTNL_SET_ELEM_VERDICT)) {
-                    let code = Int32(bitPattern: nftnl_set_elem_get_u32(current, attribute(NFTNL_SET_ELEM_VERDICT)))
-                    let chain = nftnl_set_elem_get_str(current, attribute(NFTNL_SET_ELEM_CHAIN)).map { String(cString: $0) } ?? ""
-                    switch code {
-                    case NFT_JUMP.rawValue: element.data = .verdict(.jump(chain))
-                    case NFT_GOTO.rawValue: element.data = .verdict(.goto(chain))
-                    case Int32(NF_DROP): element.data = .verdict(.drop)
-                    default: element.data = .verdict(.accept)
-                    }
-                } else if let dataTypes = set.dataTypes,
-                          let data = nftnl_set_elem_get(current, attribute(NFTNL_SET_ELEM_DATA), &length),
-                          let values = ElementCoding.values(UnsafeRawBufferPointer(start: data, count: Int(length)), types: dataTypes) {
-                    element.data = .values(values)
+            for attribute in message.nfnetlinkAttributes where attribute.type == UInt16(NFTA_SET_ELEM_LIST_ELEMENTS.rawValue) {
+                NetlinkMessage.forEachAttribute(in: attribute.payload) { _, item in
+                    guard let (element, counter) = Self.decodeElement(item, set: set) else { return }
+                    elements[element.key] = element
+                    if let counter { counters[element.key] = counter }
                 }
-                if let data = nftnl_set_elem_get(current, attribute(NFTNL_SET_ELEM_USERDATA), &length) {
-                    element.comment = comment(fromUserData: UnsafeRawBufferPointer(start: data, count: Int(length)))
-                }
-                if set.counter, let expression = nftnl_set_elem_get(current, attribute(NFTNL_SET_ELEM_EXPR), &length) {
-                    let counter = OpaquePointer(expression)
-                    counters[key] = Counter(packets: nftnl_expr_get_u64(counter, attribute(NFTNL_EXPR_CTR_PACKETS)),
-                                            bytes: nftnl_expr_get_u64(counter, attribute(NFTNL_EXPR_CTR_BYTES)))
-                }
-                elements[key] = element
             }
         }
         table.elements[set.name] = elements
+    }
+
+    /// One `NFTA_LIST_ELEM` of an element dump.
+    private static func decodeElement(_ bytes: UnsafeRawBufferPointer, set: NFTSet) -> (Element, Counter?)? {
+        var key: ValueList?
+        var data: ElementData?
+        var comment: String?
+        var counter: Counter?
+        NetlinkMessage.forEachAttribute(in: bytes) { type, payload in
+            switch type {
+            case UInt16(NFTA_SET_ELEM_KEY.rawValue):
+                NetlinkMessage.forEachAttribute(in: payload) { inner, value in
+                    if inner == UInt16(NFTA_DATA_VALUE.rawValue) { key = ElementCoding.values(value, types: set.keyTypes) }
+                }
+            case UInt16(NFTA_SET_ELEM_DATA.rawValue):
+                NetlinkMessage.forEachAttribute(in: payload) { inner, value in
+                    if inner == UInt16(NFTA_DATA_VALUE.rawValue), let types = set.dataTypes, let values = ElementCoding.values(value, types: types) {
+                        data = .values(values)
+                    } else if inner == UInt16(NFTA_DATA_VERDICT.rawValue) {
+                        data = .verdict(decodeVerdict(value))
+                    }
+                }
+            case UInt16(NFTA_SET_ELEM_USERDATA.rawValue):
+                comment = NFTables.comment(fromUserData: payload)
+            case UInt16(NFTA_SET_ELEM_EXPR.rawValue):
+                counter = counter ?? decodeCounter(payload)
+            case UInt16(NFTA_SET_ELEM_EXPRESSIONS.rawValue):
+                NetlinkMessage.forEachAttribute(in: payload) { _, expression in counter = counter ?? decodeCounter(expression) }
+            default:
+                break
+            }
+        }
+        guard let key else { return nil }
+        return (Element(key: key, data: data, comment: comment), counter)
+    }
+
+    private static func decodeVerdict(_ bytes: UnsafeRawBufferPointer) -> Verdict {
+        var code: Int32 = Int32(NF_ACCEPT)
+        var chain = ""
+        NetlinkMessage.forEachAttribute(in: bytes) { type, payload in
+            if type == UInt16(NFTA_VERDICT_CODE.rawValue), payload.count >= 4 {
+                code = Int32(bitPattern: UInt32(bigEndian: payload.loadUnaligned(as: UInt32.self)))
+            } else if type == UInt16(NFTA_VERDICT_CHAIN.rawValue) {
+                chain = string(payload)
+            }
+        }
+        switch code {
+        case NFT_JUMP.rawValue: return .jump(chain)
+        case NFT_GOTO.rawValue: return .goto(chain)
+        case Int32(NF_DROP): return .drop
+        default: return .accept
+        }
+    }
+
+    /// A `counter` expression's packets and bytes; nil for other expressions.
+    private static func decodeCounter(_ bytes: UnsafeRawBufferPointer) -> Counter? {
+        var isCounter = false
+        var packets: UInt64 = 0, octets: UInt64 = 0
+        NetlinkMessage.forEachAttribute(in: bytes) { type, payload in
+            if type == UInt16(NFTA_EXPR_NAME.rawValue) {
+                isCounter = string(payload) == "counter"
+            } else if type == UInt16(NFTA_EXPR_DATA.rawValue) {
+                NetlinkMessage.forEachAttribute(in: payload) { inner, value in
+                    guard value.count >= 8 else { return }
+                    let number = UInt64(bigEndian: value.loadUnaligned(as: UInt64.self))
+                    if inner == UInt16(NFTA_COUNTER_PACKETS.rawValue) { packets = number }
+                    if inner == UInt16(NFTA_COUNTER_BYTES.rawValue) { octets = number }
+                }
+            }
+        }
+        return isCounter ? Counter(packets: packets, bytes: octets) : nil
     }
 }

@@ -14,6 +14,25 @@ public struct NetlinkMessage {
         bytes.baseAddress!.assumingMemoryBound(to: nlmsghdr.self)
     }
 
+    /// Calls `body` for each attribute in `bytes` (type with flags masked off, payload),
+    /// without allocating; stops at the first malformed length.
+    @inlinable
+    public static func forEachAttribute(in bytes: UnsafeRawBufferPointer, _ body: (UInt16, UnsafeRawBufferPointer) throws -> Void) rethrows {
+        var position = 0
+        while position + 4 <= bytes.count {
+            let length = Int(bytes.loadUnaligned(fromByteOffset: position, as: UInt16.self))
+            guard length >= 4, position + length <= bytes.count else { return }
+            let type = bytes.loadUnaligned(fromByteOffset: position + 2, as: UInt16.self) & 0x3fff
+            try body(type, UnsafeRawBufferPointer(rebasing: bytes[position + 4 ..< position + length]))
+            position += (length + 3) & ~3
+        }
+    }
+
+    /// The top-level attributes of an nfnetlink message (after the 4-byte `nfgenmsg`).
+    public var nfnetlinkAttributes: [(type: UInt16, payload: UnsafeRawBufferPointer, offset: Int)] {
+        NetlinkMessage.attributes(in: bytes, from: 20)
+    }
+
     /// Splits a datagram into messages, checking every length against the datagram.
     static func forEach(in datagram: UnsafeRawBufferPointer, _ body: (NetlinkMessage) throws -> Bool) rethrows {
         var offset = 0
@@ -26,8 +45,9 @@ public struct NetlinkMessage {
         }
     }
 
-    /// Netlink attributes (`struct nlattr`) in `bytes` from `offset`: (type, payload).
-    static func attributes(in bytes: UnsafeRawBufferPointer, from offset: Int) -> [(type: UInt16, payload: UnsafeRawBufferPointer, offset: Int)] {
+    /// Netlink attributes (`struct nlattr`) in `bytes` from `offset`: (type, payload, offset).
+    /// The type has the nested/byte-order flags masked off.
+    public static func attributes(in bytes: UnsafeRawBufferPointer, from offset: Int) -> [(type: UInt16, payload: UnsafeRawBufferPointer, offset: Int)] {
         var result: [(UInt16, UnsafeRawBufferPointer, Int)] = []
         var position = offset
         while position + 4 <= bytes.count {

@@ -80,9 +80,9 @@ struct DiffTests {
         let before = fake.ruleset
         let key: ValueList = [.address(Self.ip("10.112.0.10")), .proto(6), .port(80)]
         var conflicting = Transaction()
-        conflicting.add(.addElements(MirrorTables.tableIDs[0], set: MirrorTables.dnatMap,
+        conflicting.add(.addElements(MirrorTables.tableIDs[0], set: MirrorTables.dnatMap(for: Self.ip("10.112.0.10")),
                                      [Element(key: [.address(Self.ip("10.112.0.11")), .proto(6), .port(80)], data: .values([.address(Self.ip("10.0.0.1")), .port(1)]), comment: "default/ok")]))
-        conflicting.add(.addElements(MirrorTables.tableIDs[0], set: MirrorTables.dnatMap,
+        conflicting.add(.addElements(MirrorTables.tableIDs[0], set: MirrorTables.dnatMap(for: Self.ip("10.112.0.10")),
                                      [Element(key: key, data: .values([.address(Self.ip("10.0.0.9")), .port(9)]), comment: "default/clash")]))
         #expect(throws: NFTablesError.self) { _ = try fake.commit(conflicting, generation: nil) }
         #expect(fake.ruleset == before)
@@ -99,7 +99,7 @@ struct DiffTests {
         var layout = MirrorTables(rules: [Self.gatewayRule("bar-paris", vip: "10.112.0.10", gateways: ["10.99.1.2"])])
         try reconciler.reconcile(layout.desired)
         // Someone deletes our dnat element behind our back.
-        fake.externalChange { $0.tables[MirrorTables.tableIDs[0]]?.elements[MirrorTables.dnatMap] = [:] }
+        fake.externalChange { $0.tables[MirrorTables.tableIDs[0]]?.elements[MirrorTables.dnatMap(for: Self.ip("10.112.0.10"))] = [:] }
         let added = Self.gatewayRule("qux-paris", vip: "10.112.0.20", gateways: ["10.99.1.2"])
         let scope = layout.set(added, for: added.id)
         let sent = try reconciler.update(layout.desired, scope: scope)

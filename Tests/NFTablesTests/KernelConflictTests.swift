@@ -24,7 +24,7 @@ struct KernelConflictTests {
         filler.insert(Self.element("10.112.0.10", to: "10.99.9.9", "default/clash-paris"), at: 450)
         var transaction = Transaction()
         transaction.add(.addChain(v4, Chain(name: "extra")))
-        transaction.add(.addElements(v4, set: MirrorTables.dnatMap, filler))
+        transaction.add(.addElements(v4, set: MirrorTables.dnatMap(for: IPAddress("10.112.0.10")!), filler))
         do {
             _ = try backend.value.commit(transaction, generation: nil)
             Issue.record("the kernel accepted a batch re-mapping an existing element")
@@ -45,7 +45,7 @@ struct KernelConflictTests {
 
         try namespace.exec(["nft", "add", "table", "ip", "someone-else"])
         var transaction = Transaction()
-        transaction.add(.addElements(MirrorTables.tableIDs[0], set: MirrorTables.dnatMap, [Self.element("10.112.0.99", to: "10.99.1.2", "default/late")]))
+        transaction.add(.addElements(MirrorTables.tableIDs[0], set: MirrorTables.dnatMap(for: IPAddress("10.112.0.99")!), [Self.element("10.112.0.99", to: "10.99.1.2", "default/late")]))
         #expect(throws: GenerationChanged.self) { _ = try backend.value.commit(transaction, generation: snapshot.generation) }
         let after = try backend.value.read(MirrorTables.tableIDs).ruleset
         expectSame(after, snapshot.ruleset)

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import MirrorAgent
+import NFTables
 import Sync
 
 /// Real connections through the programmed node: curl from a pod namespace (prerouting) and
@@ -15,6 +16,14 @@ import Sync
         #expect(single.status == 0 && single.body == "paris-gw-1", "pod -> bar: \(single)")
         let fromNode = try topology.curl(from: topology.node, "http://10.112.0.10/")
         #expect(fromNode.status == 0 && fromNode.body == "paris-gw-1", "node -> bar: \(fromNode)")
+
+        // `dump --nft` reads the counters back from the kernel: two connections, two NATed packets.
+        let backend = Unchecked(try topology.node.run { try KernelRulesetBackend() })
+        let report = RulesetReport(try backend.value.read(MirrorTables.tableIDs))
+        let bar = report.lines.first { $0.service == "default/bar-paris" }
+        #expect(bar?.destination == "10.99.1.2:4143", "\(report.text)")
+        #expect(bar?.counter?.packets == 2, "\(report.text)")
+        #expect(report.text.contains("default/foo-berlin\n  10.112.0.30 tcp/80 -> 10.99.2.2:4143  packets 0 bytes 0"), "\(report.text)")
 
         try await topology.program(harness, TrafficTopology.state(parisGateways: ["10.99.1.2", "10.99.1.3"]))
         var seen: Set<String> = []

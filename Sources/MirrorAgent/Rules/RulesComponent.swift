@@ -55,15 +55,30 @@ actor RulesComponent: MirrorConsumer {
                     ruleIDs[key] = translated.map(\.id)
                     rules.append(contentsOf: translated)
                 }
+                let translated = ContinuousClock.now - start
                 layout = MirrorTables(rules: rules, dnsAddresses: layout.dnsAddresses)
-                logger.debug("translated mirror state", metadata: ["duration_ms": "\(String(format: "%.3f", (ContinuousClock.now - start).milliseconds))"])
+                logger.debug("translated mirror state", metadata: [
+                    "rules_ms": "\(String(format: "%.3f", translated.milliseconds))",
+                    "duration_ms": "\(String(format: "%.3f", (ContinuousClock.now - start).milliseconds))",
+                ])
                 transaction = try reconciler.reconcile(layout.desired)
+                logger.debug("full reconcile", metadata: [
+                    "read_ms": "\(String(format: "%.3f", reconciler.lastReadDuration.milliseconds))",
+                    "diff_ms": "\(String(format: "%.3f", reconciler.lastDiffDuration.milliseconds))",
+                    "commit_ms": "\(String(format: "%.3f", transaction.isEmpty ? 0 : reconciler.lastCommitDuration.milliseconds))",
+                ])
             } else {
                 var scope = DiffScope()
                 for key in RulesTranslator.affectedServices(update.changes, store: update.store) {
                     scope.formUnion(retranslate(key, store: update.store))
                 }
+                let translated = ContinuousClock.now - start
                 transaction = try reconciler.update(layout.desired, scope: scope)
+                logger.debug("incremental update", metadata: [
+                    "translate_ms": "\(String(format: "%.3f", translated.milliseconds))",
+                    "diff_ms": "\(String(format: "%.3f", reconciler.lastDiffDuration.milliseconds))",
+                    "commit_ms": "\(String(format: "%.3f", reconciler.lastCommitDuration.milliseconds))",
+                ])
             }
         } catch {
             needsFullReconcile = true

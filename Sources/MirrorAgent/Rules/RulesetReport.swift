@@ -17,7 +17,7 @@ struct RulesetReport {
     init(_ snapshot: KernelSnapshot) {
         for (id, table) in snapshot.ruleset.tables {
             let counters = snapshot.counters[id] ?? [:]
-            for set in [MirrorTables.dnatMap, MirrorTables.chainMap, MirrorTables.rejectSet] {
+            for set in MirrorTables.dnatMaps + [MirrorTables.chainMap, MirrorTables.rejectSet] {
                 for element in (table.elements[set] ?? [:]).values {
                     lines.append(Line(service: element.comment ?? "(unlabelled)", slot: Self.slot(element.key),
                                       destination: Self.destination(element, set: set, table: table),
