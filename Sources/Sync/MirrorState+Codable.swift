@@ -4,10 +4,11 @@ import Foundation
 // the same defaults as state files; encoding is deterministic (sorted keys, no nil fields).
 
 extension MirrorState: Codable {
-    private enum CodingKeys: String, CodingKey { case clusterDomain, clusters, services }
+    private enum CodingKeys: String, CodingKey, CaseIterable { case clusterDomain, clusters, services }
 
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
+        try rejectUnknownKeys(decoder, known: CodingKeys.self)
         clusterDomain = try c.decodeIfPresent(String.self, forKey: .clusterDomain) ?? MirrorState.defaultClusterDomain
         clusters = try c.decodeIfPresent([Cluster].self, forKey: .clusters) ?? []
         services = try c.decodeIfPresent([MirroredService].self, forKey: .services) ?? []
@@ -29,10 +30,11 @@ extension MirrorState: Codable {
 }
 
 extension Cluster: Codable {
-    private enum CodingKeys: String, CodingKey { case name, gateway, masquerade }
+    private enum CodingKeys: String, CodingKey, CaseIterable { case name, gateway, masquerade }
 
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
+        try rejectUnknownKeys(decoder, known: CodingKeys.self)
         name = try c.decode(String.self, forKey: .name)
         gateway = try c.decodeIfPresent(Gateway.self, forKey: .gateway)
         masquerade = try c.decodeIfPresent(Bool.self, forKey: .masquerade) ?? false
@@ -47,10 +49,11 @@ extension Cluster: Codable {
 }
 
 extension Gateway: Codable {
-    private enum CodingKeys: String, CodingKey { case addresses, port, identity, alive }
+    private enum CodingKeys: String, CodingKey, CaseIterable { case addresses, port, identity, alive }
 
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
+        try rejectUnknownKeys(decoder, known: CodingKeys.self)
         addresses = try c.decode([String].self, forKey: .addresses)
         port = try c.decodeIfPresent(Int.self, forKey: .port) ?? Gateway.defaultPort
         identity = try c.decodeIfPresent(String.self, forKey: .identity)
@@ -70,10 +73,11 @@ extension MirrorMode: Codable {}
 extension L4Protocol: Codable {}
 
 extension ServicePort: Codable {
-    private enum CodingKeys: String, CodingKey { case name, `protocol`, port, targetPort, gatewayPort }
+    private enum CodingKeys: String, CodingKey, CaseIterable { case name, `protocol`, port, targetPort, gatewayPort }
 
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
+        try rejectUnknownKeys(decoder, known: CodingKeys.self)
         name = try c.decodeIfPresent(String.self, forKey: .name)
         self.protocol = try c.decodeIfPresent(L4Protocol.self, forKey: .protocol) ?? .tcp
         port = try c.decode(Int.self, forKey: .port)
@@ -92,10 +96,11 @@ extension ServicePort: Codable {
 }
 
 extension Endpoint: Codable {
-    private enum CodingKeys: String, CodingKey { case ip, ready, hostname, cluster }
+    private enum CodingKeys: String, CodingKey, CaseIterable { case ip, ready, hostname, cluster }
 
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
+        try rejectUnknownKeys(decoder, known: CodingKeys.self)
         ip = try c.decode(String.self, forKey: .ip)
         ready = try c.decodeIfPresent(Bool.self, forKey: .ready) ?? true
         hostname = try c.decodeIfPresent(String.self, forKey: .hostname)
@@ -112,10 +117,11 @@ extension Endpoint: Codable {
 }
 
 extension MirroredService: Codable {
-    private enum CodingKeys: String, CodingKey { case name, namespace, cluster, mode, ips, ports, endpoints }
+    private enum CodingKeys: String, CodingKey, CaseIterable { case name, namespace, cluster, mode, ips, ports, endpoints }
 
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
+        try rejectUnknownKeys(decoder, known: CodingKeys.self)
         name = try c.decode(String.self, forKey: .name)
         namespace = try c.decode(String.self, forKey: .namespace)
         cluster = try c.decodeIfPresent(String.self, forKey: .cluster)
@@ -134,5 +140,27 @@ extension MirroredService: Codable {
         try c.encode(ips, forKey: .ips)
         try c.encode(ports, forKey: .ports)
         if !endpoints.isEmpty { try c.encode(endpoints, forKey: .endpoints) }
+    }
+}
+
+extension CodingUserInfoKey {
+    /// Set to `true` to make decoding fail on fields the model does not know (typos).
+    static let strictMirrorState = CodingUserInfoKey(rawValue: "mirror-agent.strict")!
+}
+
+private struct AnyCodingKey: CodingKey {
+    var stringValue: String
+    var intValue: Int? { nil }
+    init(stringValue: String) { self.stringValue = stringValue }
+    init?(intValue: Int) { nil }
+}
+
+/// In strict mode, throws when the object at `decoder` has a field outside `known`.
+private func rejectUnknownKeys<Key: CodingKey & CaseIterable>(_ decoder: Decoder, known: Key.Type) throws {
+    guard decoder.userInfo[.strictMirrorState] as? Bool == true else { return }
+    let present = try decoder.container(keyedBy: AnyCodingKey.self).allKeys
+    let names = Set(Key.allCases.map(\.stringValue))
+    if let unknown = present.first(where: { !names.contains($0.stringValue) }) {
+        throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath + [unknown], debugDescription: "unknown field"))
     }
 }

@@ -6,6 +6,15 @@ extension MirrorState {
     /// - Throws: ``DocumentSyntaxError`` when the text is not YAML/JSON at all, or
     ///   ``InvalidStateError`` listing every structural and semantic problem.
     public init(parsing text: String) throws {
+        // Fast path for JSON (what big states and the feed use): a strict Codable decode and
+        // the semantic checks. Only when that fails is the document walked field by field,
+        // so that the error lists every problem with its path.
+        if let state = Self.strictJSON(text) {
+            let issues = state.validationIssues()
+            guard issues.isEmpty else { throw InvalidStateError(issues: issues) }
+            self = state
+            return
+        }
         let document = try DocumentValue.parse(text)
         var reader = StateReader()
         let state = reader.read(document)
@@ -28,6 +37,15 @@ extension MirrorState {
         let issues = (reader.issues + semantic).sortedByObject()
         guard issues.isEmpty else { throw InvalidStateError(issues: issues) }
         self = state
+    }
+
+    /// The state when `text` is JSON that decodes strictly (right types, no unknown
+    /// fields); nil otherwise.
+    private static func strictJSON(_ text: String) -> MirrorState? {
+        guard text.utf8.first(where: { $0 != 0x20 && $0 != 0x0A && $0 != 0x09 && $0 != 0x0D }) == UInt8(ascii: "{") else { return nil }
+        let decoder = JSONDecoder()
+        decoder.userInfo[.strictMirrorState] = true
+        return try? decoder.decode(MirrorState.self, from: Data(text.utf8))
     }
 
     /// Reads and validates a state file.
