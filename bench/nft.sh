@@ -25,7 +25,7 @@ SIZES=("$@"); [ ${#SIZES[@]} -gt 0 ] || SIZES=(1000 10000 100000)
 echo "== building (release)" >&2
 swift build -c release --product mirror-agent >/dev/null
 BIN="$PWD/.build/release/mirror-agent"
-NO_DNS=(); "$BIN" run --help | grep -q -- '--no-dns' && NO_DNS=(--no-dns)
+NO_DNS=(--no-dns)
 WORK=$(mktemp -d /tmp/nft-bench.XXXXXX)
 NAMESPACES=()
 AGENT_PID=""

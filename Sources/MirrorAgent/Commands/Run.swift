@@ -49,6 +49,7 @@ struct Run: AsyncParsableCommand {
 
     func validate() throws {
         if rules.cleanup { return }
+        if !rules.isOneShot { try dns.requireUpstream() }
         guard let feed else { throw ValidationError("--feed is required: https://HOST:PORT, http://HOST:PORT or file:PATH") }
         if try feedClient.endpoint(for: feed) == nil { _ = try sourceLocation() }
     }

@@ -36,7 +36,12 @@ struct DNSOptions: ParsableArguments {
         _ = try listenAddresses()
         _ = try upstreamAddresses()
         _ = try accessList()
-        guard !upstream.isEmpty else {
+    }
+
+    /// The agent answers DNS only with somewhere to send the names it does not own; checked by
+    /// `run` (one-shot nftables jobs need no DNS at all).
+    func requireUpstream() throws {
+        guard disabled || !upstream.isEmpty else {
             throw ValidationError("--upstream is required: the DNS server for names the agent does not own (e.g. the cluster DNS, 10.96.0.10:53), or pass --no-dns")
         }
     }
