@@ -67,6 +67,10 @@ expect "PTR for the ClusterIP" "bar-paris.default.svc.cluster.local." pod dig +s
 expect "a non-mirrored name is answered by the upstream (unbound)" "192.0.2.80" pod dig +short www.example.org
 expect "a cluster name not mirrored goes upstream through the search path" "10.96.0.1" pod getent hosts kubernetes.default
 
+expect "/metrics counts the NXDOMAIN answered above" 'mirror_agent_dns_queries_total{outcome="NXDOMAIN"}' node curl -sS http://127.0.0.1:9153/metrics
+expect "/metrics counts forwarded queries" 'mirror_agent_dns_queries_total{outcome="forwarded"}' node curl -sS http://127.0.0.1:9153/metrics
+expect "dump shows DNS queries by outcome" "queries=NOERROR" node "$BIN" dump --admin-socket "$WORK/admin.sock"
+
 echo "== traffic"
 expect "gateway mode: curl reaches paris through its gateway" "greetings from paris" pod curl -sS --max-time 3 http://bar-paris/
 expect "remote-discovery: curl reaches the paris pod directly" "greetings from paris" pod curl -sS --max-time 3 http://baz-paris/

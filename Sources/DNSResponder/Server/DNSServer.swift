@@ -142,6 +142,17 @@ public final class DNSServer: Sendable {
         }
     }
 
+    /// The query counters of every event loop, summed.
+    public func statistics() async -> DNSStatistics {
+        var total = DNSStatistics()
+        for state in states {
+            if let part = try? await state.eventLoop.submit({ state.value.statistics }).get() {
+                total.add(part)
+            }
+        }
+        return total
+    }
+
     /// Closes every listener.
     public func close() async {
         for channel in channels { try? await channel.close() }

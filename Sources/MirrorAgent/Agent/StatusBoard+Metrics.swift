@@ -4,7 +4,7 @@ extension StatusBoard {
     var isReady: Bool { ready }
 
     /// The agent's metrics in the Prometheus text exposition format.
-    func prometheusText() -> String {
+    func prometheusText() async -> String {
         var lines: [String] = []
         func metric(_ name: String, _ type: String, _ help: String, _ samples: [(String, String)]) {
             lines.append("# HELP \(name) \(help)")
@@ -24,6 +24,14 @@ extension StatusBoard {
                names.map { ("{part=\"\($0)\"}", "\(parts[$0]?.failures ?? 0)") })
         metric("mirror_agent_sync_duration_seconds", "gauge", "Duration of the last sync, per part.",
                names.map { ("{part=\"\($0)\"}", String(format: "%.6f", (parts[$0]?.lastDuration?.milliseconds ?? 0) / 1000)) })
+        if let dns = await currentDNSStatistics() {
+            var samples = dns.answeredByCode.sorted { $0.key < $1.key }.map { ("{outcome=\"\($0.key)\"}", "\($0.value)") }
+            samples.append(("{outcome=\"forwarded\"}", "\(dns.forwarded)"))
+            samples.append(("{outcome=\"dropped\"}", "\(dns.dropped)"))
+            metric("mirror_agent_dns_queries_total", "counter",
+                   "DNS queries by outcome: answered at once (by rcode, table or cache), forwarded upstream, or dropped.", samples)
+            metric("mirror_agent_dns_cache_hits_total", "counter", "Forwarded names answered from the cache.", [("", "\(dns.cacheHits)")])
+        }
         return lines.joined(separator: "\n") + "\n"
     }
 }

@@ -1,3 +1,4 @@
+import DNSResponder
 import Foundation
 import Sync
 
@@ -23,6 +24,17 @@ actor StatusBoard {
     private var updates = 0
     private var feedError: String?
     private(set) var parts: [String: PartRecord]
+    /// Reads the DNS responder's query counters, once it runs.
+    private var dnsStatistics: (@Sendable () async -> DNSStatistics?)?
+
+    func setDNSStatisticsSource(_ source: @escaping @Sendable () async -> DNSStatistics?) {
+        dnsStatistics = source
+    }
+
+    /// The DNS query counters now (nil when DNS is off or not started).
+    func currentDNSStatistics() async -> DNSStatistics? {
+        await dnsStatistics?()
+    }
 
     init(source: String, parts: [String: Bool]) {
         self.source = source
@@ -65,9 +77,14 @@ actor StatusBoard {
     }
 
     /// The whole status, with per-service counters read from the kernel now.
-    func snapshot(withKernelCounters: Bool) -> AgentStatus {
+    func snapshot(withKernelCounters: Bool) async -> AgentStatus {
         let counters = withKernelCounters && parts["nftables"]?.enabled == true ? AgentStatus.kernelCounters() : [:]
         let (clusters, services) = AgentStatus.inventory(store, counters: counters)
+        if let statistics = await currentDNSStatistics() {
+            let codes = statistics.answeredByCode.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }
+            parts["dns", default: PartRecord(enabled: true)].detail["queries"] =
+                (codes + ["cache hits \(statistics.cacheHits)", "forwarded \(statistics.forwarded)", "dropped \(statistics.dropped)"]).joined(separator: ", ")
+        }
         func part(_ name: String) -> AgentStatus.Part {
             let record = parts[name] ?? PartRecord(enabled: false)
             return AgentStatus.Part(enabled: record.enabled, lastSync: record.lastSync,

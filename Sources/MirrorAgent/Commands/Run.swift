@@ -87,6 +87,7 @@ struct Run: AsyncParsableCommand {
         if let dnsPart { parts.append(.init(name: "dns", consumer: dnsPart)) }
         let source = try feedClient.makeSource(feed: feed, logger: logger) ?? FileMirrorSource(path: try sourceLocation(), logger: logger)
         await board.configure(source: source.description, parts: ["nftables": rulesComponent != nil, "dns": dnsPart != nil])
+        if let dnsPart { await board.setDNSStatisticsSource { await dnsPart.statistics() } }
         let agent = NodeAgent(board: board, parts: parts, logger: logger)
 
         let admin: Channel?

@@ -49,6 +49,11 @@ actor DNSComponent: MirrorConsumer {
         return component
     }
 
+    /// Query counters since start.
+    func statistics() async -> DNSStatistics {
+        await server.statistics()
+    }
+
     /// Closes the listeners: the kernel then steers new queries to the other agent sharing
     /// the port (rolling restart) instead of to a process about to exit.
     func close() async {

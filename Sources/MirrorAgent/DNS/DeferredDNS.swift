@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import DNSResponder
 import Sync
 
 /// Opens the DNS listeners only once the first mirror state is known, then forwards every
@@ -28,6 +29,12 @@ actor DeferredDNS: MirrorConsumer {
     }
 
     private var stopped = false
+
+    /// Query counters since the listeners opened (nil before).
+    func statistics() async -> DNSStatistics? {
+        guard let component else { return nil }
+        return await component.statistics()
+    }
 
     func apply(_ update: MirrorUpdate) async throws {
         guard !stopped else { return }
