@@ -119,10 +119,8 @@ struct Preflight {
         }
     }
 
+    /// The DNS flags' own address parser, so `check` reads addresses exactly as `run` does.
     private static func parse(_ text: String) throws -> SocketAddress {
-        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]) else {
-            throw SocketAddressError.unsupported
-        }
-        return try SocketAddress(ipAddress: text[..<colon].trimmingCharacters(in: CharacterSet(charactersIn: "[]")), port: port)
+        try DNSOptions.parseAddress(text, flag: "address")
     }
 }
