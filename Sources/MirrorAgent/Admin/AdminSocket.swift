@@ -102,7 +102,8 @@ final class AdminHandler: ChannelInboundHandler, Sendable {
             let reply: Data
             switch request {
             case "status":
-                let status = await board.snapshot(withKernelCounters: true)
+                let counters = await board.programsNFTables ? AgentStatus.kernelCounters() : [:]
+                let status = await board.snapshot(counters: counters)
                 reply = (try? AdminSocket.encoder().encode(status)) ?? Data("{\"error\":\"encoding failed\"}".utf8)
             default:
                 reply = Data("{\"error\":\"unknown request \\\"\(request.prefix(40))\\\"; expected status\"}".utf8)

@@ -45,7 +45,7 @@ private final class HealthHandler: ChannelInboundHandler, Sendable {
             case "/healthz":
                 (status, body) = (.ok, "ok\n")
             case "/readyz":
-                (status, body) = await board.isReady ? (.ok, "ready\n") : (.serviceUnavailable, "no mirror state applied yet\n")
+                (status, body) = await board.ready ? (.ok, "ready\n") : (.serviceUnavailable, "no mirror state applied yet\n")
             case "/metrics":
                 (status, body) = (.ok, await board.prometheusText())
             default:

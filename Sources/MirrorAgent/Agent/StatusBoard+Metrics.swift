@@ -1,8 +1,6 @@
 import Foundation
 
 extension StatusBoard {
-    var isReady: Bool { ready }
-
     /// The agent's metrics in the Prometheus text exposition format.
     func prometheusText() async -> String {
         var lines: [String] = []

@@ -1,5 +1,6 @@
 import DNSResponder
 import Foundation
+import NFTables
 import Sync
 
 /// The agent's live bookkeeping for `dump`, `/readyz` and `/metrics`: the last applied store
@@ -77,9 +78,14 @@ actor StatusBoard {
     }
 
     /// The whole status, with per-service counters read from the kernel now.
-    func snapshot(withKernelCounters: Bool) async -> AgentStatus {
-        let counters = withKernelCounters && parts["nftables"]?.enabled == true ? AgentStatus.kernelCounters() : [:]
+    /// Whether the agent programs nftables (and so has kernel counters to show).
+    var programsNFTables: Bool { parts["nftables"]?.enabled == true }
+
+    /// The whole status. `counters` (per service, read from the kernel by the caller, outside
+    /// this actor so a slow read never holds up updates) fill the service rows.
+    func snapshot(counters: [String: Counter]) async -> AgentStatus {
         let (clusters, services) = AgentStatus.inventory(store, counters: counters)
+        var parts = self.parts
         if let statistics = await currentDNSStatistics() {
             let codes = statistics.answeredByCode.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }
             parts["dns", default: PartRecord(enabled: true)].detail["queries"] =

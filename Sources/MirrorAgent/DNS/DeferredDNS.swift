@@ -14,6 +14,7 @@ actor DeferredDNS: MirrorConsumer {
     private let logger: Logger
     private let onStart: @Sendable (DNSComponent) async -> Void
     private var component: DNSComponent?
+    private var stopped = false
 
     init(options: DNSOptions, logger: Logger, onStart: @escaping @Sendable (DNSComponent) async -> Void) {
         self.options = options
@@ -27,8 +28,6 @@ actor DeferredDNS: MirrorConsumer {
         component = nil
         stopped = true
     }
-
-    private var stopped = false
 
     /// Query counters since the listeners opened (nil before).
     func statistics() async -> DNSStatistics? {
