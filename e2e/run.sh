@@ -77,6 +77,8 @@ expect "remote-discovery: curl reaches the paris pod directly" "greetings from p
 seen=""
 for _ in $(seq 1 30); do seen+=$(pod curl -sS --max-time 3 http://web-federated/ 2>&1 || true); done
 if [[ "$seen" == *paris* && "$seen" == *berlin* ]]; then pass "federated: repeated connections reach both clusters"; else fail "federated spreading" "$seen"; fi
+expect "/metrics shows per-service packet counters from the kernel" 'mirror_agent_service_packets_total{service="default/web-federated"} 30' node curl -sS http://127.0.0.1:9153/metrics
+expect "/metrics has a sync latency histogram" 'mirror_agent_sync_duration_seconds_bucket{part="nftables",le=' node curl -sS http://127.0.0.1:9153/metrics
 
 echo "== the feed drives traffic"
 set_state 's/alive: true}\(.*\)$/alive: true}\1/; /name: paris/,/masquerade/ s/alive: true/alive: false/'

@@ -47,7 +47,8 @@ private final class HealthHandler: ChannelInboundHandler, Sendable {
             case "/readyz":
                 (status, body) = await board.ready ? (.ok, "ready\n") : (.serviceUnavailable, "no mirror state applied yet\n")
             case "/metrics":
-                (status, body) = (.ok, await board.prometheusText())
+                let counters = await board.wantsServiceSeries ? AgentStatus.kernelCounters() : [:]
+                (status, body) = (.ok, await board.prometheusText(counters: counters))
             default:
                 (status, body) = (.notFound, "not found; try /healthz, /readyz or /metrics\n")
             }

@@ -26,7 +26,11 @@ final class NodeAgent: Sendable {
 
     /// Applies one update to every part. A part that fails keeps its previous state (each
     /// consumer guarantees that) and the failure is logged and counted; the others go on.
-    func handle(_ update: MirrorUpdate) async {
+    /// `merged` is how many source updates the mailbox coalesced into this one.
+    func handle(_ update: MirrorUpdate, merged: Int = 1) async {
+        if merged > 1 {
+            logger.debug("coalesced a burst of mirror updates", metadata: ["updates": "\(merged)", "revision": "\(update.store.revision)"])
+        }
         for part in parts {
             let start = ContinuousClock.now
             var failure: (any Error)?
@@ -39,7 +43,7 @@ final class NodeAgent: Sendable {
             }
             await board.recordSync(part: part.name, duration: ContinuousClock.now - start, error: failure)
         }
-        await board.recordUpdate(update.store)
+        await board.recordUpdate(update.store, merged: merged)
     }
 
     /// Creates the dummy interface and puts the DNS listener addresses on it, so pods reach

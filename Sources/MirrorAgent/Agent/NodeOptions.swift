@@ -17,6 +17,9 @@ struct NodeOptions: ParsableArguments {
     @Option(help: ArgumentHelp("Address for /healthz, /readyz (ready once the first state is applied) and /metrics (Prometheus). Off when not given.", valueName: "addr:port"))
     var httpListen: String?
 
+    @Option(help: ArgumentHelp("Per-service packet/byte series in /metrics (mirror_agent_service_packets_total) only while the agent holds at most this many services; above it they are left out so a scrape stays small. 0 turns them off.", valueName: "count"))
+    var metricsServiceLimit: Int = 10_000
+
     @Option(help: ArgumentHelp("Seconds between checks that the kernel still holds the agent's rules; drift (someone editing or deleting the tables) is repaired and logged. 0 disables.", valueName: "seconds"))
     var driftCheckInterval: Int = 30
 
@@ -25,6 +28,7 @@ struct NodeOptions: ParsableArguments {
             throw ValidationError("--dns-interface \(dnsInterface): not a valid interface name (1–15 characters, no '/' or spaces)")
         }
         if let httpListen { _ = try httpAddress(httpListen) }
+        guard metricsServiceLimit >= 0 else { throw ValidationError("--metrics-service-limit must be 0 (off) or a number of services") }
         guard driftCheckInterval >= 0 else { throw ValidationError("--drift-check-interval must be 0 (off) or a number of seconds") }
     }
 }

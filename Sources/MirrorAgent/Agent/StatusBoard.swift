@@ -37,9 +37,13 @@ actor StatusBoard {
         await dnsStatistics?()
     }
 
-    init(source: String, parts: [String: Bool]) {
+    /// Prometheus counters; events are recorded as they come, the rest is copied in per scrape.
+    nonisolated let metrics: AgentMetrics
+
+    init(source: String, parts: [String: Bool], metrics: AgentMetrics = AgentMetrics()) {
         self.source = source
         self.parts = parts.mapValues { PartRecord(enabled: $0) }
+        self.metrics = metrics
     }
 
     /// Names the source and which parts run, once they are known.
@@ -48,11 +52,13 @@ actor StatusBoard {
         for (name, on) in enabled { parts[name, default: PartRecord(enabled: on)].enabled = on }
     }
 
-    func recordUpdate(_ store: MirrorStore) {
+    /// `merged`: how many source updates were coalesced into this one.
+    func recordUpdate(_ store: MirrorStore, merged: Int = 1) {
         self.store = store
         ready = true
         lastChange = Date()
-        updates += 1
+        updates += merged
+        metrics.recordUpdate(merged: merged)
     }
 
     func recordSync(part: String, duration: Duration, error: (any Error)?) {
@@ -67,6 +73,7 @@ actor StatusBoard {
             record.lastError = nil
         }
         parts[part] = record
+        metrics.recordSync(part: part, duration: duration, failed: error != nil)
     }
 
     func recordDetail(part: String, _ key: String, _ value: String) {
@@ -77,7 +84,6 @@ actor StatusBoard {
         feedError = error
     }
 
-    /// The whole status, with per-service counters read from the kernel now.
     /// Whether the agent programs nftables (and so has kernel counters to show).
     var programsNFTables: Bool { parts["nftables"]?.enabled == true }
 
@@ -101,5 +107,19 @@ actor StatusBoard {
             agent: .init(pid: ProcessInfo.processInfo.processIdentifier, version: MirrorAgentCommand.configuration.version, startedAt: startedAt),
             feed: .init(source: source, ready: ready, revision: store.revision, lastChange: lastChange, updates: updates, lastError: feedError),
             clusters: clusters, services: services, dns: part("dns"), nftables: part("nftables"))
+    }
+}
+
+extension StatusBoard {
+    /// Whether a scrape should read the kernel's per-service counters: only when the agent
+    /// programs nftables and the services fit under the per-service series limit.
+    var wantsServiceSeries: Bool { programsNFTables && metrics.serviceSeriesLimit > 0 && store.services.count <= metrics.serviceSeriesLimit }
+
+    /// The Prometheus exposition. `counters` are read from the kernel by the caller, outside
+    /// this actor, as for `snapshot`.
+    func prometheusText(counters: [String: Counter]) async -> String {
+        let statistics = await currentDNSStatistics()
+        return metrics.scrape(store: store, ready: ready, dns: statistics,
+                              counters: counters.mapValues { (packets: $0.packets, bytes: $0.bytes) })
     }
 }

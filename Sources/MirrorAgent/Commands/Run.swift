@@ -75,7 +75,7 @@ struct Run: AsyncParsableCommand {
             }
         }
         let rulesComponent = try rules.makeConsumer(logger: logger) as? RulesComponent
-        let board = StatusBoard(source: "", parts: [:])
+        let board = StatusBoard(source: "", parts: [:], metrics: AgentMetrics(serviceSeriesLimit: node.metricsServiceLimit))
         let upstreams = dns.upstream.joined(separator: ", ")
         let dnsPart = dns.disabled ? nil : DeferredDNS(options: dns, logger: logger) { component in
             await board.recordDetail(part: "dns", "listen", component.localAddresses.map { "\($0)" }.joined(separator: ", "))
@@ -112,8 +112,13 @@ struct Run: AsyncParsableCommand {
         defer { signals.forEach { $0.cancel() } }
 
         try await withThrowingTaskGroup(of: Void.self) { group in
+            // The source only posts; the agent applies, merging what arrived meanwhile.
+            let mailbox = UpdateMailbox()
             group.addTask {
-                try await source.run { update in await agent.handle(update) }
+                try await source.run { update in mailbox.post(update) }
+            }
+            group.addTask {
+                await mailbox.deliver { update, merged in await agent.handle(update, merged: merged) }
             }
             if let rulesComponent, node.driftCheckInterval > 0 {
                 let interval = node.driftCheckInterval

@@ -1,0 +1,122 @@
+import DNSResponder
+import NIOConcurrencyHelpers
+import Prometheus
+import Sync
+
+/// The agent's Prometheus metrics, kept in a swift-prometheus registry.
+///
+/// Events (syncs, failures, coalesced bursts) are counted where they happen. Figures that other
+/// parts own — the store's size, the DNS responder's per-loop counters, the kernel's packet
+/// counters — are copied in just before a scrape, so no hot path ever touches the registry.
+final class AgentMetrics: Sendable {
+    let registry = PrometheusCollectorRegistry()
+    /// Per-service series stop here: beyond it a scrape would grow by megabytes per node.
+    let serviceSeriesLimit: Int
+    /// The per-service label values of the last scrape, so vanished services lose their series.
+    private let serviceSeries = NIOLockedValueBox<Set<String>>([])
+    /// Copying totals in is reset-then-add: two scrapes at once must not interleave.
+    private let scrapeLock = NIOLock()
+
+    static let syncBuckets: [Duration] = [
+        .microseconds(500), .milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10),
+        .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250), .seconds(1), .seconds(5),
+    ]
+
+    init(serviceSeriesLimit: Int = 10_000) {
+        self.serviceSeriesLimit = serviceSeriesLimit
+    }
+
+    private static func name(_ metric: String, _ unit: String = "", _ help: String) -> MetricNameDescriptor {
+        MetricNameDescriptor(namespace: "mirror_agent", metricName: metric, unitName: unit, helpText: help)
+    }
+
+    private func counter(_ descriptor: MetricNameDescriptor, _ labels: [(String, String)] = []) -> Prometheus.Counter {
+        registry.makeCounter(descriptor: descriptor, labels: labels)
+    }
+
+    private func gauge(_ descriptor: MetricNameDescriptor, _ labels: [(String, String)] = []) -> Gauge {
+        registry.makeGauge(descriptor: descriptor, labels: labels)
+    }
+
+    /// Sets a counter another part keeps to its current total (it only ever grows there).
+    private func mirror(_ descriptor: MetricNameDescriptor, _ labels: [(String, String)], _ total: UInt64) {
+        let series = counter(descriptor, labels)
+        series.reset()
+        series.increment(by: Int64(clamping: total))
+    }
+
+    // MARK: Events
+
+    static var syncs: MetricNameDescriptor { name("syncs", "total", "Mirror updates applied, per part.") }
+    static var syncFailures: MetricNameDescriptor { name("sync_failures", "total", "Mirror updates a part failed to apply (its previous state stayed in force).") }
+    static var syncDuration: MetricNameDescriptor { name("sync_duration", "seconds", "Time a part took to apply one mirror update.") }
+    static var updates: MetricNameDescriptor { name("updates", "total", "Mirror updates received from the source (feed or file).") }
+    static var coalesced: MetricNameDescriptor { name("updates_coalesced", "total", "Mirror updates merged into a later one because they arrived while the agent was busy.") }
+
+    func recordSync(part: String, duration: Duration, failed: Bool) {
+        counter(Self.syncs, [("part", part)]).increment()
+        // Created at zero on success too, so a failure-rate query has both series.
+        let failures = counter(Self.syncFailures, [("part", part)])
+        if failed { failures.increment() }
+        registry.makeDurationHistogram(descriptor: Self.syncDuration, labels: [("part", part)], buckets: Self.syncBuckets)
+            .record(duration)
+    }
+
+    func recordUpdate(merged: Int) {
+        counter(Self.updates).increment(by: Int64(merged))
+        counter(Self.coalesced).increment(by: Int64(max(0, merged - 1)))
+    }
+
+    // MARK: Scrape
+
+    static var ready: MetricNameDescriptor { name("ready", "", "1 once a mirror state has been applied.") }
+    static var revision: MetricNameDescriptor { name("revision", "", "Revision of the last applied mirror state.") }
+    static var services: MetricNameDescriptor { name("services", "", "Mirrored services held.") }
+    static var clusters: MetricNameDescriptor { name("clusters", "", "Remote clusters held.") }
+    static var deadClusters: MetricNameDescriptor { name("clusters_dead", "", "Remote clusters whose gateway is marked dead.") }
+    static var dnsQueries: MetricNameDescriptor { name("dns_queries", "total", "DNS queries by outcome: answered at once (by rcode, from the table or the cache), forwarded upstream, or dropped.") }
+    static var dnsCacheHits: MetricNameDescriptor { name("dns_cache_hits", "total", "Forwarded names answered from the cache.") }
+    static var servicePackets: MetricNameDescriptor { name("service_packets", "total", "Connections' first packets steered to a mirrored service (kernel counter of its nat map elements).") }
+    static var serviceBytes: MetricNameDescriptor { name("service_bytes", "total", "Bytes of those packets (kernel counter of the service's nat map elements).") }
+
+    /// Copies the figures other parts own into the registry and renders the exposition.
+    /// `counters` are the kernel's per-service packet and byte counters, keyed by service.
+    func scrape(store: MirrorStore, ready: Bool, dns: DNSStatistics?,
+                counters: [String: (packets: UInt64, bytes: UInt64)]) -> String {
+        scrapeLock.withLock { render(store: store, ready: ready, dns: dns, counters: counters) }
+    }
+
+    private func render(store: MirrorStore, ready: Bool, dns: DNSStatistics?,
+                        counters: [String: (packets: UInt64, bytes: UInt64)]) -> String {
+        gauge(Self.ready).set(to: ready ? 1 : 0)
+        gauge(Self.revision).set(to: Double(store.revision))
+        gauge(Self.services).set(to: Double(store.services.count))
+        gauge(Self.clusters).set(to: Double(store.clusters.count))
+        gauge(Self.deadClusters).set(to: Double(store.clusters.values.filter { $0.gateway?.alive == false }.count))
+        if let dns {
+            for (code, count) in dns.answeredByCode { mirror(Self.dnsQueries, [("outcome", code)], count) }
+            mirror(Self.dnsQueries, [("outcome", "forwarded")], dns.forwarded)
+            mirror(Self.dnsQueries, [("outcome", "dropped")], dns.dropped)
+            mirror(Self.dnsCacheHits, [], dns.cacheHits)
+        }
+        updateServiceSeries(counters)
+        return registry.emitToString()
+    }
+
+    private func updateServiceSeries(_ counters: [String: (packets: UInt64, bytes: UInt64)]) {
+        let shown = counters.count <= serviceSeriesLimit ? counters : [:]
+        let gone = serviceSeries.withLockedValue { previous -> Set<String> in
+            let now = Set(shown.keys)
+            defer { previous = now }
+            return previous.subtracting(now)
+        }
+        for service in gone {
+            registry.unregisterCounter(counter(Self.servicePackets, [("service", service)]))
+            registry.unregisterCounter(counter(Self.serviceBytes, [("service", service)]))
+        }
+        for (service, figures) in shown {
+            mirror(Self.servicePackets, [("service", service)], figures.packets)
+            mirror(Self.serviceBytes, [("service", service)], figures.bytes)
+        }
+    }
+}
