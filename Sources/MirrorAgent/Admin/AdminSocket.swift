@@ -23,16 +23,27 @@ enum AdminSocket {
         return decoder
     }
 
-    /// The inode of the socket file this process bound, so that on exit it removes only its
-    /// own socket and not the one a newer agent (rolling restart) has taken over.
-    static func inode(of path: String) -> UInt64? {
-        (try? FileManager.default.attributesOfItem(atPath: path))?[.systemFileNumber].flatMap { ($0 as? NSNumber)?.uint64Value }
+    /// Identifies the socket file this process bound, so that on exit it removes only its own
+    /// socket and not the one a newer agent (rolling restart) has taken over. The inode alone
+    /// is not enough: ext4 hands a just-freed inode number to the next file created.
+    struct FileIdentity: Equatable, Sendable {
+        var device: UInt64
+        var inode: UInt64
+        var changedSeconds: Int
+        var changedNanoseconds: Int
+    }
+
+    static func identity(of path: String) -> FileIdentity? {
+        var info = stat()
+        guard lstat(path, &info) == 0 else { return nil }
+        return FileIdentity(device: UInt64(info.st_dev), inode: UInt64(info.st_ino),
+                            changedSeconds: info.st_ctim.tv_sec, changedNanoseconds: info.st_ctim.tv_nsec)
     }
 
     /// Removes the socket file if it is still the one this process bound.
-    static func removeIfOwned(path: String, inode: UInt64?) {
-        guard let inode, Self.inode(of: path) == inode else { return }
-        try? FileManager.default.removeItem(atPath: path)
+    static func removeIfOwned(path: String, identity: FileIdentity?) {
+        guard let identity, Self.identity(of: path) == identity else { return }
+        unlink(path)
     }
 
     /// Binds `path` (replacing a stale socket left by a killed agent) and serves `board`.

@@ -1,8 +1,8 @@
 import ArgumentParser
-import Dispatch
 import Foundation
 import Logging
 import NIOCore
+import ServiceLifecycle
 import Sync
 
 /// `mirror-agent run`: the node agent (DNS + nftables, driven by the feed).
@@ -99,7 +99,7 @@ struct Run: AsyncParsableCommand {
                            metadata: ["socket": "\(node.adminSocket)", "error": "\(error)"])
             admin = nil
         }
-        var health: Channel?
+        var health: Channel? = nil
         if let httpListen = node.httpListen {
             do {
                 health = try await HealthEndpoint.serve(on: try node.httpAddress(httpListen), board: board, logger: logger)
@@ -108,81 +108,32 @@ struct Run: AsyncParsableCommand {
                 throw ExitCode(1)
             }
         }
-        let signals = installSignalHandlers(rules: rulesComponent, dns: dnsPart, adminInode: AdminSocket.inode(of: node.adminSocket), logger: logger)
-        defer { signals.forEach { $0.cancel() } }
-
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            // The source only posts; the agent applies, merging what arrived meanwhile.
-            let mailbox = UpdateMailbox()
-            group.addTask {
-                try await source.run { update in mailbox.post(update) }
-            }
-            group.addTask {
-                await mailbox.deliver { update, merged in await agent.handle(update, merged: merged) }
-            }
-            if let rulesComponent, node.driftCheckInterval > 0 {
-                let interval = node.driftCheckInterval
-                group.addTask {
-                    try await Self.repairDrift(rulesComponent, every: .seconds(interval), board: agent.board, logger: logger)
-                }
-            }
-            try await group.next()
-            group.cancelAll()
+        // Shut down in reverse order: DNS first, then the feed, then the endpoints.
+        var services: [any Service] = []
+        if let admin {
+            services.append(AdminService(channel: admin, path: node.adminSocket, identity: AdminSocket.identity(of: node.adminSocket)))
         }
-        try? await admin?.close()
-        try? await health?.close()
-    }
+        if let health { services.append(ListenerService(channel: health)) }
+        services.append(MirrorFollower(source: source, agent: agent, rules: rulesComponent,
+                                       driftCheckInterval: node.driftCheckInterval > 0 ? .seconds(node.driftCheckInterval) : nil,
+                                       logger: logger))
+        if let dnsPart { services.append(DNSDrain(dns: dnsPart, drain: .milliseconds(300))) }
+        let group = ServiceGroup(configuration: .init(services: services.map { .init(service: $0) },
+                                                      gracefulShutdownSignals: [.sigterm, .sigint],
+                                                      logger: logger))
+        try await group.run()
 
-    /// Periodically re-reads the kernel and repairs what someone else changed.
-    private static func repairDrift(_ rules: RulesComponent, every interval: Duration, board: StatusBoard, logger: Logger) async throws {
-        while true {
-            try await Task.sleep(for: interval)
-            do {
-                if let sent = try await rules.repairDrift(), !sent.isEmpty {
-                    logger.warning("nftables drift repaired: the kernel had been changed behind the agent's back", metadata: ["batch": "\(sent.summary)"])
-                    await board.recordDetail(part: "nftables", "lastDriftRepair", "\(Date()): \(sent.summary)")
-                }
-            } catch {
-                logger.error("nftables drift check failed", metadata: ["error": "\(error)"])
-            }
-        }
-    }
-
-    /// SIGTERM/SIGINT: leave the rules in place (default) or remove everything the agent
-    /// created (--cleanup-on-exit), remove the admin socket, exit 0.
-    private func installSignalHandlers(rules: RulesComponent?, dns: DeferredDNS?, adminInode: UInt64?, logger: Logger) -> [DispatchSourceSignal] {
-        let cleanup = node.cleanupOnExit
-        let interface = node.dnsInterface
-        let addresses = self.rules.dnsAddresses
-        let socket = node.adminSocket
-        return [SIGTERM, SIGINT].map { (number: Int32) -> DispatchSourceSignal in
-            signal(number, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
-            source.setEventHandler {
-                Task {
-                    logger.info("shutting down", metadata: ["signal": "\(number == SIGTERM ? "SIGTERM" : "SIGINT")",
-                                                            "rules": "\(cleanup ? "removing" : "left in the kernel")"])
-                    // Listeners first, so a second agent sharing the port takes every new
-                    // query; then a moment for answers already in flight.
-                    await dns?.shutdown()
-                    try? await Task.sleep(for: .milliseconds(300))
-                    if cleanup {
-                        if let rules {
-                            do {
-                                let removed = try await rules.removeTables()
-                                logger.info("removed nftables tables", metadata: ["batch": "\(removed.summary)"])
-                            } catch {
-                                logger.error("could not remove nftables tables", metadata: ["error": "\(error)"])
-                            }
-                        }
-                        NodeAgent.tearDownDNSInterface(interface, addresses: addresses, logger: logger)
-                    }
-                    AdminSocket.removeIfOwned(path: socket, inode: adminInode)
-                    Foundation.exit(0)
+        logger.info("shut down", metadata: ["rules": "\(node.cleanupOnExit ? "removing" : "left in the kernel")"])
+        if node.cleanupOnExit {
+            if let rulesComponent {
+                do {
+                    let removed = try await rulesComponent.removeTables()
+                    logger.info("removed nftables tables", metadata: ["batch": "\(removed.summary)"])
+                } catch {
+                    logger.error("could not remove nftables tables", metadata: ["error": "\(error)"])
                 }
             }
-            source.resume()
-            return source
+            NodeAgent.tearDownDNSInterface(node.dnsInterface, addresses: rules.dnsAddresses, logger: logger)
         }
     }
 }
