@@ -10,7 +10,9 @@
 # from the server's utime+stime in /proc/PID/stat around the run; latencies from dnsperf -v.
 # Each run is repeated ROUNDS times, alternating servers, and the median of each figure is
 # printed, so that other load on the machine does not favour whoever ran in a quiet moment.
-# Usage: bench/dns.sh   (env: RATE=20000 DURATION=5 ROUNDS=3 NAMES=10000 FORWARDED=5000 THREADS=<cores>)
+# SYSCALLS=1 adds syscalls per query, from `perf stat -e raw_syscalls:sys_enter` on the server.
+# Usage: bench/dns.sh   (env: RATE=20000 DURATION=5 ROUNDS=3 NAMES=10000 FORWARDED=5000 THREADS=<cores>
+#                        SYSCALLS=0 AGENT_BIN=<skip the build, run this binary>)
 # THREADS is both unbound's num-threads and mirror-agent's --dns-threads (dnsmasq has one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,9 +28,13 @@ AGENT_PORT=25400 UNBOUND_PORT=25401 UPSTREAM_PORT=25402 DNSMASQ_PORT=25403
 for tool in dnsperf unbound dnsmasq; do
   command -v "$tool" >/dev/null || { echo "error: $tool is missing (scripts/install-deps.sh installs it)" >&2; exit 1; }
 done
-echo "== building mirror-agent (release)"
-swift build -c release --product mirror-agent 2>&1 | tail -n 1
-agent_bin=.build/release/mirror-agent
+if [[ -n "${AGENT_BIN:-}" ]]; then
+  agent_bin=$AGENT_BIN  # e.g. a copy of an earlier build, to compare two agents
+else
+  echo "== building mirror-agent (release)"
+  swift build -c release --product mirror-agent 2>&1 | tail -n 1
+  agent_bin=.build/release/mirror-agent
+fi
 
 work=$(mktemp -d /tmp/dns-bench.XXXXXX)
 pids=()
@@ -105,6 +111,9 @@ wait_ready "$UNBOUND_PORT" "svc0-paris.bench.svc.cluster.local"
 wait_ready "$UPSTREAM_PORT" "host0.example.test"
 wait_ready "$DNSMASQ_PORT" "host0.example.test"
 
+# Syscalls are counted (SYSCALLS=1) only when perf can count the tracepoint here.
+count_syscalls=0
+if [[ "${SYSCALLS:-0}" == 1 ]] && perf stat -e raw_syscalls:sys_enter -- true >/dev/null 2>&1; then count_syscalls=1; fi
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 hz=$(getconf CLK_TCK)
 
@@ -112,9 +121,15 @@ hz=$(getconf CLK_TCK)
 run() {
   local label=$1 pid=$2 port=$3 queries=$4
   local before after
+  local perf_pid=""
+  rm -f "$work/perf.out"
+  if [[ "$count_syscalls" == 1 ]]; then
+    perf stat -x, -e raw_syscalls:sys_enter -p "$pid" -o "$work/perf.out" & perf_pid=$!
+  fi
   before=$(ticks "$pid")
   dnsperf -s 127.0.0.1 -p "$port" -d "$queries" -l "$DURATION" -Q "$RATE" -c 8 -q 1000 -v >"$work/run.out" 2>&1 || true
   after=$(ticks "$pid")
+  if [[ -n "$perf_pid" ]]; then kill -INT "$perf_pid" 2>/dev/null || true; wait "$perf_pid" 2>/dev/null || true; fi
   local completed qps
   completed=$(awk '/Queries completed:/ {print $3}' "$work/run.out")
   qps=$(awk '/Queries per second:/ {print $4}' "$work/run.out")
@@ -122,7 +137,9 @@ run() {
   lat=$(awk '/^> / {print $NF}' "$work/run.out" | sort -g | awk '{a[NR]=$1; s+=$1} END {if (NR==0) {print "0 0"; exit}; i=int(NR*0.99); if (i<1) i=1; printf "%.1f %.1f", s/NR*1e6, a[i]*1e6}')
   local cpu_us
   cpu_us=$(awk -v d=$((after - before)) -v hz="$hz" -v n="$completed" 'BEGIN {printf "%.2f", (n > 0) ? d * 1e6 / hz / n : 0}')
-  printf "%s %s %s %s %s %s\n" "$label" "$qps" "$cpu_us" ${lat} "$completed" >> "$work/results"
+  local syscalls
+  syscalls=$(awk -F, -v n="$completed" '/raw_syscalls:sys_enter/ {s=$1} END {printf "%.2f", (n > 0 && s != "") ? s / n : 0}' "$work/perf.out" 2>/dev/null || echo 0)
+  printf "%s %s %s %s %s %s\n" "$label" "$qps" "$cpu_us" ${lat} "$syscalls" "$completed" >> "$work/results"
   echo "   $label: $completed answered"
 }
 
@@ -148,7 +165,7 @@ median() { sort -g | awk '{v[NR]=$1} END {print v[int((NR + 1) / 2)]}'; }
 : > "$work/results"
 for label in mirrored/unbound mirrored/mirror-agent forwarded/dnsmasq forwarded/mirror-agent; do
   line=$label
-  for column in 2 3 4 5; do
+  for column in 2 3 4 5 6; do
     line="$line $(awk -v l="$label" -v c="$column" '$1 == l {print $c}' "$work/all-results" | median)"
   done
   echo "$line" >> "$work/results"
@@ -157,10 +174,10 @@ done
 echo
 echo "medians of ${ROUNDS} rounds:"
 awk '
-  { label[NR]=$1; qps[NR]=$2; cpu[NR]=$3; avg[NR]=$4; p99[NR]=$5 }
+  { label[NR]=$1; qps[NR]=$2; cpu[NR]=$3; avg[NR]=$4; p99[NR]=$5; sys[NR]=$6 }
   END {
-    printf "%-24s %10s %14s %12s %12s\n", "run", "QPS", "CPU us/query", "avg us", "p99 us"
-    for (i = 1; i <= NR; i++) printf "%-24s %10.0f %14.2f %12.1f %12.1f\n", label[i], qps[i], cpu[i], avg[i], p99[i]
+    printf "%-24s %10s %14s %12s %12s %16s\n", "run", "QPS", "CPU us/query", "avg us", "p99 us", "syscalls/query"
+    for (i = 1; i <= NR; i++) printf "%-24s %10.0f %14.2f %12.1f %12.1f %16.2f\n", label[i], qps[i], cpu[i], avg[i], p99[i], sys[i]
     print ""
     printf "mirrored names,  mirror-agent / unbound:  CPU per query %.2fx, avg latency %.2fx, p99 %.2fx\n", cpu[2]/cpu[1], avg[2]/avg[1], p99[2]/p99[1]
     printf "forwarded (hit), mirror-agent / dnsmasq:  CPU per query %.2fx, avg latency %.2fx, p99 %.2fx\n", cpu[4]/cpu[3], avg[4]/avg[3], p99[4]/p99[3]

@@ -21,8 +21,11 @@ struct DNSUpstreamAnswer: Sendable {
         case truncated
         /// Not an answer to our question (wrong ID or question): keep waiting.
         case unrelated
-        /// An answer that says this upstream cannot help (SERVFAIL, REFUSED, …) or is malformed.
+        /// An answer that says this upstream cannot help (SERVFAIL, REFUSED, …) or is malformed,
+        /// or the exchange failed (connection refused, socket error).
         case failed(String)
+        /// Nothing usable came back within the timeout.
+        case timedOut(String)
     }
 
     /// Checks `packet` against the `id` and `question` (name, type, class in wire form) of

@@ -45,14 +45,18 @@ final class DNSForwarder {
     /// loop, so an upstream outage at thousands of queries per second does not flood logs.
     private var lastFailureLog: NIODeadline = .uptimeNanoseconds(0)
     private var failuresSinceLog = 0
+    /// Per-upstream counters, indexed like `configuration.upstreams`, shared by the loops.
+    private let health: DNSUpstreamHealthBoard
 
-    init(loop: any EventLoop, configuration: DNSForwardingConfiguration, cache: DNSSharedResponseCache, share: Int, logger: Logger) {
+    init(loop: any EventLoop, configuration: DNSForwardingConfiguration, cache: DNSSharedResponseCache, health: DNSUpstreamHealthBoard,
+         share: Int, logger: Logger) {
         self.loop = loop
         self.configuration = configuration
         let parts = max(1, share)
         inFlightLimit = max(1, configuration.maximumInFlight / parts)
         self.cache = cache
         self.logger = logger
+        self.health = health
     }
 
     /// Queries in flight on this loop (for tests and metrics).
@@ -93,20 +97,31 @@ final class DNSForwarder {
             return
         }
         let upstream = configuration.upstreams[index]
+        health.update(index) { $0.recordSent() }
+        let sentAt = NIODeadline.now()
         DNSUpstreamExchange.send(question: request.question, checkingDisabled: request.query.flags & DNSHeader.cdBit != 0,
                                  dnssecOK: request.query.edns?.dnssecOK ?? false, to: upstream, overTCP: overTCP,
                                  timeout: configuration.timeout, maximumTTL: configuration.maximumCacheTTL, on: loop)
             .assumeIsolated()
             .whenSuccess { outcome in
+                let latency = NIODeadline.now() - sentAt
                 switch outcome {
                 case .answer(let answer):
+                    self.health.update(index) { $0.recordAnswer(latency: latency) }
                     self.finish(request, answer: answer, allocator: allocator)
                 case .truncated:
+                    self.health.update(index) { $0.recordTruncated(latency: latency) }
                     self.attempt(request, upstream: index, overTCP: true, allocator: allocator)
                 case .failed(let reason):
+                    self.health.update(index) { $0.recordError() }
                     self.logger.debug("upstream failed; trying the next", metadata: ["upstream": "\(upstream)", "reason": "\(reason)"])
                     self.attempt(request, upstream: index + 1, overTCP: request.overTCP, allocator: allocator)
+                case .timedOut(let reason):
+                    self.health.update(index) { $0.recordTimeout() }
+                    self.logger.debug("upstream timed out; trying the next", metadata: ["upstream": "\(upstream)", "reason": "\(reason)"])
+                    self.attempt(request, upstream: index + 1, overTCP: request.overTCP, allocator: allocator)
                 case .unrelated:
+                    self.health.update(index) { $0.recordError() }
                     self.attempt(request, upstream: index + 1, overTCP: request.overTCP, allocator: allocator)
                 }
             }

@@ -15,7 +15,7 @@ enum DNSUpstreamExchange {
         let query = makeQuery(id: id, question: question, checkingDisabled: checkingDisabled, dnssecOK: dnssecOK)
         let promise = loop.makePromise(of: DNSUpstreamAnswer.Outcome.self)
         let expectation = Expectation(id: id, question: question, upstream: upstream, maximumTTL: maximumTTL, promise: promise)
-        let timer = loop.scheduleTask(in: timeout) { promise.succeed(.failed("no answer from \(upstream) within \(timeout)")) }
+        let timer = loop.scheduleTask(in: timeout) { promise.succeed(.timedOut("no answer from \(upstream) within \(timeout)")) }
         let channelFuture: EventLoopFuture<any Channel>
         if overTCP {
             channelFuture = ClientBootstrap(group: loop)

@@ -16,12 +16,15 @@ import NIOPosix
 /// spread over the loops, capped in number and closed when idle.
 public final class DNSServer: Sendable {
     private let states: [NIOLoopBound<DNSLoopState>]
+    private let upstreamHealth: DNSUpstreamHealthBoard
     private let channels: [any Channel]
     /// The addresses actually bound (with the real port when 0 was asked).
     public let localAddresses: [SocketAddress]
 
-    private init(states: [NIOLoopBound<DNSLoopState>], channels: [any Channel], localAddresses: [SocketAddress]) {
+    private init(states: [NIOLoopBound<DNSLoopState>], upstreamHealth: DNSUpstreamHealthBoard, channels: [any Channel],
+                 localAddresses: [SocketAddress]) {
         self.states = states
+        self.upstreamHealth = upstreamHealth
         self.channels = channels
         self.localAddresses = localAddresses
     }
@@ -37,10 +40,12 @@ public final class DNSServer: Sendable {
         var statesByLoop: [ObjectIdentifier: NIOLoopBound<DNSLoopState>] = [:]
         let processor = DNSQueryProcessor(access: configuration.access)
         let cache = DNSSharedResponseCache(capacity: configuration.forwarding.cacheEntries)
+        let health = DNSUpstreamHealthBoard(upstreams: configuration.forwarding.upstreams)
         for loop in loops {
             let state = try await loop.submit {
                 NIOLoopBound(DNSLoopState(table: table, processor: processor,
-                                          forwarder: DNSForwarder(loop: loop, configuration: configuration.forwarding, cache: cache, share: loops.count, logger: logger)),
+                                          forwarder: DNSForwarder(loop: loop, configuration: configuration.forwarding, cache: cache, health: health,
+                                                                         share: loops.count, logger: logger)),
                              eventLoop: loop)
             }.get()
             states.append(state)
@@ -81,7 +86,7 @@ public final class DNSServer: Sendable {
         }
         logger.info("serving DNS", metadata: ["addresses": "\(bound.map { "\($0)" }.joined(separator: ", "))",
                                                "loops": "\(loops.count)", "upstreams": "\(configuration.forwarding.upstreams.count)"])
-        return DNSServer(states: states, channels: channels, localAddresses: bound)
+        return DNSServer(states: states, upstreamHealth: health, channels: channels, localAddresses: bound)
     }
 
     /// One UDP socket on `loop`, sharing `address` with the other loops' (SO_REUSEPORT).
@@ -142,7 +147,7 @@ public final class DNSServer: Sendable {
         }
     }
 
-    /// The query counters of every event loop, summed.
+    /// The query counters of every event loop, summed, and each upstream's health.
     public func statistics() async -> DNSStatistics {
         var total = DNSStatistics()
         for state in states {
@@ -150,6 +155,7 @@ public final class DNSServer: Sendable {
                 total.add(part)
             }
         }
+        total.upstreams = upstreamHealth.snapshot
         return total
     }
 

@@ -10,6 +10,8 @@ public struct DNSStatistics: Sendable, Equatable {
     public var forwarded: UInt64 = 0
     /// Messages dropped without an answer (unparseable, or responses sent to us).
     public var dropped: UInt64 = 0
+    /// Each configured upstream's counters and health, in `--upstream` order.
+    public var upstreams: [DNSUpstreamHealth] = []
 
     public init() {}
 
