@@ -70,6 +70,8 @@ expect "a cluster name not mirrored goes upstream through the search path" "10.9
 expect "/metrics counts the NXDOMAIN answered above" 'mirror_agent_dns_queries_total{outcome="NXDOMAIN"}' node curl -sS http://127.0.0.1:9153/metrics
 expect "/metrics counts forwarded queries" 'mirror_agent_dns_queries_total{outcome="forwarded"}' node curl -sS http://127.0.0.1:9153/metrics
 expect "dump shows DNS queries by outcome" "queries=NOERROR" node "$BIN" dump --admin-socket "$WORK/admin.sock"
+expect "dump shows the upstream's health" "$UPSTREAM  yes" node "$BIN" dump --admin-socket "$WORK/admin.sock"
+expect "/metrics shows the upstream's health" "mirror_agent_dns_upstream_healthy{upstream=\"$UPSTREAM\"} 1" node curl -sS http://127.0.0.1:9153/metrics
 
 echo "== traffic"
 expect "gateway mode: curl reaches paris through its gateway" "greetings from paris" pod curl -sS --max-time 3 http://bar-paris/

@@ -32,6 +32,13 @@ struct StatusReport {
             return [name, part.enabled ? "yes" : "no", part.lastSync.map(Self.age) ?? "-",
                     part.lastDurationMilliseconds.map { String(format: "%.2f ms", $0) } ?? "-", "\(part.failures)", detail.joined(separator: " ")]
         })
+        if let upstreams = status.upstreams, !upstreams.isEmpty {
+            out += "\n" + Self.table(header: ["UPSTREAM", "HEALTHY", "SENT", "ANSWERS", "TIMEOUTS", "ERRORS", "TC->TCP", "LATENCY"], rows: upstreams.map { upstream in
+                [upstream.upstream, upstream.healthy ? "yes" : "NO (\(upstream.consecutiveFailures) failures in a row)",
+                 "\(upstream.queriesSent)", "\(upstream.answers)", "\(upstream.timeouts)", "\(upstream.errors)",
+                 "\(upstream.truncatedRetries)", String(format: "%.2f ms", upstream.latencyMilliseconds)]
+            })
+        }
         return out
     }
 

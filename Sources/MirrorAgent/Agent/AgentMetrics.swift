@@ -76,6 +76,13 @@ final class AgentMetrics: Sendable {
     static var deadClusters: MetricNameDescriptor { name("clusters_dead", "", "Remote clusters whose gateway is marked dead.") }
     static var dnsQueries: MetricNameDescriptor { name("dns_queries", "total", "DNS queries by outcome: answered at once (by rcode, from the table or the cache), forwarded upstream, or dropped.") }
     static var dnsCacheHits: MetricNameDescriptor { name("dns_cache_hits", "total", "Forwarded names answered from the cache.") }
+    static var upstreamQueries: MetricNameDescriptor { name("dns_upstream_queries", "total", "Queries sent to each upstream DNS server (a TCP retry after truncation counts again).") }
+    static var upstreamAnswers: MetricNameDescriptor { name("dns_upstream_answers", "total", "Usable answers (NOERROR, NXDOMAIN) from each upstream.") }
+    static var upstreamTimeouts: MetricNameDescriptor { name("dns_upstream_timeouts", "total", "Queries an upstream did not answer in time.") }
+    static var upstreamErrors: MetricNameDescriptor { name("dns_upstream_errors", "total", "Queries an upstream failed otherwise: socket errors, SERVFAIL/REFUSED, malformed answers.") }
+    static var upstreamTruncated: MetricNameDescriptor { name("dns_upstream_truncated_retries", "total", "Truncated UDP answers asked again over TCP.") }
+    static var upstreamHealthy: MetricNameDescriptor { name("dns_upstream_healthy", "", "1 while the upstream answers; 0 after several failures in a row.") }
+    static var upstreamLatency: MetricNameDescriptor { name("dns_upstream_latency", "seconds", "Smoothed time an upstream takes to answer.") }
     static var servicePackets: MetricNameDescriptor { name("service_packets", "total", "Connections' first packets steered to a mirrored service (kernel counter of its nat map elements).") }
     static var serviceBytes: MetricNameDescriptor { name("service_bytes", "total", "Bytes of those packets (kernel counter of the service's nat map elements).") }
 
@@ -98,6 +105,16 @@ final class AgentMetrics: Sendable {
             mirror(Self.dnsQueries, [("outcome", "forwarded")], dns.forwarded)
             mirror(Self.dnsQueries, [("outcome", "dropped")], dns.dropped)
             mirror(Self.dnsCacheHits, [], dns.cacheHits)
+            for health in dns.upstreams {
+                let labels = [("upstream", health.upstream)]
+                mirror(Self.upstreamQueries, labels, health.queriesSent)
+                mirror(Self.upstreamAnswers, labels, health.answers)
+                mirror(Self.upstreamTimeouts, labels, health.timeouts)
+                mirror(Self.upstreamErrors, labels, health.errors)
+                mirror(Self.upstreamTruncated, labels, health.truncatedRetries)
+                gauge(Self.upstreamHealthy, labels).set(to: health.healthy ? 1 : 0)
+                gauge(Self.upstreamLatency, labels).set(to: Double(health.latencyMicroseconds) / 1_000_000)
+            }
         }
         updateServiceSeries(counters)
         return registry.emitToString()

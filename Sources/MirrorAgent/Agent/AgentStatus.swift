@@ -54,12 +54,28 @@ struct AgentStatus: Codable, Sendable {
         var detail: [String: String]
     }
 
+    /// How one `--upstream` DNS server has been doing.
+    struct Upstream: Codable, Sendable {
+        var upstream: String
+        var healthy: Bool
+        var queriesSent: UInt64
+        var answers: UInt64
+        var timeouts: UInt64
+        var errors: UInt64
+        var truncatedRetries: UInt64
+        /// Smoothed answer time.
+        var latencyMilliseconds: Double
+        var consecutiveFailures: Int
+    }
+
     var agent: Agent
     var feed: Feed
     var clusters: [ClusterInfo]
     var services: [ServiceInfo]
     var dns: Part
     var nftables: Part
+    /// Empty when DNS is off or not started yet; absent from older agents.
+    var upstreams: [Upstream]? = nil
 }
 
 extension AgentStatus {

@@ -92,7 +92,8 @@ actor StatusBoard {
     func snapshot(counters: [String: Counter]) async -> AgentStatus {
         let (clusters, services) = AgentStatus.inventory(store, counters: counters)
         var parts = self.parts
-        if let statistics = await currentDNSStatistics() {
+        let statistics = await currentDNSStatistics()
+        if let statistics {
             let codes = statistics.answeredByCode.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }
             parts["dns", default: PartRecord(enabled: true)].detail["queries"] =
                 (codes + ["cache hits \(statistics.cacheHits)", "forwarded \(statistics.forwarded)", "dropped \(statistics.dropped)"]).joined(separator: ", ")
@@ -106,7 +107,14 @@ actor StatusBoard {
         return AgentStatus(
             agent: .init(pid: ProcessInfo.processInfo.processIdentifier, version: MirrorAgentCommand.configuration.version, startedAt: startedAt),
             feed: .init(source: source, ready: ready, revision: store.revision, lastChange: lastChange, updates: updates, lastError: feedError),
-            clusters: clusters, services: services, dns: part("dns"), nftables: part("nftables"))
+            clusters: clusters, services: services, dns: part("dns"), nftables: part("nftables"),
+            upstreams: (statistics?.upstreams ?? []).map { health in
+                AgentStatus.Upstream(upstream: health.upstream, healthy: health.healthy, queriesSent: health.queriesSent,
+                                     answers: health.answers, timeouts: health.timeouts, errors: health.errors,
+                                     truncatedRetries: health.truncatedRetries,
+                                     latencyMilliseconds: Double(health.latencyMicroseconds) / 1000,
+                                     consecutiveFailures: health.consecutiveFailures)
+            })
     }
 }
 
