@@ -149,8 +149,18 @@ extension FeedEvent: Codable {
 
     /// Decodes one line (without its `\n`).
     ///
+    /// Lines in the form the server writes are read in place (``decodeFast(_:)``, ~10× cheaper
+    /// than `JSONDecoder`, and every agent decodes every delta); anything else, including
+    /// every malformed line, goes through `JSONDecoder`.
     /// - Throws: ``FeedProtocolError/malformedEvent(_:)`` naming what is wrong.
     public static func decode(line: ByteBuffer) throws -> FeedEvent {
+        if let event = line.withUnsafeReadableBytes({ try? decodeFast($0) }) { return event }
+        return try decodeWithFoundation(line: line)
+    }
+
+    /// The reference decoder (`JSONDecoder`), for lines outside the fast path's subset; public
+    /// so that benchmarks can compare the two.
+    public static func decodeWithFoundation(line: ByteBuffer) throws -> FeedEvent {
         do {
             return try lineDecoder.decode(FeedEvent.self, from: Data(line.readableBytesView))
         } catch let error as DecodingError {
