@@ -42,6 +42,7 @@ func runDriver(_ arguments: [String]) async throws {
 
     let bytesBefore = try metric("mirror_feed_bytes_sent_total", url: url, tls: tls)
     let serverCPUBefore = cpuSeconds(pid: serverPID)
+    let clientsCPUBefore = children.compactMap { cpuSeconds(pid: $0.pid) }.reduce(0, +)
     var lasts: [Double] = [], firsts: [Double] = []
     for step in 1...changes {
         let revision = initial + UInt64(step)
@@ -60,6 +61,10 @@ func runDriver(_ arguments: [String]) async throws {
         print(String(format: "server CPU:  %.1f ms per change for %d watchers (%.1f us per watcher; includes re-reading the state file)",
                      perChange, watchers, perChange * 1000 / Double(watchers)))
     }
+    // Also counts what clients do between changes: next to nothing (bookmarks are 60 s apart).
+    let clientsCPU = (children.compactMap { cpuSeconds(pid: $0.pid) }.reduce(0, +) - clientsCPUBefore) * 1000 / Double(changes)
+    print(String(format: "clients CPU: %.1f ms per change over all %d watchers (%.1f us per watcher: ",
+                 clientsCPU, watchers, clientsCPU * 1000 / Double(watchers)) + (wireOnly ? "receive, find the revision)" : "receive, decode, validate, apply)"))
     let sorted = lasts.sorted(), sortedFirsts = firsts.sorted()
     print(String(format: "propagation: p50 %.1f ms  p99 %.1f ms  max %.1f ms", percentile(sorted, 50), percentile(sorted, 99), sorted.last ?? .nan)
           + "  (file rename -> last of \(watchers) watchers \(wireOnly ? "received it" : "decoded+validated+applied it"), \(changes) changes)")
@@ -131,6 +136,8 @@ final class ClientReports: Sendable {
 final class ClientsProcess: Sendable {
     private let process: Process
     private let input: Pipe
+    /// The child's process id, for its CPU time.
+    var pid: Int32 { process.processIdentifier }
 
     init(arguments: [String], reports: ClientReports) throws {
         let process = Process()

@@ -68,16 +68,21 @@ struct FeedJSONScanner {
     mutating func string() throws -> String {
         try expect(UInt8(ascii: "\""))
         let start = index
+        var ascii = true
         while index < bytes.count {
             let byte = bytes[index]
             if byte == UInt8(ascii: "\"") {
-                let text = String(validating: UnsafeRawBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self)
+                let raw = UnsafeRawBufferPointer(rebasing: bytes[start..<index])
                 index += 1
-                guard let text else { throw Unsupported() }
+                // ASCII is valid UTF-8 as is (the common case, and the cheap constructor);
+                // anything else must be valid UTF-8, as JSONDecoder requires.
+                if ascii { return String(decoding: raw, as: UTF8.self) }
+                guard let text = String(validating: raw, as: UTF8.self) else { throw Unsupported() }
                 return text
             }
             // Escapes and raw control characters go to the full decoder.
             guard byte != UInt8(ascii: "\\"), byte >= 0x20 else { throw Unsupported() }
+            if byte >= 0x80 { ascii = false }
             index += 1
         }
         throw Unsupported()
