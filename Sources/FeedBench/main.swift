@@ -13,7 +13,11 @@
 //       one process of watchers (started by `run`); reports on stdout.
 //   FeedBench micro
 //       the client's CPU per delta (decode, validate and apply one 16-endpoint service).
+//   FeedBench publisher --services N
+//       the server's CPU per change after reading the source (order, check, encode deltas).
 import Foundation
+import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import Sync
 
@@ -53,6 +57,41 @@ func runMicro() throws {
     print(String(format: "decode %.1f us (JSONDecoder: %.1f us) + validate/apply %.1f us", decode, foundation, apply))
 }
 
+/// The feed server's cost per change beyond reading the source, by state size: ordering
+/// and checking the deltas against the store as last published, encoding and queuing them
+/// (no watchers). The source is scripted: stores prepared in advance, one endpoint flipped
+/// per change, handed to the real ``FeedPublisher`` and ``FeedHub``.
+func runPublisherMicro(services: Int) async throws {
+    struct ScriptedSource: MirrorSource {
+        let updates: [MirrorUpdate]
+        let timings: NIOLockedValueBox<[Double]>
+        var description: String { "scripted" }
+        func run(onUpdate: @escaping @Sendable (MirrorUpdate) async -> Void) async throws {
+            for update in updates {
+                let clock = ContinuousClock.now
+                await onUpdate(update)
+                let elapsed = seconds(ContinuousClock.now - clock) * 1000
+                timings.withLockedValue { $0.append(elapsed) }
+            }
+        }
+    }
+    var store = MirrorStore()
+    var updates = [MirrorUpdate(store: store, changes: try store.applySnapshot(benchState(services: services, step: 0), revision: 1))]
+    for step in 1...8 {
+        let changes = try store.applySnapshot(benchState(services: services, step: step), revision: store.revision + 1)
+        updates.append(MirrorUpdate(store: store, changes: changes))
+    }
+    let timings = NIOLockedValueBox<[Double]>([])
+    let hub = FeedHub()
+    var logger = Logger(label: "feed-bench")
+    logger.logLevel = .error
+    try await FeedPublisher(hub: hub, source: ScriptedSource(updates: updates, timings: timings), logger: logger).run()
+    let perChange = timings.withLockedValue { $0 }.dropFirst().sorted()
+    guard hub.revision == 9, let best = perChange.first else { throw BenchError(description: "expected 8 deltas, hub at revision \(hub.revision)") }
+    print(String(format: "publisher: %.2f ms per one-endpoint change with %d services (best of %d; median %.2f ms)",
+                 best, services + 1, perChange.count, percentile(perChange, 50)))
+}
+
 let arguments = Array(CommandLine.arguments.dropFirst())
 do {
     switch arguments.first {
@@ -61,6 +100,8 @@ do {
         try writeAtomically(benchState(services: try intArgument("services", arguments), step: 0), to: statePath)
     case "micro":
         try runMicro()
+    case "publisher":
+        try await runPublisherMicro(services: try intArgument("services", arguments))
     case "run":
         try await runDriver(arguments)
     case "clients":
