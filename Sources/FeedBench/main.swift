@@ -115,6 +115,20 @@ do {
         try writeAtomically(benchState(services: try intArgument("services", arguments), step: 0), to: statePath)
     case "micro":
         try runMicro()
+    case "persist":
+        // What an agent pays to persist its applied state (at most once per persist interval).
+        var store = MirrorStore()
+        let services = try intArgument("services", arguments)
+        try store.applySnapshot(benchState(services: services, step: 0), revision: 1)
+        let directory = NSTemporaryDirectory() + "feed-bench-persist-\(getpid())"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let file = FeedStateFile(directory: directory)
+        let clock = ContinuousClock.now
+        try file.save(store, epoch: "e")
+        let saved = seconds(ContinuousClock.now - clock) * 1000
+        let loadClock = ContinuousClock.now
+        _ = try file.load()
+        print(String(format: "persist: save %.1f ms, load %.1f ms for %d services", saved, seconds(ContinuousClock.now - loadClock) * 1000, services + 1))
     case "publisher":
         try await runPublisherMicro(services: try intArgument("services", arguments))
     case "run":
