@@ -1,3 +1,4 @@
+import Foundation
 import NIOCore
 import Testing
 @testable import Sync
@@ -120,5 +121,57 @@ import Testing
             }
         }
         #expect(accepted > 0)  // e.g. a changed digit or letter inside a value
+    }
+
+    /// Strings that need escapes, non-ASCII text and every optional field: the writer's JSON
+    /// decodes (with JSONDecoder, the reference) to the same value.
+    @Test func theWriterEscapesWhatJSONRequires() throws {
+        let names = ["quote\"d", "back\\slash", "line\nbreak", "tab\tand\r", "bell\u{07}", "Zürich ✓ 🛰", "/slash/", ""]
+        let clusters = names.map { Cluster(name: $0, gateway: Gateway(addresses: [$0, "10.0.0.1"], port: 1, identity: $0, alive: false), masquerade: true) }
+            + [Cluster(name: "flat")]
+        let services = names.enumerated().map { index, name in
+            MirroredService(name: name, namespace: name, cluster: index % 2 == 0 ? name : nil, mode: .federated, ips: [name],
+                            ports: [ServicePort(name: name, protocol: .sctp, port: -index, targetPort: Int.max, gatewayPort: Int.min),
+                                    ServicePort(port: 80)],
+                            endpoints: [Endpoint(ip: name, ready: false, hostname: name, cluster: name), Endpoint(ip: "10.0.0.2")])
+        }
+        let state = MirrorState(clusterDomain: "dom\"ain", clusters: clusters, services: services)
+        for event in [FeedEvent.snapshot(epoch: "ep\\och", revision: 1, state: state), .delta(revision: 2, .upsertService(services[0])),
+                      .delta(revision: 3, .deleteService(ServiceKey(namespace: "a\"", mirroredName: "b\n")))] {
+            var line = try event.encodedLine()
+            #expect(line.readableBytesView.filter { $0 == UInt8(ascii: "\n") }.count == 1)  // one line, whatever the strings
+            line.moveWriterIndex(to: line.writerIndex - 1)
+            #expect(try FeedEvent.decodeWithFoundation(line: line) == event)
+            #expect(try FeedEvent.decode(line: line) == event)
+        }
+        // Without escapes the fast path reads non-ASCII text as is.
+        var plain = try FeedEvent.delta(revision: 4, .deleteCluster(name: "Zürich ✓ 🛰")).encodedLine()
+        plain.moveWriterIndex(to: plain.writerIndex - 1)
+        #expect(plain.withUnsafeReadableBytes { try? FeedEvent.decodeFast($0) } == .delta(revision: 4, .deleteCluster(name: "Zürich ✓ 🛰")))
+    }
+
+    /// The agent's persisted state: written by the writer, read back by the fast path, and
+    /// still readable by JSONDecoder (the format older agents read).
+    @Test func theStateFileRoundTrips() throws {
+        struct Document: Decodable {
+            var format: Int
+            var epoch: String?
+            var revision: UInt64
+            var state: MirrorState
+        }
+        var state = FeedFixtures.state(services: 3, extraClusters: ["berlin"])
+        state.clusters[0].gateway?.identity = "gw.paris"
+        state.services.append(FeedFixtures.flatService(0, endpoints: 3))
+        state.services[3].endpoints[1] = Endpoint(ip: "10.20.9.9", ready: false, hostname: nil, cluster: "paris")
+        state.services[3].ports[0].gatewayPort = 4000
+        var store = MirrorStore()
+        try store.applySnapshot(state, revision: 42)
+        let directory = try FeedFixtures.temporaryDirectory()
+        let file = FeedStateFile(directory: directory)
+        try file.save(store, epoch: "e-1")
+        let loaded = try #require(try file.load())
+        #expect(loaded.store.state == store.state && loaded.store.revision == 42 && loaded.epoch == "e-1")
+        let document = try JSONDecoder().decode(Document.self, from: Data(contentsOf: URL(fileURLWithPath: file.path)))
+        #expect(document.format == 1 && document.epoch == "e-1" && document.revision == 42 && document.state == store.state)
     }
 }
