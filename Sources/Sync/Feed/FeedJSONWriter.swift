@@ -27,6 +27,18 @@ struct FeedJSONWriter {
         raw("}")
     }
 
+    /// A store's state in the same shape, services in the store's own order: sorting 100k
+    /// services costs more than writing them, and readers do not need the order.
+    mutating func write(unsorted store: MirrorStore) {
+        raw("{\"clusterDomain\":")
+        string(store.clusterDomain)
+        raw(",\"clusters\":")
+        array(store.clusters.values) { $0.write($1) }
+        raw(",\"services\":")
+        array(store.services.values) { $0.write($1) }
+        raw("}")
+    }
+
     mutating func write(_ cluster: Cluster) {
         raw("{")
         if let gateway = cluster.gateway {
@@ -116,10 +128,12 @@ struct FeedJSONWriter {
 
     // MARK: values
 
-    mutating func array<Element>(_ elements: [Element], _ write: (inout FeedJSONWriter, Element) -> Void) {
+    mutating func array<Elements: Sequence>(_ elements: Elements, _ write: (inout FeedJSONWriter, Elements.Element) -> Void) {
         raw("[")
-        for (index, element) in elements.enumerated() {
-            if index > 0 { raw(",") }
+        var first = true
+        for element in elements {
+            if !first { raw(",") }
+            first = false
             write(&self, element)
         }
         raw("]")
