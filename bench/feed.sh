@@ -66,7 +66,8 @@ PY
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "== feed fan-out: $watchers watchers in $processes client processes, $changes one-endpoint changes, $((services + 1)) services, poll ${poll_ms} ms, $(nproc) cores"
 echo "state file:  $(stat -c %s "$work/state.json") bytes; 'mirror-agent check' of it takes ${parse_ms} ms (process start + parse + validate)"
-echo "client CPU per delta (FeedBench micro, one 16-endpoint service, no network): $("$bin/FeedBench" micro | tr '\n' ' ')"
+echo "client CPU per delta (FeedBench micro, one 16-endpoint service, no network): $("$bin/FeedBench" micro | paste -sd ';' | sed 's/;/; /')"
+echo "server CPU per change after reading the file (FeedBench publisher): $("$bin/FeedBench" publisher --services "$services")"
 
 for mode in $transports; do
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
