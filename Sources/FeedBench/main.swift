@@ -11,8 +11,9 @@
 //       p50/p99 of the time from the file's rename to the last watcher having applied it.
 //   FeedBench clients --url URL --watchers K --initial R --changes C [--wire] [TLS flags]
 //       one process of watchers (started by `run`); reports on stdout.
-//   FeedBench micro
-//       the client's CPU per delta (decode, validate and apply one 16-endpoint service).
+//   FeedBench micro [--services N]
+//       the client's CPU per delta (decode, validate and apply one 16-endpoint service) in a
+//       store of N services (default 1000).
 //   FeedBench publisher --services N
 //       the server's CPU per change after reading the source (order, check, encode deltas).
 import Foundation
@@ -23,8 +24,8 @@ import Sync
 
 /// Client-side cost of one delta without network: decode (the fast path and, for
 /// comparison, JSONDecoder) and validate + apply.
-func runMicro() throws {
-    let state = benchState(services: 1000, step: 0)
+func runMicro(services: Int) throws {
+    let state = benchState(services: services, step: 0)
     var lines: [ByteBuffer] = []
     for step in 1...2000 {
         let flat = benchState(services: 0, step: step).services[0]
@@ -114,7 +115,7 @@ do {
         let statePath = try argument("state", arguments)
         try writeAtomically(benchState(services: try intArgument("services", arguments), step: 0), to: statePath)
     case "micro":
-        try runMicro()
+        try runMicro(services: (try? intArgument("services", arguments)) ?? 1000)
     case "persist":
         // What an agent pays to persist its applied state (at most once per persist interval).
         var store = MirrorStore()
