@@ -1,6 +1,7 @@
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 import Sync
 
 /// A minimal watcher for the fan-out-only mode: reads the stream and notes each event's
@@ -11,12 +12,12 @@ final class WireWatcher: ChannelInboundHandler {
     typealias InboundIn = HTTPClientResponsePart
 
     private let index: Int
-    private let progress: Progress
+    private let tally: WatcherTally
     private var splitter = FeedLineSplitter(limit: 64 << 20)
 
-    init(index: Int, progress: Progress) {
+    init(index: Int, tally: WatcherTally) {
         self.index = index
-        self.progress = progress
+        self.tally = tally
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -26,7 +27,7 @@ final class WireWatcher: ChannelInboundHandler {
         while let line = try? splitter.nextLine() {
             if let revision = Self.revision(of: line) { latest = revision }
         }
-        if let latest { progress.record(watcher: index, revision: latest) }
+        if let latest { tally.record(watcher: index, revision: latest) }
     }
 
     /// The number after the first `"revision":`.
@@ -43,14 +44,17 @@ final class WireWatcher: ChannelInboundHandler {
         return index == start ? nil : value
     }
 
-    /// Opens one watch connection.
-    static func connect(endpoint: FeedEndpoint, index: Int, progress: Progress, group: any EventLoopGroup) async throws -> any Channel {
+    /// Opens one watch connection (over TLS when `tls` is given, as the agent's client does).
+    static func connect(endpoint: FeedEndpoint, tls: NIOSSLContext?, index: Int, tally: WatcherTally,
+                        group: any EventLoopGroup) async throws -> any Channel {
         let channel = try await ClientBootstrap(group: group)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHTTPClientHandlers()
-                    try channel.pipeline.syncOperations.addHandler(WireWatcher(index: index, progress: progress))
+                    let sync = channel.pipeline.syncOperations
+                    if let tls { try sync.addHandler(NIOSSLClientHandler(context: tls, serverHostname: endpoint.hostIsIPAddress ? nil : endpoint.host)) }
+                    try sync.addHTTPClientHandlers()
+                    try sync.addHandler(WireWatcher(index: index, tally: tally))
                 }
             }
             .connect(host: endpoint.host, port: endpoint.port).get()

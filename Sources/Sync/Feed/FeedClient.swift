@@ -60,7 +60,7 @@ public struct FeedClient: MirrorSource {
         }
         let tlsContext = try configuration.tls?.makeClientContext()
         var applier = FeedApplier()
-        var persistence = FeedPersistence(file: configuration.stateDirectory.map(FeedStateFile.init(directory:)),
+        let persistence = FeedPersistence(file: configuration.stateDirectory.map(FeedStateFile.init(directory:)),
                                           interval: configuration.persistInterval, logger: logger)
         if let restored = persistence.restore() {
             applier = FeedApplier(store: restored.store, epoch: restored.epoch)
@@ -74,7 +74,7 @@ public struct FeedClient: MirrorSource {
         while !Task.isCancelled {
             let connection = FeedConnection(configuration: configuration, tls: tlsContext, group: group)
             do {
-                try await connection.stream(into: &applier, persistence: &persistence, onUpdate: onUpdate)
+                try await connection.stream(into: &applier, persistence: persistence, onUpdate: onUpdate)
                 throw FeedClientError.streamEnded
             } catch where Task.isCancelled {
                 break
@@ -83,7 +83,7 @@ public struct FeedClient: MirrorSource {
                     "feed": "\(configuration.endpoint)", "revision": "\(applier.store.revision)", "error": "\(error)",
                 ])
             }
-            persistence.persist(applier, force: true)
+            await persistence.persistNow(applier)
             if applier.streamStarted { backoff = configuration.initialBackoff }
             // "Equal jitter": half the delay fixed, half random, so a fleet restarted together
             // spreads its reconnects.
@@ -95,7 +95,7 @@ public struct FeedClient: MirrorSource {
             }
             backoff = min(backoff * 2, configuration.maxBackoff)
         }
-        persistence.persist(applier, force: true)
+        await persistence.persistNow(applier)
     }
 }
 
@@ -115,52 +115,6 @@ public enum FeedClientError: Error, CustomStringConvertible {
         case let .httpStatus(code, reason): "feed answered HTTP \(code) \(reason)"
         case let .silent(after): "no data from the feed for \(after.nanoseconds / 1_000_000) ms (missed bookmarks); reconnecting"
         case .streamEnded: "the feed closed the stream"
-        }
-    }
-}
-
-/// Persists the applied state at most every `interval`, and keeps quiet about repeated
-/// failures (one warning until a save succeeds again).
-struct FeedPersistence {
-    let file: FeedStateFile?
-    let interval: Duration
-    let logger: Logger
-    private var saved: (revision: UInt64, epoch: String?)?
-    private var lastSave: ContinuousClock.Instant?
-    private var failing = false
-
-    init(file: FeedStateFile?, interval: Duration, logger: Logger) {
-        self.file = file
-        self.interval = interval
-        self.logger = logger
-    }
-
-    mutating func restore() -> FeedStateFile.Contents? {
-        guard let file else { return nil }
-        do {
-            let contents = try file.load()
-            if let contents { saved = (contents.store.revision, contents.epoch) }
-            return contents
-        } catch {
-            logger.error("ignoring the persisted feed state", metadata: ["path": "\(file.path)", "error": "\(error)"])
-            return nil
-        }
-    }
-
-    mutating func persist(_ applier: FeedApplier, force: Bool) {
-        guard let file, applier.epoch != nil else { return }
-        if let saved, saved.revision == applier.store.revision, saved.epoch == applier.epoch { return }
-        let now = ContinuousClock.now
-        if !force, let lastSave, now - lastSave < interval { return }
-        do {
-            try file.save(applier.store, epoch: applier.epoch)
-            saved = (applier.store.revision, applier.epoch)
-            lastSave = now
-            failing = false
-        } catch {
-            lastSave = now
-            if !failing { logger.warning("could not persist the feed state", metadata: ["error": "\(error)"]) }
-            failing = true
         }
     }
 }

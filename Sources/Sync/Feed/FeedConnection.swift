@@ -12,7 +12,7 @@ struct FeedConnection {
 
     /// Streams events into `applier`, reporting each batch of applied events (those decoded
     /// from one network read) as one update. Returns or throws when the stream ends.
-    func stream(into applier: inout FeedApplier, persistence: inout FeedPersistence,
+    func stream(into applier: inout FeedApplier, persistence: FeedPersistence,
                 onUpdate: @escaping @Sendable (MirrorUpdate) async -> Void) async throws {
         let endpoint = configuration.endpoint
         let channel = try await connect()
@@ -48,7 +48,7 @@ struct FeedConnection {
                         throw error
                     }
                     if applied { await onUpdate(MirrorUpdate(store: applier.store, changes: changes)) }
-                    persistence.persist(applier, force: false)
+                    persistence.persistIfDue(applier)
                 case .end:
                     throw FeedClientError.streamEnded
                 }

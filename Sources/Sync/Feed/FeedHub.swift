@@ -35,7 +35,7 @@ public final class FeedHub: Sendable {
 
     struct State {
         var revision: UInt64 = 0
-        var current: MirrorState?
+        var current: FeedCurrentState?
         var snapshotLine: ByteBuffer?
         var history: FeedHistory
         var loops: [ObjectIdentifier: FeedLoopWatchers] = [:]
@@ -59,7 +59,7 @@ public final class FeedHub: Sendable {
     public var revision: UInt64 { state.withLockedValue { $0.revision } }
 
     /// The state served (for tests and `dump`).
-    public var currentState: MirrorState? { state.withLockedValue { $0.current } }
+    public var currentState: MirrorState? { state.withLockedValue { $0.current }?.state }
 
     // MARK: publishing
 
@@ -71,7 +71,7 @@ public final class FeedHub: Sendable {
             let line = try FeedEvent.snapshot(epoch: epoch, revision: revision, state: newState).encodedChunk()
             let wasReady = s.current != nil
             s.revision = revision
-            s.current = newState
+            s.current = .state(newState)
             s.snapshotLine = line
             s.history.reset(at: revision)
             let batch = FeedBroadcast(lines: [(revision, line, "snapshot")], isReset: true)
@@ -88,6 +88,17 @@ public final class FeedHub: Sendable {
     /// Publishes `deltas`, in order, each at its own revision; `newState` is the state after
     /// the last one. The caller has checked that they apply cleanly in this order.
     public func publish(_ deltas: [MirrorDelta], resulting newState: MirrorState) throws {
+        try publish(deltas, resulting: .state(newState))
+    }
+
+    /// Publishes `deltas` like the `MirrorState` variant, with the state after them as a
+    /// store: its sorted ``MirrorStore/state`` (O(n log n)) is then built only when a new
+    /// watcher needs a snapshot, not for every change.
+    public func publish(_ deltas: [MirrorDelta], resulting newStore: MirrorStore) throws {
+        try publish(deltas, resulting: .store(newStore))
+    }
+
+    private func publish(_ deltas: [MirrorDelta], resulting current: FeedCurrentState) throws {
         guard !deltas.isEmpty else { return }
         try state.withLockedValue { s in
             var lines: [(UInt64, ByteBuffer, String)] = []
@@ -99,7 +110,7 @@ public final class FeedHub: Sendable {
             }
             for (revision, line, type) in lines { s.history.append(revision: revision, line: line, type: type) }
             s.revision = revision
-            s.current = newState
+            s.current = current
             s.snapshotLine = nil
             dispatch(FeedBroadcast(lines: lines, isReset: false), to: s.loops)
             let historySize = s.history.count
@@ -158,7 +169,7 @@ public final class FeedHub: Sendable {
                 return .lines(lines, resumed: true, loop: loop)
             }
             if s.snapshotLine == nil {
-                s.snapshotLine = try? FeedEvent.snapshot(epoch: epoch, revision: s.revision, state: current).encodedChunk()
+                s.snapshotLine = try? FeedEvent.snapshot(epoch: epoch, revision: s.revision, state: current.state).encodedChunk()
             }
             guard let snapshot = s.snapshotLine else { return .unavailable }
             let size = snapshot.readableBytes
@@ -191,6 +202,20 @@ public final class FeedHub: Sendable {
         }
         for watchers in loops {
             try? await watchers.eventLoop.flatSubmit { watchers.closeAll() }.get()
+        }
+    }
+}
+
+/// The state served, as published: a whole state, or the store deltas led to (turned into a
+/// sorted state only when needed).
+enum FeedCurrentState: Sendable {
+    case state(MirrorState)
+    case store(MirrorStore)
+
+    var state: MirrorState {
+        switch self {
+        case .state(let state): state
+        case .store(let store): store.state
         }
     }
 }

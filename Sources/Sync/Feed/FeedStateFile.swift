@@ -1,4 +1,5 @@
 import Foundation
+import NIOCore
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -31,7 +32,7 @@ public struct FeedStateFile: Sendable {
         public var changes: ChangeSet
     }
 
-    private struct Document: Codable {
+    fileprivate struct Document: Codable {
         var format: Int
         var epoch: String?
         var revision: UInt64
@@ -41,15 +42,13 @@ public struct FeedStateFile: Sendable {
     /// Writes `store` (and the `epoch` its revision belongs to).
     /// - Throws: ``FeedStateFileError`` naming the file and the failing call.
     public func save(_ store: MirrorStore, epoch: String?) throws {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        let data = try encoder.encode(Document(format: 1, epoch: epoch, revision: store.revision, state: store.state))
+        let data = Self.encode(store, epoch: epoch)
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let temporary = path + ".tmp"
         let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw FeedStateFileError(path: temporary, call: "open", errno: errno) }
         var failure: FeedStateFileError?
-        data.withUnsafeBytes { raw in
+        data.withUnsafeReadableBytes { raw in
             var offset = 0
             while offset < raw.count, let base = raw.baseAddress {
                 let written = write(fd, base + offset, raw.count - offset)
@@ -90,10 +89,14 @@ public struct FeedStateFile: Sendable {
             throw StateFileError(path: path, reason: (error as NSError).localizedDescription)
         }
         let document: Document
-        do {
-            document = try JSONDecoder().decode(Document.self, from: data)
-        } catch let error as DecodingError {
-            throw StateFileError(path: path, reason: "not a feed state file (\(error.feedSummary))")
+        if let fast = data.withUnsafeBytes({ try? Self.decodeFast($0) }) {
+            document = fast
+        } else {
+            do {
+                document = try JSONDecoder().decode(Document.self, from: data)
+            } catch let error as DecodingError {
+                throw StateFileError(path: path, reason: "not a feed state file (\(error.feedSummary))")
+            }
         }
         guard document.format == 1 else {
             throw StateFileError(path: path, reason: "format \(document.format) is not understood by this version")
@@ -101,6 +104,46 @@ public struct FeedStateFile: Sendable {
         var store = MirrorStore()
         let changes = try store.applySnapshot(document.state, revision: document.revision)
         return Contents(store: store, epoch: document.epoch, changes: changes)
+    }
+}
+
+extension FeedStateFile {
+    /// The document as `JSONEncoder` with sorted keys would write it (services unsorted),
+    /// by ``FeedJSONWriter``: a 100k-service state in a fraction of a second instead of ~3 s.
+    fileprivate static func encode(_ store: MirrorStore, epoch: String?) -> ByteBuffer {
+        var writer = FeedJSONWriter(capacity: 256 + store.services.count * 256)
+        writer.raw("{")
+        if let epoch {
+            writer.raw("\"epoch\":")
+            writer.string(epoch)
+            writer.raw(",")
+        }
+        writer.raw("\"format\":1,\"revision\":")
+        writer.unsigned(store.revision)
+        writer.raw(",\"state\":")
+        writer.write(unsorted: store)
+        writer.raw("}\n")
+        return writer.buffer
+    }
+
+    /// Reads a file in the form ``encode(_:)`` writes; anything else throws
+    /// ``FeedJSONScanner/Unsupported`` and goes to `JSONDecoder`, which names the problem.
+    fileprivate static func decodeFast(_ bytes: UnsafeRawBufferPointer) throws -> Document {
+        var scanner = FeedJSONScanner(bytes)
+        var format: Int?, epoch: String?, revision: UInt64?, state: MirrorState?
+        var seen = FeedFieldSet()
+        try scanner.object { s, key in
+            switch key {
+            case "format": try seen.insert(0); format = try s.int()
+            case "epoch": try seen.insert(1); epoch = try s.null() ? nil : try s.string()
+            case "revision": try seen.insert(2); revision = try s.unsigned()
+            case "state": try seen.insert(3); state = try s.mirrorState()
+            default: throw FeedJSONScanner.Unsupported()
+            }
+        }
+        try scanner.end()
+        guard let format, let revision, let state else { throw FeedJSONScanner.Unsupported() }
+        return Document(format: format, epoch: epoch, revision: revision, state: state)
     }
 }
 
