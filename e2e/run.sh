@@ -44,6 +44,8 @@ wait_for "the first state" bash -c "ip netns exec $NODE $BIN dump --admin-socket
 
 echo "== probes and metrics"
 expect "/healthz answers" "ok" node curl -sS http://127.0.0.1:9153/healthz
+expect "dump shows the feed connected" "  connected since" node "$BIN" dump --admin-socket "$WORK/admin.sock"
+expect "/metrics shows the feed connected" "mirror_agent_feed_connected 1" node curl -sS http://127.0.0.1:9153/metrics
 expect "/readyz is ready once the first state is applied" "ready" node curl -sS http://127.0.0.1:9153/readyz
 expect "/metrics exposes the revision" "mirror_agent_revision 1" node curl -sS http://127.0.0.1:9153/metrics
 expect "/metrics counts syncs per part" 'mirror_agent_syncs_total{part="nftables"} 1' node curl -sS http://127.0.0.1:9153/metrics
@@ -124,6 +126,7 @@ stop_feed
 sleep 1
 expect "feed down: DNS unchanged" "10.112.0.10" pod dig +short bar-paris.default.svc.cluster.local
 expect "feed down: traffic unchanged" "greetings from paris" pod curl -sS --max-time 3 http://bar-paris/
+expect "dump says the feed is down and the last state is served" "DISCONNECTED (serving the last state)" node "$BIN" dump --admin-socket "$WORK/admin.sock"
 
 echo "== agent restart (feed still down: the new agent starts from its persisted state)"
 probe_failures=0 probes=0
@@ -155,6 +158,7 @@ start_feed
 set_state 's/ips: \["10.112.0.13"\]/ips: ["10.112.0.14"]/'
 wait_for "the change after the feed came back" bash -c "ip netns exec $POD dig +short qux-berlin.default.svc.cluster.local | grep -q 10.112.0.14"
 expect "the agent resumed from the feed" "greetings from berlin" pod curl -sS --max-time 3 http://qux-berlin/
+expect "dump shows the restarted agent connected to the feed" "  connected since" node "$BIN" dump --admin-socket "$WORK/admin.sock"
 expect "dump --nft reads the kernel" "10.112.0.14 tcp/80 -> 10.99.2.2:4143" node "$BIN" dump --nft
 
 echo

@@ -13,7 +13,13 @@ struct StatusReport {
         let feed = status.feed
         out += "AGENT   pid \(status.agent.pid), version \(status.agent.version), up \(Self.age(status.agent.startedAt))\n"
         out += "FEED    \(feed.source)  \(feed.ready ? "ready" : "NOT READY (no state applied yet)")  revision \(feed.revision)"
-        out += "  last change \(feed.lastChange.map(Self.age) ?? "never")  updates \(feed.updates)\n"
+        out += "  last change \(feed.lastChange.map(Self.age) ?? "never")  updates \(feed.updates)"
+        if let connected = feed.connected {
+            out += connected ? "  connected" : "  DISCONNECTED (serving the last state)"
+            if let since = feed.since { out += " since \(Self.age(since))" }
+            out += "  reconnects \(feed.reconnects ?? 0)"
+        }
+        out += "\n"
         if let error = feed.lastError { out += "        last error: \(error)\n" }
         out += "\n" + Self.table(header: ["CLUSTER", "GATEWAY", "ALIVE", "MASQUERADE", "SERVICES"], rows: status.clusters.map { cluster in
             let gateway = cluster.gatewayAddresses.isEmpty ? "-" : cluster.gatewayAddresses.joined(separator: ",") + ":\(cluster.gatewayPort ?? 0)"

@@ -74,6 +74,8 @@ final class AgentMetrics: Sendable {
     static var services: MetricNameDescriptor { name("services", "", "Mirrored services held.") }
     static var clusters: MetricNameDescriptor { name("clusters", "", "Remote clusters held.") }
     static var deadClusters: MetricNameDescriptor { name("clusters_dead", "", "Remote clusters whose gateway is marked dead.") }
+    static var feedConnected: MetricNameDescriptor { name("feed_connected", "", "1 while the watch stream to the mirror feed is up (network feeds only).") }
+    static var feedReconnects: MetricNameDescriptor { name("feed_reconnects", "total", "Times the feed stream was re-established after being lost.") }
     static var dnsQueries: MetricNameDescriptor { name("dns_queries", "total", "DNS queries by outcome: answered at once (by rcode, from the table or the cache), forwarded upstream, or dropped.") }
     static var dnsCacheHits: MetricNameDescriptor { name("dns_cache_hits", "total", "Forwarded names answered from the cache.") }
     static var upstreamQueries: MetricNameDescriptor { name("dns_upstream_queries", "total", "Queries sent to each upstream DNS server (a TCP retry after truncation counts again).") }
@@ -88,13 +90,17 @@ final class AgentMetrics: Sendable {
 
     /// Copies the figures other parts own into the registry and renders the exposition.
     /// `counters` are the kernel's per-service packet and byte counters, keyed by service.
-    func scrape(store: MirrorStore, ready: Bool, dns: DNSStatistics?,
+    func scrape(store: MirrorStore, ready: Bool, dns: DNSStatistics?, feed: FeedLinkRecorder.Link? = nil,
                 counters: [String: (packets: UInt64, bytes: UInt64)]) -> String {
-        scrapeLock.withLock { render(store: store, ready: ready, dns: dns, counters: counters) }
+        scrapeLock.withLock { render(store: store, ready: ready, dns: dns, feed: feed, counters: counters) }
     }
 
-    private func render(store: MirrorStore, ready: Bool, dns: DNSStatistics?,
+    private func render(store: MirrorStore, ready: Bool, dns: DNSStatistics?, feed: FeedLinkRecorder.Link?,
                         counters: [String: (packets: UInt64, bytes: UInt64)]) -> String {
+        if let feed {
+            gauge(Self.feedConnected).set(to: feed.connected ? 1 : 0)
+            mirror(Self.feedReconnects, [], UInt64(feed.reconnects))
+        }
         gauge(Self.ready).set(to: ready ? 1 : 0)
         gauge(Self.revision).set(to: Double(store.revision))
         gauge(Self.services).set(to: Double(store.services.count))

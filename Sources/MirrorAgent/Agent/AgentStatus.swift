@@ -19,6 +19,11 @@ struct AgentStatus: Codable, Sendable {
         var lastChange: Date?
         var updates: Int
         var lastError: String?
+        /// For a network feed (nil for a state file): whether the watch stream is up, since
+        /// when (or since when it is down), and how many times it was re-established.
+        var connected: Bool? = nil
+        var since: Date? = nil
+        var reconnects: Int? = nil
     }
 
     struct ClusterInfo: Codable, Sendable {

@@ -39,6 +39,12 @@ actor StatusBoard {
 
     /// Prometheus counters; events are recorded as they come, the rest is copied in per scrape.
     nonisolated let metrics: AgentMetrics
+    /// The feed connection's state, when the source is a network feed.
+    private var feedLink: FeedLinkRecorder?
+
+    func setFeedLink(_ recorder: FeedLinkRecorder) {
+        feedLink = recorder
+    }
 
     init(source: String, parts: [String: Bool], metrics: AgentMetrics = AgentMetrics()) {
         self.source = source
@@ -106,7 +112,7 @@ actor StatusBoard {
         }
         return AgentStatus(
             agent: .init(pid: ProcessInfo.processInfo.processIdentifier, version: MirrorAgentCommand.configuration.version, startedAt: startedAt),
-            feed: .init(source: source, ready: ready, revision: store.revision, lastChange: lastChange, updates: updates, lastError: feedError),
+            feed: feedStatus(),
             clusters: clusters, services: services, dns: part("dns"), nftables: part("nftables"),
             upstreams: (statistics?.upstreams ?? []).map { health in
                 AgentStatus.Upstream(upstream: health.upstream, healthy: health.healthy, queriesSent: health.queriesSent,
@@ -119,6 +125,18 @@ actor StatusBoard {
 }
 
 extension StatusBoard {
+    private func feedStatus() -> AgentStatus.Feed {
+        var feed = AgentStatus.Feed(source: source, ready: ready, revision: store.revision, lastChange: lastChange,
+                                    updates: updates, lastError: feedError)
+        if let link = feedLink?.link {
+            feed.connected = link.connected
+            feed.since = link.since
+            feed.reconnects = link.reconnects
+            feed.lastError = feed.lastError ?? link.lastError
+        }
+        return feed
+    }
+
     /// Whether a scrape should read the kernel's per-service counters: only when the agent
     /// programs nftables and the services fit under the per-service series limit.
     var wantsServiceSeries: Bool { programsNFTables && metrics.serviceSeriesLimit > 0 && store.services.count <= metrics.serviceSeriesLimit }
@@ -127,7 +145,7 @@ extension StatusBoard {
     /// this actor, as for `snapshot`.
     func prometheusText(counters: [String: Counter]) async -> String {
         let statistics = await currentDNSStatistics()
-        return metrics.scrape(store: store, ready: ready, dns: statistics,
+        return metrics.scrape(store: store, ready: ready, dns: statistics, feed: feedLink?.link,
                               counters: counters.mapValues { (packets: $0.packets, bytes: $0.bytes) })
     }
 }

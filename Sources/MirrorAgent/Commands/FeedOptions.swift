@@ -53,7 +53,8 @@ struct FeedClientOptions: ParsableArguments {
     }
 
     /// The feed client for `feed`, or nil when `feed` is not an http(s) URL.
-    func makeSource(feed: String, logger: Logger) throws -> (any MirrorSource)? {
+    /// `link` is told when the feed stream comes up or goes down (network feeds only).
+    func makeSource(feed: String, link: FeedLinkRecorder? = nil, logger: Logger) throws -> (any MirrorSource)? {
         guard let endpoint = try endpoint(for: feed) else { return nil }
         var tls: FeedTLSFiles?
         if let tlsCert, let tlsKey, let ca { tls = FeedTLSFiles(certificate: tlsCert, key: tlsKey, ca: ca) }
@@ -65,6 +66,7 @@ struct FeedClientOptions: ParsableArguments {
         }
         var configuration = FeedClient.Configuration(endpoint: endpoint, tls: tls, stateDirectory: stateDir)
         configuration.silenceTimeout = .seconds(Int64(feedSilenceTimeout))
+        if let link { configuration.onLinkChange = { link.record($0) } }
         return FeedClient(configuration: configuration, logger: logger)
     }
 }

@@ -85,7 +85,10 @@ struct Run: AsyncParsableCommand {
         var parts: [NodeAgent.Part] = []
         if let rulesComponent { parts.append(.init(name: "nftables", consumer: rulesComponent)) }
         if let dnsPart { parts.append(.init(name: "dns", consumer: dnsPart)) }
-        let source = try feedClient.makeSource(feed: feed, logger: logger) ?? FileMirrorSource(path: try sourceLocation(), logger: logger)
+        let link = FeedLinkRecorder()
+        let network = try feedClient.makeSource(feed: feed, link: link, logger: logger)
+        if network != nil { await board.setFeedLink(link) }
+        let source = try network ?? FileMirrorSource(path: try sourceLocation(), logger: logger)
         await board.configure(source: source.description, parts: ["nftables": rulesComponent != nil, "dns": dnsPart != nil])
         if let dnsPart { await board.setDNSStatisticsSource { await dnsPart.statistics() } }
         let agent = NodeAgent(board: board, parts: parts, logger: logger)

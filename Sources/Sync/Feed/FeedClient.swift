@@ -29,6 +29,9 @@ public struct FeedClient: MirrorSource {
         public var persistInterval: Duration = .seconds(1)
         /// The longest event line accepted (a snapshot of the whole state is one line).
         public var lineLimit = 256 << 20
+        /// Told when a watch stream is established and when it is lost, so the agent can show
+        /// whether its feed is connected (`mirror-agent dump`, `/metrics`).
+        public var onLinkChange: (@Sendable (FeedLinkEvent) -> Void)?
 
         public init(endpoint: FeedEndpoint, tls: FeedTLSFiles?, stateDirectory: String?) {
             self.endpoint = endpoint
@@ -79,6 +82,7 @@ public struct FeedClient: MirrorSource {
             } catch where Task.isCancelled {
                 break
             } catch {
+                configuration.onLinkChange?(.lost(reason: "\(error)"))
                 logger.warning("feed connection lost; keeping the last applied state", metadata: [
                     "feed": "\(configuration.endpoint)", "revision": "\(applier.store.revision)", "error": "\(error)",
                 ])
@@ -97,6 +101,14 @@ public struct FeedClient: MirrorSource {
         }
         await persistence.persistNow(applier)
     }
+}
+
+/// A change of a ``FeedClient``'s link to its feed.
+public enum FeedLinkEvent: Sendable, Equatable {
+    /// The feed accepted the watch (HTTP 200); events follow.
+    case established
+    /// The connection failed or ended; the client keeps its state and reconnects.
+    case lost(reason: String)
 }
 
 /// Why a feed connection ended.

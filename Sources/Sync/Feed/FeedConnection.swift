@@ -31,6 +31,7 @@ struct FeedConnection {
                 switch part {
                 case .head(let head):
                     guard head.status == .ok else { throw FeedClientError.httpStatus(Int(head.status.code), head.status.reasonPhrase) }
+                    configuration.onLinkChange?(.established)
                 case .body(let bytes):
                     splitter.append(bytes)
                     var changes = ChangeSet()

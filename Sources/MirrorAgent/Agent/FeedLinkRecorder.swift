@@ -1,0 +1,38 @@
+import Foundation
+import NIOConcurrencyHelpers
+import Sync
+
+/// Whether the agent's feed connection is up, since when, and how often it was lost — what
+/// `dump` and `/metrics` show about the feed. Written from the feed client's connection task
+/// (hence a lock, not the board's actor), read when someone asks.
+final class FeedLinkRecorder: Sendable {
+    struct Link: Sendable {
+        var connected = false
+        /// When the current stream was established, or when the last one was lost.
+        var since: Date?
+        /// Streams established after the first one.
+        var reconnects = 0
+        var established = 0
+        var lastError: String?
+    }
+
+    private let state = NIOLockedValueBox(Link())
+
+    var link: Link { state.withLockedValue { $0 } }
+
+    func record(_ event: FeedLinkEvent) {
+        state.withLockedValue { link in
+            switch event {
+            case .established:
+                if link.established > 0 { link.reconnects += 1 }
+                link.established += 1
+                link.connected = true
+                link.since = Date()
+            case .lost(let reason):
+                if link.connected { link.since = Date() }
+                link.connected = false
+                link.lastError = reason
+            }
+        }
+    }
+}
