@@ -1,4 +1,5 @@
 import NIOConcurrencyHelpers
+import Prometheus
 
 /// The feed server's counters, rendered in the Prometheus text exposition format at
 /// `/metrics`. Updated from every event loop, so behind one lock; writers batch per broadcast.
@@ -17,6 +18,8 @@ public final class FeedMetrics: Sendable {
     }
 
     private let values = NIOLockedValueBox(Values())
+    /// Scrapes copy totals in (reset, then add): one at a time.
+    private let exposition = NIOLockedValueBox(PrometheusCollectorRegistry())
 
     public init() {}
 
@@ -33,28 +36,38 @@ public final class FeedMetrics: Sendable {
     /// How many watch streams started with a snapshot (`snapshot`) or resumed (`resume`).
     public func watchesStarted(_ kind: String) -> UInt64 { values.withLockedValue { $0.watchesStarted[kind] ?? 0 } }
 
-    /// The Prometheus text exposition (version 0.0.4).
+    /// The Prometheus text exposition (version 0.0.4), through a swift-prometheus registry.
+    /// The hot paths only bump ``Values`` under the lock; a scrape copies them in.
     public func render() -> String {
         let v = values.withLockedValue { $0 }
-        var out = ""
-        func metric(_ name: String, _ type: String, _ help: String, _ samples: [(String, String)]) {
-            out += "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n"
-            for (labels, value) in samples { out += "\(name)\(labels) \(value)\n" }
+        return exposition.withLockedValue { registry in
+            func name(_ metric: String, _ unit: String, _ help: String) -> MetricNameDescriptor {
+                MetricNameDescriptor(namespace: "mirror_feed", metricName: metric, unitName: unit, helpText: help)
+            }
+            func gauge(_ descriptor: MetricNameDescriptor, _ value: Int) {
+                registry.makeGauge(descriptor: descriptor).set(to: Double(value))
+            }
+            func counter(_ descriptor: MetricNameDescriptor, _ total: UInt64, _ labels: [(String, String)] = []) {
+                let series = registry.makeCounter(descriptor: descriptor, labels: labels)
+                series.reset()
+                series.increment(by: Int64(clamping: total))
+            }
+            gauge(name("watchers", "", "Open watch streams."), v.watchers)
+            gauge(name("revision", "", "Revision of the state the feed serves."), Int(clamping: v.revision))
+            gauge(name("history_deltas", "", "Deltas held for resuming clients."), v.historySize)
+            counter(name("deltas_published", "total", "Deltas published (each sent to every watcher)."), v.deltasPublished)
+            counter(name("snapshots_published", "total", "Changes published as a whole snapshot (not expressible as deltas)."), v.snapshotsPublished)
+            let events = name("events_sent", "total", "Events written to watchers, by type.")
+            for kind in ["snapshot", "resume", "upsertCluster", "deleteCluster", "upsertService", "deleteService", "bookmark"] {
+                counter(events, v.eventsSent[kind] ?? 0, [("type", kind)])
+            }
+            counter(name("bytes_sent", "total", "Event bytes written to watchers, with their HTTP chunk framing (without TLS)."), v.bytesSent)
+            counter(name("watchers_cut", "total", "Watchers closed because they fell too far behind; they resume on reconnect."), v.watchersCut)
+            gauge(name("snapshot_bytes_in_flight", "", "Snapshot bytes admitted and not yet written out (bounded; new snapshots get 503 past the bound)."),
+                  v.snapshotBytesInFlight)
+            let starts = name("watches_started", "total", "Watch streams started, by how they began.")
+            for start in ["snapshot", "resume"] { counter(starts, v.watchesStarted[start] ?? 0, [("start", start)]) }
+            return registry.emitToString()
         }
-        metric("mirror_feed_watchers", "gauge", "Open watch streams.", [("", "\(v.watchers)")])
-        metric("mirror_feed_revision", "gauge", "Revision of the state the feed serves.", [("", "\(v.revision)")])
-        metric("mirror_feed_history_deltas", "gauge", "Deltas held for resuming clients.", [("", "\(v.historySize)")])
-        metric("mirror_feed_deltas_published_total", "counter", "Deltas published (each sent to every watcher).", [("", "\(v.deltasPublished)")])
-        metric("mirror_feed_snapshots_published_total", "counter", "Changes published as a whole snapshot (not expressible as deltas).", [("", "\(v.snapshotsPublished)")])
-        let kinds = ["snapshot", "resume", "upsertCluster", "deleteCluster", "upsertService", "deleteService", "bookmark"]
-        metric("mirror_feed_events_sent_total", "counter", "Events written to watchers, by type.",
-               kinds.map { ("{type=\"\($0)\"}", "\(v.eventsSent[$0] ?? 0)") })
-        metric("mirror_feed_bytes_sent_total", "counter", "Event bytes written to watchers, with their HTTP chunk framing (without TLS).", [("", "\(v.bytesSent)")])
-        metric("mirror_feed_watchers_cut_total", "counter", "Watchers closed because they fell too far behind; they resume on reconnect.", [("", "\(v.watchersCut)")])
-        metric("mirror_feed_snapshot_bytes_in_flight", "gauge", "Snapshot bytes admitted and not yet written out (bounded; new snapshots get 503 past the bound).",
-               [("", "\(v.snapshotBytesInFlight)")])
-        metric("mirror_feed_watches_started_total", "counter", "Watch streams started, by how they began.",
-               ["snapshot", "resume"].map { ("{start=\"\($0)\"}", "\(v.watchesStarted[$0] ?? 0)") })
-        return out
     }
 }
