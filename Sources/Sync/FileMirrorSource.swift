@@ -3,8 +3,11 @@ import Logging
 
 /// A state file as a mirror source: applied at start, then again whenever its content changes.
 ///
-/// The file is polled (cheap: one `stat` per interval) rather than watched with inotify, so
-/// that editors replacing the file by rename and ConfigMap symlink swaps are both seen.
+/// Its directory is watched with inotify, so an edit is applied within milliseconds; a poll
+/// (one `stat` per interval) stays as the fallback for filesystems that send no events
+/// (network mounts) and for kernels without inotify. Either way the file is re-read only when
+/// its inode, size or modification time changed, so rename-over-the-file saves and ConfigMap
+/// symlink swaps are both seen.
 public struct FileMirrorSource: MirrorSource {
     public let path: String
     public let pollInterval: Duration
@@ -28,8 +31,24 @@ public struct FileMirrorSource: MirrorSource {
         logger.info("loaded mirror state", metadata: ["source": "\(description)", "services": "\(first.services.count)", "clusters": "\(first.clusters.count)"])
         await onUpdate(MirrorUpdate(store: store, changes: changes))
 
-        while !Task.isCancelled {
-            try await Task.sleep(for: pollInterval)
+        // Wake-ups from inotify and from the poll timer; a burst collapses into one re-read.
+        let (wakeups, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        let directory = (path as NSString).deletingLastPathComponent
+        let watcher = DirectoryWatcher(directory: directory.isEmpty ? "." : directory) { wake.yield() }
+        if watcher == nil {
+            logger.notice("cannot watch the state file's directory with inotify; polling only", metadata: ["source": "\(description)", "interval": "\(pollInterval)"])
+        }
+        defer { watcher?.stop() }
+        let interval = pollInterval
+        let ticker = Task {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: interval)
+                wake.yield()
+            }
+        }
+        defer { ticker.cancel() }
+
+        for await _ in wakeups {
             guard let current = try? stamp(), current != lastStamp else { continue }
             lastStamp = current
             do {
