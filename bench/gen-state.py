@@ -3,7 +3,8 @@
 
 N mirrored service ports: 90% gateway-mode services of cluster `paris` (one gateway address,
 so one DNAT map element each) and 10% remote-discovery services with three ready endpoints
-(a verdict-map element and a per-service chain each). Both clusters are masqueraded.
+(a verdict-map element to the shared chain balance-3 and three balance-targets elements
+each). Both clusters are masqueraded.
 
   gen-state.py N            the state
   gen-state.py N --changed  the same state with one endpoint of one multi-target service not ready
@@ -59,13 +60,17 @@ def state(n, changed=False, removed=False):
 
 
 def nft_change(n):
+    """The agent's batch for --changed as nft commands: the service now has two targets, so its
+    verdict-map element points at balance-2 (created here, as the agent does for the first
+    two-target service), its third target goes, and so does that target's masquerade entry."""
     i = changed_index(n)
-    chain = "svc/default/svc-%d-berlin/tcp/80" % i
-    a, b = pod(i, 0), pod(i, 1)
+    v = vip(i)
     return "\n".join([
-        "flush chain ip mirror-agent %s" % chain,
-        "add rule ip mirror-agent %s meta l4proto tcp numgen random mod 2 == 0 dnat to %s:8080" % (chain, a),
-        "add rule ip mirror-agent %s meta l4proto tcp dnat to %s:8080" % (chain, b),
+        "add chain ip mirror-agent balance-2",
+        "add rule ip mirror-agent balance-2 dnat ip to ip daddr . meta l4proto . th dport . numgen random mod 2 map @balance-targets",
+        "delete element ip mirror-agent service-chains { %s . tcp . 80 }" % v,
+        "add element ip mirror-agent service-chains { %s . tcp . 80 : goto balance-2 }" % v,
+        "delete element ip mirror-agent balance-targets { %s . tcp . 80 . 2 }" % v,
         "delete element ip mirror-agent masquerade-targets { %s . tcp . 8080 }" % pod(i, 2),
     ]) + "\n"
 

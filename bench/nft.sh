@@ -12,7 +12,7 @@
 #   restart      (largest N) agent `run --once` again on the programmed namespace: must send an
 #                empty batch; nft: `nft -f` of "flush ruleset" + the whole ruleset.
 #   one-change   (largest N) a running agent sees one endpoint of one multi-target service go
-#                unready (its chain is rewritten); "program" is its logged feed-event-to-kernel
+#                unready (3 -> 2 targets: a few elements change); "program" is its logged feed-event-to-kernel
 #                time; nft: `nft -f` of the equivalent four commands.
 #   one-removal  (largest N) then one single-target service disappears (one map element).
 # Needs root. Never touches the host's ruleset: everything runs in namespaces it creates.

@@ -72,6 +72,14 @@ public struct IPAddress: Hashable, Comparable, Sendable, CustomStringConvertible
         return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
+    /// Hashes the two words only: the synthesized hash would also hash the family's raw
+    /// `String` value, the dominant cost of hashing 100k set keys. (Equality still compares
+    /// the family.)
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(high)
+        hasher.combine(low)
+    }
+
     public static func < (lhs: IPAddress, rhs: IPAddress) -> Bool {
         (lhs.family == .ip ? 0 : 1, lhs.high, lhs.low) < (rhs.family == .ip ? 0 : 1, rhs.high, rhs.low)
     }

@@ -49,7 +49,9 @@ actor RulesComponent: MirrorConsumer {
         do {
             if needsFullReconcile {
                 var rules: [ServicePortRule] = []
+                rules.reserveCapacity(update.store.services.count)
                 ruleIDs = [:]
+                ruleIDs.reserveCapacity(update.store.services.count)
                 for (key, service) in update.store.services {
                     let translated = RulesTranslator.rules(for: service, clusters: update.store.clusters)
                     ruleIDs[key] = translated.map(\.id)
@@ -63,6 +65,7 @@ actor RulesComponent: MirrorConsumer {
                 ])
                 transaction = try reconciler.reconcile(layout.desired)
                 logger.debug("full reconcile", metadata: [
+                    "checked": "\(reconciler.lastReconcileUsedMarker ? "marker" : "read-back")",
                     "read_ms": "\(String(format: "%.3f", reconciler.lastReadDuration.milliseconds))",
                     "diff_ms": "\(String(format: "%.3f", reconciler.lastDiffDuration.milliseconds))",
                     "commit_ms": "\(String(format: "%.3f", transaction.isEmpty ? 0 : reconciler.lastCommitDuration.milliseconds))",
@@ -118,7 +121,7 @@ actor RulesComponent: MirrorConsumer {
            try kernel.generation() == known {
             return true
         }
-        let snapshot = try reconciler.backend.read(MirrorTables.tableIDs)
+        let snapshot = try reconciler.backend.read(MirrorTables.tableIDs, counters: false)
         return Ruleset.diff(current: snapshot.ruleset, desired: layout.desired).isEmpty
     }
 
