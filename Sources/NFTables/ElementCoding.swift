@@ -52,7 +52,9 @@ enum ElementCoding {
 
     /// Decodes `bytes` as `types`; nil when the length does not match.
     static func values(_ bytes: UnsafeRawBufferPointer, types: [DataType]) -> ValueList? {
-        guard types.count <= ValueList.capacity else { return nil }
+        // A list holds at most one address (see ``ValueList``); nothing the agent writes has more.
+        guard types.count <= ValueList.capacity,
+              types.filter({ $0 == .ipv4Address || $0 == .ipv6Address }).count <= 1 else { return nil }
         let filler = Value.proto(0)
         var parts = (filler, filler, filler, filler)
         var offset = 0

@@ -42,6 +42,13 @@ public struct IPAddress: Hashable, Comparable, Sendable, CustomStringConvertible
         self.low = low
     }
 
+    /// An address from the words ``high`` and ``low`` hold.
+    init(high: UInt64, low: UInt64, family: Family) {
+        self.high = high
+        self.low = low
+        self.family = family
+    }
+
     /// 4 or 16.
     public var byteCount: Int { family == .ip ? 4 : 16 }
 

@@ -116,14 +116,14 @@ public struct MirrorTables: Sendable {
     /// Adds or removes everything `rule` contributes, in both tables.
     private mutating func apply(_ rule: ServicePortRule, adding: Bool, scope: inout DiffScope, track: Bool) {
         for family in Family.allCases {
-            let vips = rule.addresses.filter { $0.family == family }
+            // Most rules are single-family: share their arrays instead of filtering copies.
+            let vips = rule.addresses.allSatisfy { $0.family == family } ? rule.addresses : rule.addresses.filter { $0.family == family }
             guard !vips.isEmpty else { continue }
             let id = TableID(family: family, name: Self.tableName)
             guard var table = desired.tables.removeValue(forKey: id) else { continue }
             defer { desired.tables[id] = table }
-            var targets = rule.targets.filter { $0.address.family == family }
+            var targets = rule.targets.allSatisfy { $0.address.family == family } ? rule.targets : rule.targets.filter { $0.address.family == family }
             if targets.count > 1 { targets = Array(Set(targets)).sorted() }
-            let keys = vips.map { ValueList([Value.address($0), .proto(rule.proto), .port(rule.port)]) }
 
             var set: String
             var data: ElementData?
@@ -152,7 +152,8 @@ public struct MirrorTables: Sendable {
                     }
                 }
             }
-            for (vip, key) in zip(vips, keys) {
+            for vip in vips {
+                let key: ValueList = [.address(vip), .proto(rule.proto), .port(rule.port)]
                 if singleTarget { set = Self.dnatMap(for: vip) }
                 if track { scope.record(id, set: set, key: key, previous: table.elements[set]?[key]) }
                 if adding {
