@@ -47,16 +47,27 @@ struct DiffTests {
         let scope = layout.set(two, for: two.id)
         let sent = try reconciler.update(layout.desired, scope: scope)
         let summary = sent.summary
-        #expect(summary.chainsAdded == 1 && summary.rulesAdded == 1, "the first 2-target port creates balance-2: \(sent)")
+        #expect(summary.chainsAdded == 0 && summary.rulesAdded == 0, "balance-2 is always there: \(sent)")
         // dnat out; vmap element, two balance-targets elements and the new masquerade target in
         #expect(summary.elementsDeleted == 1 && summary.elementsAdded == 4, "\(sent)")
         expectSame(fake.ruleset, layout.desired)
 
-        // And back: the shared chain goes away with its last user, after its vmap element.
+        // And back: elements only again.
         let one = Self.gatewayRule("bar-paris", vip: "10.112.0.10", gateways: ["10.99.1.3"])
         let backScope = layout.set(one, for: one.id)
         let back = try reconciler.update(layout.desired, scope: backScope)
-        #expect(back.summary.chainsDeleted == 1)
+        #expect(back.summary.chainsDeleted == 0 && back.summary.chainsAdded == 0, "\(back)")
+        expectSame(fake.ruleset, layout.desired)
+
+        // Beyond the standing counts a chain comes with its first user and goes with its last.
+        let many = Self.gatewayRule("bar-paris", vip: "10.112.0.10", gateways: (1 ... 17).map { "10.99.2.\($0)" })
+        let manyScope = layout.set(many, for: many.id)
+        let wide = try reconciler.update(layout.desired, scope: manyScope)
+        #expect(wide.summary.chainsAdded == 1 && wide.summary.rulesAdded == 1, "balance-17 created: \(wide)")
+        expectSame(fake.ruleset, layout.desired)
+        let narrowScope = layout.set(one, for: one.id)
+        let narrow = try reconciler.update(layout.desired, scope: narrowScope)
+        #expect(narrow.summary.chainsDeleted == 1, "balance-17 deleted with its last user: \(narrow)")
         expectSame(fake.ruleset, layout.desired)
     }
 
@@ -85,12 +96,11 @@ struct DiffTests {
         var scope = layout.set(replaced, for: replaced.id)
         var sent = try reconciler.update(layout.desired, scope: scope)
         #expect(sent.summary == .counts(elementsAdded: 1, elementsDeleted: 1), "\(sent)")
-        // One target gone (3 -> 2): the vmap element now points at the existing balance-2; the
-        // now unused balance-3 goes.
+        // One target gone (3 -> 2): the vmap element now points at balance-2; no chain changes.
         let two = Self.gatewayRule("bar-paris", vip: "10.112.0.10", gateways: ["10.99.1.2", "10.99.1.3"], masquerade: false)
         scope = layout.set(two, for: two.id)
         sent = try reconciler.update(layout.desired, scope: scope)
-        #expect(sent.summary == .counts(chainsFlushed: 1, chainsDeleted: 1, elementsAdded: 1, elementsDeleted: 2), "\(sent)")
+        #expect(sent.summary == .counts(elementsAdded: 1, elementsDeleted: 2), "\(sent)")
         expectSame(fake.ruleset, layout.desired)
     }
 
