@@ -40,7 +40,17 @@ public final class KernelRulesetBackend: RulesetBackend {
         if transaction.isEmpty { return try generation ?? self.generation() }
         var transaction = transaction
         for operation in marker?.operations ?? [] { transaction.add(operation) }
-        let batch = NetlinkBatch(firstSequence: socket.reserveSequences(0), generation: generation)
+        // Sized for the whole batch up front (an element takes well under 160 bytes): growing
+        // a 16 MB buffer by doubling copies it and leaves both copies resident at the peak,
+        // while pages of an oversized allocation that are never written cost nothing.
+        let elements = transaction.operations.reduce(0) { count, operation in
+            switch operation {
+            case .addElements(_, _, let items), .deleteElements(_, _, let items): count + items.count
+            default: count + 1
+            }
+        }
+        let batch = NetlinkBatch(firstSequence: socket.reserveSequences(0), generation: generation,
+                                 initialCapacity: elements * 160 + (1 << 16))
         var encoder = BatchEncoder()
         encoder.encode(transaction, into: batch)
         batch.finish()
