@@ -12,14 +12,16 @@ public struct IPAddress: Hashable, Comparable, Sendable, CustomStringConvertible
 
     /// Parses dotted-quad IPv4 or any RFC 4291 IPv6 spelling; nil for anything else.
     public init?(_ text: String) {
+        // Straight from the parsed bytes, without an intermediate array: the agent parses a
+        // few hundred thousand addresses when it translates a large state.
         var v4 = in_addr()
         if inet_pton(AF_INET, text, &v4) == 1 {
-            self.init(v4Bytes: withUnsafeBytes(of: v4.s_addr) { Array($0) })
+            self = withUnsafeBytes(of: v4.s_addr) { IPAddress(v4Bytes: $0) }
             return
         }
         var v6 = in6_addr()
         guard inet_pton(AF_INET6, text, &v6) == 1 else { return nil }
-        self.init(v6Bytes: withUnsafeBytes(of: v6) { Array($0) })
+        self = withUnsafeBytes(of: v6) { IPAddress(v6Bytes: $0) }
     }
 
     /// An IPv4 address from its 4 network-order bytes.

@@ -52,8 +52,9 @@ actor RulesComponent: MirrorConsumer {
                 rules.reserveCapacity(update.store.services.count)
                 ruleIDs = [:]
                 ruleIDs.reserveCapacity(update.store.services.count)
+                let gateways = RulesTranslator.gatewayAddresses(update.store.clusters)
                 for (key, service) in update.store.services {
-                    let translated = RulesTranslator.rules(for: service, clusters: update.store.clusters)
+                    let translated = RulesTranslator.rules(for: service, clusters: update.store.clusters, gateways: gateways)
                     ruleIDs[key] = translated.map(\.id)
                     rules.append(contentsOf: translated)
                 }
