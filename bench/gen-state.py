@@ -2,8 +2,9 @@
 """Generates a large mirror state (JSON) for bench/nft.sh.
 
 N mirrored service ports: 90% gateway-mode services of cluster `paris` (one gateway address,
-so one DNAT map element each) and 10% remote-discovery services with three ready endpoints
-(a verdict-map element and a per-service chain each). Both clusters are masqueraded.
+so one DNAT map element each) and 10% remote-discovery services, half with three ready
+endpoints and half with two (a verdict-map element to the shared chain balance-3 or
+balance-2, and one balance-targets element per endpoint). Both clusters are masqueraded.
 
   gen-state.py N            the state
   gen-state.py N --changed  the same state with one endpoint of one multi-target service not ready
@@ -24,7 +25,7 @@ def pod(i, k):
 
 
 def changed_index(n):
-    return (n // 2) - (n // 2) % 10  # a multi-target service near the middle
+    return (n // 2) - (n // 2) % 20  # a three-endpoint service near the middle
 
 
 def removed_index(n):
@@ -37,7 +38,7 @@ def state(n, changed=False, removed=False):
         if removed and i == removed_index(n):
             continue
         if i % 10 == 0:
-            endpoints = [{"ip": pod(i, k), "ready": True} for k in range(3)]
+            endpoints = [{"ip": pod(i, k), "ready": True} for k in range(3 if i % 20 == 0 else 2)]
             if changed and i == changed_index(n):
                 endpoints[2]["ready"] = False
             services.append({"name": "svc-%d" % i, "namespace": "default", "cluster": "berlin",
@@ -59,13 +60,15 @@ def state(n, changed=False, removed=False):
 
 
 def nft_change(n):
+    """The agent's batch for --changed as nft commands: the service now has two targets, so its
+    verdict-map element points at balance-2 instead of balance-3, its third target goes, and
+    so does that target's masquerade entry."""
     i = changed_index(n)
-    chain = "svc/default/svc-%d-berlin/tcp/80" % i
-    a, b = pod(i, 0), pod(i, 1)
+    v = vip(i)
     return "\n".join([
-        "flush chain ip mirror-agent %s" % chain,
-        "add rule ip mirror-agent %s meta l4proto tcp numgen random mod 2 == 0 dnat to %s:8080" % (chain, a),
-        "add rule ip mirror-agent %s meta l4proto tcp dnat to %s:8080" % (chain, b),
+        "delete element ip mirror-agent service-chains { %s . tcp . 80 }" % v,
+        "add element ip mirror-agent service-chains { %s . tcp . 80 : goto balance-2 }" % v,
+        "delete element ip mirror-agent balance-targets { %s . tcp . 80 . 2 }" % v,
         "delete element ip mirror-agent masquerade-targets { %s . tcp . 8080 }" % pod(i, 2),
     ]) + "\n"
 

@@ -10,9 +10,12 @@
 #                and "program" = translate + reconcile as the agent logs it;
 #                nft:   `nft -f ruleset.nft` into an empty namespace.
 #   restart      (largest N) agent `run --once` again on the programmed namespace: must send an
-#                empty batch; nft: `nft -f` of "flush ruleset" + the whole ruleset.
+#                empty batch (settled by the reconcile marker when nothing else committed,
+#                else by reading the tables back); nft: `nft -f` of "flush ruleset" + the
+#                whole ruleset.
+#   restart-rd   the same after another process committed (the tables are read back).
 #   one-change   (largest N) a running agent sees one endpoint of one multi-target service go
-#                unready (its chain is rewritten); "program" is its logged feed-event-to-kernel
+#                unready (3 -> 2 targets: a few elements change); "program" is its logged feed-event-to-kernel
 #                time; nft: `nft -f` of the equivalent four commands.
 #   one-removal  (largest N) then one single-target service disappears (one map element).
 # Needs root. Never touches the host's ruleset: everything runs in namespaces it creates.
@@ -74,15 +77,29 @@ for n in "${SIZES[@]}"; do
 
     if [ "$n" = "$LAST" ]; then
         start=$(now)
-        ip netns exec "$agent_ns" /usr/bin/time -f "%M" -o "$WORK/rss" "$BIN" run --feed "file:$WORK/state-$n.json" --once 2> "$WORK/log" >/dev/null
+        ip netns exec "$agent_ns" /usr/bin/time -f "%M" -o "$WORK/rss" "$BIN" run --feed "file:$WORK/state-$n.json" --once --log-level debug 2> "$WORK/log" >/dev/null
         wall=$(elapsed "$start" "$(now)")
         grep -q 'batch=empty' "$WORK/log" || { echo "restart did not send an empty batch:" >&2; cat "$WORK/log" >&2; exit 1; }
+        checked=$(grep -o 'checked=[a-z-]*' "$WORK/log" | tail -n 1 | cut -d= -f2)
         program=$(ms_to_s "$(logged_ms "$WORK/log")")
         rss=$(( $(tail -n 1 "$WORK/rss") / 1024 ))
         { echo "flush ruleset"; cat "$WORK/ruleset-$n.nft"; } > "$WORK/reload.nft"
         start=$(now)
         ip netns exec "$nft_ns" nft -f "$WORK/reload.nft"
-        row restart "$n" "$wall" "$program" "$rss" "$(elapsed "$start" "$(now)")"
+        reload=$(elapsed "$start" "$(now)")
+        row restart "$n" "$wall" "$program" "$rss" "$reload"
+        echo "   (kernel state checked by: ${checked:-?})"
+
+        # Another process commits something unrelated (as kube-proxy does all the time): the
+        # marker's generation is stale, so the restart reads the tables back and diffs.
+        ip netns exec "$agent_ns" nft add table ip bench-foreign
+        start=$(now)
+        ip netns exec "$agent_ns" /usr/bin/time -f "%M" -o "$WORK/rss" "$BIN" run --feed "file:$WORK/state-$n.json" --once --log-level debug 2> "$WORK/log" >/dev/null
+        wall=$(elapsed "$start" "$(now)")
+        grep -q 'batch=empty' "$WORK/log" || { echo "restart after a foreign commit did not send an empty batch:" >&2; cat "$WORK/log" >&2; exit 1; }
+        checked=$(grep -o 'checked=[a-z-]*' "$WORK/log" | tail -n 1 | cut -d= -f2)
+        row restart-rd "$n" "$wall" "$(ms_to_s "$(logged_ms "$WORK/log")")" "$(( $(tail -n 1 "$WORK/rss") / 1024 ))" "$reload"
+        echo "   (after a foreign commit; kernel state checked by: ${checked:-?})"
 
         cp "$WORK/state-$n.json" "$WORK/live.json"
         ip netns exec "$agent_ns" "$BIN" run --feed "file:$WORK/live.json" "${NO_DNS[@]}" 2> "$WORK/agent.log" >/dev/null &

@@ -97,11 +97,21 @@ struct BatchEncoder {
                 nftnl_set_set_u32(object, attribute(NFTNL_SET_FLAGS), 0)
             }
             if set.counter, let counter = nftnl_expr_alloc("counter") { nftnl_set_add_expr(object, counter) }
+            if set.keyTypes.contains(.integer) {
+                let data = SetUserData.typeof(keyTypes: set.keyTypes, dataTypes: set.dataTypes)
+                data.withUnsafeBytes { _ = nftnl_set_set_data(object, attribute(NFTNL_SET_USERDATA), $0.baseAddress, UInt32($0.count)) }
+            }
             message(batch, subject(index), messageType(NFT_MSG_NEWSET), family, create) { nftnl_set_nlmsg_build_payload($0, object) }
         case .deleteSet(_, let name):
             let object = makeSet(id, name)
             defer { nftnl_set_free(object) }
             message(batch, subject(index), messageType(NFT_MSG_DELSET), family, 0) { nftnl_set_nlmsg_build_payload($0, object) }
+        case .flushSet(_, let name):
+            // A DELSETELEM without an element list empties the set.
+            message(batch, subject(index), messageType(NFT_MSG_DELSETELEM), family, 0) { header in
+                mnl_attr_put_strz(header, attribute(NFTA_SET_ELEM_LIST_TABLE), id.name)
+                mnl_attr_put_strz(header, attribute(NFTA_SET_ELEM_LIST_SET), name)
+            }
         case .addElements(_, let set, let elements):
             encodeElements(elements, set: set, id: id, add: true, index: index, into: batch)
         case .deleteElements(_, let set, let elements):
@@ -109,56 +119,33 @@ struct BatchEncoder {
         }
     }
 
+    /// Element lists go out in messages of about ``elementBudget`` bytes, written by
+    /// ``ElementWriter`` without libnftnl objects.
     private mutating func encodeElements(_ elements: [Element], set: String, id: TableID, add: Bool, index: Int, into batch: NetlinkBatch) {
+        let type = add ? messageType(NFT_MSG_NEWSETELEM) : messageType(NFT_MSG_DELSETELEM)
+        let flags = UInt16(add ? NLM_F_CREATE : 0)
+        let family = id.family.protocolFamily
+        let writer = ElementWriter()
+        defer { writer.free() }
         var start = 0
         while start < elements.count {
-            let object = makeSet(id, set)
-            var budget = 0
             var end = start
-            while end < elements.count, budget < Self.elementBudget {
-                let element = elements[end]
-                guard let item = nftnl_set_elem_alloc() else { fatalError("out of memory allocating a set element") }
-                let key = ElementCoding.bytes(element.key)
-                key.withUnsafeBytes { _ = nftnl_set_elem_set(item, attribute(NFTNL_SET_ELEM_KEY), $0.baseAddress, UInt32($0.count)) }
-                budget += key.count + 32
-                if add {
-                    switch element.data {
-                    case .values(let values)?:
-                        let data = ElementCoding.bytes(values)
-                        data.withUnsafeBytes { _ = nftnl_set_elem_set(item, attribute(NFTNL_SET_ELEM_DATA), $0.baseAddress, UInt32($0.count)) }
-                        budget += data.count + 16
-                    case .verdict(let verdict)?:
-                        let code: Int32
-                        switch verdict {
-                        case .accept: code = Int32(NF_ACCEPT)
-                        case .drop: code = Int32(NF_DROP)
-                        case .jump: code = NFT_JUMP.rawValue
-                        case .goto: code = NFT_GOTO.rawValue
-                        }
-                        nftnl_set_elem_set_u32(item, attribute(NFTNL_SET_ELEM_VERDICT), UInt32(bitPattern: code))
-                        if let chain = verdict.chain {
-                            nftnl_set_elem_set_str(item, attribute(NFTNL_SET_ELEM_CHAIN), chain)
-                            budget += chain.utf8.count + 16
-                        }
-                        budget += 32
-                    case nil:
-                        break
-                    }
-                    if let comment = element.comment {
-                        let data = commentUserData(comment)
-                        data.withUnsafeBytes { _ = nftnl_set_elem_set(item, attribute(NFTNL_SET_ELEM_USERDATA), $0.baseAddress, UInt32($0.count)) }
-                        budget += data.count + 8
-                    }
+            let slot = subject(index, start ..< start)
+            // Room for the budget plus one element of the largest kind (a 250-byte comment, a
+            // chain name up to 256 bytes, keys and values of at most 64 bytes each).
+            batch.append(subject: slot, maximumLength: Self.elementBudget + 4096) { buffer, sequence in
+                let header = nftnl_nlmsg_build_hdr(buffer.assumingMemoryBound(to: CChar.self), type, family, flags, sequence)!
+                mnl_attr_put_strz(header, attribute(NFTA_SET_ELEM_LIST_TABLE), id.name)
+                mnl_attr_put_strz(header, attribute(NFTA_SET_ELEM_LIST_SET), set)
+                let list = mnl_attr_nest_start(header, attribute(NFTA_SET_ELEM_LIST_ELEMENTS))
+                while end < elements.count, Int(header.pointee.nlmsg_len) < Self.elementBudget {
+                    writer.write(elements[end], withData: add, into: header)
+                    end += 1
                 }
-                nftnl_set_elem_add(object, item)
-                end += 1
+                mnl_attr_nest_end(header, list)
+                return Int(header.pointee.nlmsg_len)
             }
-            let type = add ? messageType(NFT_MSG_NEWSETELEM) : messageType(NFT_MSG_DELSETELEM)
-            let flags = UInt16(add ? NLM_F_CREATE : 0)
-            message(batch, subject(index, start ..< end), type, id.family.protocolFamily, flags, maximum: budget + 4096) {
-                nftnl_set_elems_nlmsg_build_payload($0, object)
-            }
-            nftnl_set_free(object)
+            subjects[slot].elements = start ..< end
             start = end
         }
     }

@@ -4,6 +4,8 @@ public enum DataType: Hashable, Sendable, CustomStringConvertible {
     case ipv6Address
     case inetProto
     case inetService
+    /// A 32-bit number in host byte order (`integer`; the agent uses it for a `numgen` bucket).
+    case integer
     case verdict
 
     /// nft's type id (`TYPE_*` in nftables' datatype.h), used in `NFTA_SET_KEY_TYPE`.
@@ -14,6 +16,7 @@ public enum DataType: Hashable, Sendable, CustomStringConvertible {
         case .ipv6Address: 8
         case .inetProto: 12
         case .inetService: 13
+        case .integer: 4
         }
     }
 
@@ -24,6 +27,7 @@ public enum DataType: Hashable, Sendable, CustomStringConvertible {
         case .ipv6Address: 16
         case .inetProto: 1
         case .inetService: 2
+        case .integer: 4
         case .verdict: 0
         }
     }
@@ -37,6 +41,21 @@ public enum DataType: Hashable, Sendable, CustomStringConvertible {
         case .ipv6Address: "ipv6_addr"
         case .inetProto: "inet_proto"
         case .inetService: "inet_service"
+        case .integer: "integer"
+        case .verdict: "verdict"
+        }
+    }
+
+    /// The expression nft would load a value of this type from, for `typeof` declarations
+    /// (nft cannot parse `type … . integer`, so sets holding an integer are declared by
+    /// `typeof`, which records the same key type).
+    var typeofExpression: String {
+        switch self {
+        case .ipv4Address: "ip daddr"
+        case .ipv6Address: "ip6 daddr"
+        case .inetProto: "meta l4proto"
+        case .inetService: "th dport"
+        case .integer: "numgen random mod 2"
         case .verdict: "verdict"
         }
     }

@@ -5,12 +5,25 @@ public enum Value: Hashable, Sendable, CustomStringConvertible {
     case proto(UInt8)
     /// A port (`inet_service`).
     case port(UInt16)
+    /// A 32-bit number (`integer`, host byte order as the kernel's registers hold it).
+    case number(UInt32)
+
+    /// One or two words per value, tagged by kind (cheaper than the synthesized hash).
+    public func hash(into hasher: inout Hasher) {
+        switch self {
+        case .address(let address): hasher.combine(address)
+        case .proto(let number): hasher.combine(UInt64(1) << 56 | UInt64(number))
+        case .port(let port): hasher.combine(UInt64(2) << 56 | UInt64(port))
+        case .number(let number): hasher.combine(UInt64(3) << 56 | UInt64(number))
+        }
+    }
 
     public var description: String {
         switch self {
         case .address(let address): address.description
         case .proto(let number): protocolName(number)
         case .port(let port): String(port)
+        case .number(let number): String(number)
         }
     }
 }

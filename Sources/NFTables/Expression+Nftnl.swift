@@ -130,6 +130,16 @@ extension Expression {
         case .slotVerdictMap(let set):
             sink.loadSlot(family: family)
             sink.lookup(set: set, destination: Register.verdict)
+        case .slotBalanceMap(let set, let modulus):
+            sink.loadSlot(family: family)
+            sink.add("numgen") {
+                nftnl_expr_set_u32($0, attribute(NFTNL_EXPR_NG_DREG), Register.r32(v4 ? 3 : 6))
+                nftnl_expr_set_u32($0, attribute(NFTNL_EXPR_NG_MODULUS), modulus)
+                nftnl_expr_set_u32($0, attribute(NFTNL_EXPR_NG_TYPE), number(NFT_NG_RANDOM))
+                nftnl_expr_set_u32($0, attribute(NFTNL_EXPR_NG_OFFSET), 0)
+            }
+            sink.lookup(set: set, destination: Register.one)
+            sink.dnat(family: family, addressRegister: Register.one, portRegister: Register.r32(v4 ? 1 : 4))
         case .numgen(let modulus, let equals):
             sink.add("numgen") {
                 nftnl_expr_set_u32($0, attribute(NFTNL_EXPR_NG_DREG), Register.one)

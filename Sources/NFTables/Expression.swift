@@ -20,6 +20,9 @@ public enum Expression: Hashable, Sendable {
     case slotDNATMap(set: String)
     /// `ip daddr . meta l4proto . th dport vmap @set`
     case slotVerdictMap(set: String)
+    /// `dnat ip to ip daddr . meta l4proto . th dport . numgen random mod N map @set`: one
+    /// lookup picks target k of a service's N targets, k drawn uniformly.
+    case slotBalanceMap(set: String, modulus: UInt32)
     /// `numgen random mod N == k`
     case numgen(modulus: UInt32, equals: UInt32)
     /// `dnat to 10.0.0.1:8080`
@@ -47,6 +50,7 @@ public enum Expression: Hashable, Sendable {
         case .slotLookup(let set): return "\(slot) @\(set)"
         case .slotDNATMap(let set): return "dnat \(ip) to \(slot) map @\(set)"
         case .slotVerdictMap(let set): return "\(slot) vmap @\(set)"
+        case .slotBalanceMap(let set, let modulus): return "dnat \(ip) to \(slot) . numgen random mod \(modulus) map @\(set)"
         case .numgen(let modulus, let equals): return "numgen random mod \(modulus) == \(equals)"
         case .dnat(let address, let port):
             return family == .ip ? "dnat to \(address):\(port)" : "dnat to [\(address)]:\(port)"
@@ -61,7 +65,7 @@ public enum Expression: Hashable, Sendable {
     /// The set this expression refers to, if any.
     public var setName: String? {
         switch self {
-        case .slotLookup(let set), .slotDNATMap(let set), .slotVerdictMap(let set): set
+        case .slotLookup(let set), .slotDNATMap(let set), .slotVerdictMap(let set), .slotBalanceMap(let set, _): set
         default: nil
         }
     }

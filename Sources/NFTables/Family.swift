@@ -31,5 +31,12 @@ public struct TableID: Hashable, Comparable, Sendable, CustomStringConvertible {
 
     public var description: String { "\(family.rawValue) \(name)" }
 
+    /// Hashes the family and the name's length only: the agent has two tables, and hashing the
+    /// name (and the family's raw `String`) on every element insert showed up in profiles.
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(family.protocolFamily)
+        hasher.combine(name.utf8.count)
+    }
+
     public static func < (lhs: TableID, rhs: TableID) -> Bool { (lhs.family, lhs.name) < (rhs.family, rhs.name) }
 }

@@ -23,9 +23,9 @@ public final class KernelRulesetBackend: RulesetBackend {
     /// Closes the netlink socket.
     public func close() { socket.close() }
 
-    public func read(_ tables: [TableID]) throws -> KernelSnapshot {
+    public func read(_ tables: [TableID], counters: Bool) throws -> KernelSnapshot {
         do {
-            return try RulesetReader(socket: socket).read(tables)
+            return try RulesetReader(socket: socket, counters: counters).read(tables)
         } catch let error as NetlinkError {
             throw NFTablesError.from(error)
         }
@@ -36,9 +36,21 @@ public final class KernelRulesetBackend: RulesetBackend {
         do { return try socket.rulesetGeneration() } catch let error as NetlinkError { throw NFTablesError.from(error) }
     }
 
-    public func commit(_ transaction: Transaction, generation: UInt32?) throws -> UInt32 {
+    public func commit(_ transaction: Transaction, generation: UInt32?, marker: ReconcileMarker?) throws -> UInt32 {
         if transaction.isEmpty { return try generation ?? self.generation() }
-        let batch = NetlinkBatch(firstSequence: socket.reserveSequences(0), generation: generation)
+        var transaction = transaction
+        for operation in marker?.operations ?? [] { transaction.add(operation) }
+        // Sized for the whole batch up front (an element takes well under 160 bytes): growing
+        // a 16 MB buffer by doubling copies it and leaves both copies resident at the peak,
+        // while pages of an oversized allocation that are never written cost nothing.
+        let elements = transaction.operations.reduce(0) { count, operation in
+            switch operation {
+            case .addElements(_, _, let items), .deleteElements(_, _, let items): count + items.count
+            default: count + 1
+            }
+        }
+        let batch = NetlinkBatch(firstSequence: socket.reserveSequences(0), generation: generation,
+                                 initialCapacity: elements * 160 + (1 << 16))
         var encoder = BatchEncoder()
         encoder.encode(transaction, into: batch)
         batch.finish()
@@ -51,8 +63,16 @@ public final class KernelRulesetBackend: RulesetBackend {
         } catch let error as NetlinkError {
             throw NFTablesError.from(error)
         }
-        if let generation { return generation == UInt32.max ? 1 : generation + 1 }
+        if let generation { return ReconcileMarker.generation(after: generation) }
         return try self.generation()
+    }
+
+    public func readMarker(_ table: TableID) throws -> (generation: UInt32, marker: ReconcileMarker?) {
+        do {
+            return try RulesetReader(socket: socket, counters: false).readMarker(table)
+        } catch let error as NetlinkError {
+            throw NFTablesError.from(error)
+        }
     }
 
     /// Names the object behind a failed message: for element messages, the element the kernel
@@ -86,7 +106,7 @@ public final class KernelRulesetBackend: RulesetBackend {
         case .addSet(_, let set):
             name = "set \(set.name)"
             change = operation.command
-        case .deleteSet(_, let set):
+        case .deleteSet(_, let set), .flushSet(_, let set):
             name = "set \(set)"
             change = operation.command
         case .addTable(let table), .deleteTable(let table):

@@ -1,19 +1,25 @@
 /// The agent's nftables layout, built from ``ServicePortRule``s (DESIGN.md "nftables layout").
 ///
 /// Per family, one table `mirror-agent` holding:
-/// - `service-dnat`: map `daddr . l4proto . dport : addr . port` for single-target ports;
-/// - `service-chains`: verdict map to a per-port chain `svc/<ns>/<name>/<proto>/<port>` that
-///   picks one of several targets with `numgen random` (uniform: rule i matches with
-///   probability 1/(N-i), so every target gets 1/N);
+/// - `service-dnat-0` … `-15`: maps `daddr . l4proto . dport : addr . port` for single-target
+///   ports (split by the ClusterIP's low bits; a mask and compare picks the map);
+/// - `service-chains`: verdict map sending a port with N ≥ 2 targets to the shared chain
+///   `balance-N`, whose one rule does
+///   `dnat to daddr . l4proto . dport . numgen random mod N map @balance-targets`;
+/// - `balance-targets`: map `daddr . l4proto . dport . k : addr . port` holding target k of
+///   every multi-target port (k uniform in 0..<N). Chains exist per target count, not per
+///   service (always for N ≤ 16, else while used), so adding, removing or changing a
+///   multi-target service only touches elements: no rule is parsed and no NAT rule
+///   validated on the change path;
 /// - `rejected-services`: ports with no live target, rejected in filter chains at prerouting
 ///   and output (TCP reset, else ICMP port unreachable);
 /// - `masquerade-targets`: targets in clusters marked `masquerade`, masqueraded at postrouting
 ///   when the connection was DNATed;
 /// - nat chains at prerouting and output at priority -101 (just before `dstnat`, so kube-proxy
 ///   never sees mirrored ClusterIPs), and raw-priority chains with NOTRACK for the DNS address.
-/// The three lookup sets carry per-element counters, and every element's comment names its
-/// service. Updates are incremental: ``set(_:for:)`` changes one port and returns the diff
-/// scope it touched.
+/// The per-port lookup sets carry per-element counters (one per mirrored port: packets and
+/// bytes per service), and every such element's comment names its service. Updates are
+/// incremental: ``set(_:for:)`` changes one port and returns the diff scope it touched.
 public struct MirrorTables: Sendable {
     public static let tableName = "mirror-agent"
     /// The single-target map is split into this many maps by the low bits of the ClusterIP:
@@ -32,6 +38,15 @@ public struct MirrorTables: Sendable {
         return Int(lastByte) % dnatShards
     }
     public static let chainMap = "service-chains"
+    /// Target k of every multi-target port, keyed `daddr . l4proto . dport . k`.
+    public static let balanceMap = "balance-targets"
+    /// The shared chain that spreads connections over `count` targets.
+    public static func balanceChain(_ count: Int) -> String { "balance-\(count)" }
+    /// Target counts whose chains are always there: adding the first user of a chain (or
+    /// deleting the last) makes the kernel validate the new NAT rule and every path to it,
+    /// ~5–15 ms at 100k services, so the common counts never come and go on the change path.
+    /// Larger counts get their chain with their first user and lose it with the last.
+    public static let standingBalanceCounts = 2 ... 16
     public static let rejectSet = "rejected-services"
     public static let masqueradeSet = "masquerade-targets"
     /// Priority of the nat and filter chains: `dstnat - 1`.
@@ -44,6 +59,9 @@ public struct MirrorTables: Sendable {
     public private(set) var rules: [String: ServicePortRule] = [:]
     public private(set) var dnsAddresses: [IPAddress]
     private var masqueradeUsers: [TableID: [ValueList: Int]] = [:]
+    /// Ports using each `balance-N` chain, per table: beyond the standing counts, the chain
+    /// exists while N has users.
+    private var balanceUsers: [TableID: [Int: Int]] = [:]
 
     /// An empty layout (no services) with NOTRACK for `dnsAddresses`.
     public init(dnsAddresses: [IPAddress] = []) {
@@ -55,10 +73,20 @@ public struct MirrorTables: Sendable {
     public init(rules: [ServicePortRule], dnsAddresses: [IPAddress] = []) {
         self.init(dnsAddresses: dnsAddresses)
         self.rules.reserveCapacity(rules.count)
+        // Room for the expected elements, per family (most clusters are IPv4-only).
         for id in Self.tableIDs {
-            for map in Self.dnatMaps { desired.tables[id]?.elements[map]?.reserveCapacity(rules.count / Self.dnatShards + 16) }
+            let count = rules.reduce(0) { $0 + ($1.addresses.contains { $0.family == id.family } ? 1 : 0) }
+            guard count > 0 else { continue }
+            for map in Self.dnatMaps { desired.tables[id]?.elements[map]?.reserveCapacity(count / Self.dnatShards + 16) }
+            desired.tables[id]?.elements[Self.chainMap]?.reserveCapacity(count / 8)
+            desired.tables[id]?.elements[Self.balanceMap]?.reserveCapacity(count / 3)
         }
-        for rule in rules { _ = set(rule, for: rule.id, trackScope: false) }
+        var scope = DiffScope()
+        for rule in rules {
+            // As set(_:for:) does, with one dictionary operation per rule instead of two.
+            if let old = self.rules.updateValue(rule, forKey: rule.id) { apply(old, adding: false, scope: &scope, track: false) }
+            apply(rule, adding: true, scope: &scope, track: false)
+        }
     }
 
     /// Replaces (or with nil removes) the rule with `id`, returning what changed for the diff.
@@ -95,14 +123,14 @@ public struct MirrorTables: Sendable {
     /// Adds or removes everything `rule` contributes, in both tables.
     private mutating func apply(_ rule: ServicePortRule, adding: Bool, scope: inout DiffScope, track: Bool) {
         for family in Family.allCases {
-            let vips = rule.addresses.filter { $0.family == family }
+            // Most rules are single-family: share their arrays instead of filtering copies.
+            let vips = rule.addresses.allSatisfy { $0.family == family } ? rule.addresses : rule.addresses.filter { $0.family == family }
             guard !vips.isEmpty else { continue }
             let id = TableID(family: family, name: Self.tableName)
             guard var table = desired.tables.removeValue(forKey: id) else { continue }
             defer { desired.tables[id] = table }
-            var targets = rule.targets.filter { $0.address.family == family }
+            var targets = rule.targets.allSatisfy { $0.address.family == family } ? rule.targets : rule.targets.filter { $0.address.family == family }
             if targets.count > 1 { targets = Array(Set(targets)).sorted() }
-            let keys = vips.map { ValueList([Value.address($0), .proto(rule.proto), .port(rule.port)]) }
 
             var set: String
             var data: ElementData?
@@ -115,23 +143,41 @@ public struct MirrorTables: Sendable {
                 data = .values([.address(targets[0].address), .port(targets[0].port)])
             default:
                 set = Self.chainMap
-                data = .verdict(.goto(rule.chainName))
-                if track {
-                    scope.record(id, chain: rule.chainName, previous: table.chains[rule.chainName] == nil ? nil : (table.rules[rule.chainName] ?? []))
-                }
-                if adding {
-                    table.add(Chain(name: rule.chainName), rules: Self.balancingRules(rule, targets: targets, family: family))
-                } else {
-                    table.removeChain(rule.chainName)
+                let chain = Self.balanceChain(targets.count)
+                data = .verdict(.goto(chain))
+                let before = balanceUsers[id]?[targets.count] ?? 0
+                let users = before + (adding ? 1 : -1)
+                balanceUsers[id, default: [:]][targets.count] = users > 0 ? users : nil
+                if !Self.standingBalanceCounts.contains(targets.count), (before == 0) != (users == 0) {
+                    if track {
+                        scope.record(id, chain: chain, previous: table.chains[chain] == nil ? nil : (table.rules[chain] ?? []))
+                    }
+                    if users > 0 {
+                        table.add(Chain(name: chain), rules: [Self.balanceRule(count: targets.count, family: family)])
+                    } else {
+                        table.removeChain(chain)
+                    }
                 }
             }
-            for (vip, key) in zip(vips, keys) {
+            for vip in vips {
+                let key: ValueList = [.address(vip), .proto(rule.proto), .port(rule.port)]
                 if singleTarget { set = Self.dnatMap(for: vip) }
                 if track { scope.record(id, set: set, key: key, previous: table.elements[set]?[key]) }
                 if adding {
                     table.elements[set, default: [:]][key] = Element(key: key, data: data, comment: rule.service)
                 } else {
                     table.elements[set]?[key] = nil
+                }
+                guard targets.count > 1 else { continue }
+                for (index, target) in targets.enumerated() {
+                    let slot: ValueList = [.address(vip), .proto(rule.proto), .port(rule.port), .number(UInt32(index))]
+                    if track { scope.record(id, set: Self.balanceMap, key: slot, previous: table.elements[Self.balanceMap]?[slot]) }
+                    if adding {
+                        table.elements[Self.balanceMap, default: [:]][slot] =
+                            Element(key: slot, data: .values([.address(target.address), .port(target.port)]))
+                    } else {
+                        table.elements[Self.balanceMap]?[slot] = nil
+                    }
                 }
             }
             // Targets shared by many services (a gateway) are counted; the set changes only when
@@ -152,16 +198,9 @@ public struct MirrorTables: Sendable {
         }
     }
 
-    /// Rule i matches with probability 1/(N-i); the last one always: a uniform choice.
-    static func balancingRules(_ rule: ServicePortRule, targets: [ServicePortRule.Target], family: Family) -> [Rule] {
-        targets.enumerated().map { index, target in
-            var expressions: [Expression] = [.l4proto(rule.proto)]
-            let remaining = targets.count - index
-            if remaining > 1 { expressions.append(.numgen(modulus: UInt32(remaining), equals: 0)) }
-            expressions.append(.dnat(target.address, target.port))
-            let shown = family == .ip ? "\(target.address):\(target.port)" : "[\(target.address)]:\(target.port)"
-            return Rule(family: family, expressions, comment: "\(rule.service) \(index + 1)/\(targets.count) \(shown)")
-        }
+    /// The one rule of `balance-<count>`: target k of the port, k drawn uniformly.
+    static func balanceRule(count: Int, family: Family) -> Rule {
+        Rule(family: family, [.slotBalanceMap(set: balanceMap, modulus: UInt32(count))], comment: "\(count) targets")
     }
 
     /// The fixed part of a table: sets, base chains and their rules.
@@ -175,6 +214,7 @@ public struct MirrorTables: Sendable {
         table.add(NFTSet(name: chainMap, keyTypes: slot, dataTypes: [.verdict], counter: true))
         table.add(NFTSet(name: rejectSet, keyTypes: slot, counter: true))
         table.add(NFTSet(name: masqueradeSet, keyTypes: slot))
+        table.add(NFTSet(name: balanceMap, keyTypes: slot + [.integer], dataTypes: [family.addressType, .inetService]))
 
         let nat: [Rule] = dnatMaps.enumerated().map { shard, map in
             Rule(family: family, [.addressLowBits(mask: UInt8(dnatShards - 1), equals: UInt8(shard)), .slotDNATMap(set: map)],
@@ -199,6 +239,9 @@ public struct MirrorTables: Sendable {
         table.add(Chain(name: "filter-output", base: BaseChain(kind: .filter, hook: .output, priority: priority)), rules: reject)
         table.add(Chain(name: "raw-prerouting", base: BaseChain(kind: .filter, hook: .prerouting, priority: -300)), rules: notrack)
         table.add(Chain(name: "raw-output", base: BaseChain(kind: .filter, hook: .output, priority: -300)), rules: notrack)
+        for count in standingBalanceCounts {
+            table.add(Chain(name: balanceChain(count)), rules: [balanceRule(count: count, family: family)])
+        }
         return table
     }
 }

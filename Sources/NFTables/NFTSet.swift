@@ -20,6 +20,11 @@ public struct NFTSet: Hashable, Sendable {
 
     /// nft syntax for the declaration (without elements).
     var declaration: String {
+        if keyTypes.contains(.integer) || dataTypes?.contains(.integer) == true {
+            var type = keyTypes.map { $0.typeofExpression }.joined(separator: " . ")
+            if let dataTypes { type += " : " + dataTypes.map { $0.typeofExpression }.joined(separator: " . ") }
+            return "typeof \(type)" + (counter ? "\n\t\tcounter" : "")
+        }
         var type = keyTypes.map(\.description).joined(separator: " . ")
         if let dataTypes { type += " : " + dataTypes.map(\.description).joined(separator: " . ") }
         return "type \(type)" + (counter ? "\n\t\tcounter" : "")

@@ -73,6 +73,9 @@ extension Ruleset {
             }
             table.sets[name] = nil
             table.elements[name] = nil
+        case .flushSet(_, let name):
+            guard table.sets[name] != nil else { throw reject(operation, "set \(name)", ENOENT) }
+            table.elements[name] = [:]
         case .addElements(_, let name, let elements):
             guard let set = table.sets[name] else { throw reject(operation, "set \(name)", ENOENT) }
             for element in elements {

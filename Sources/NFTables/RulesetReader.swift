@@ -21,6 +21,9 @@ public struct KernelSnapshot: Sendable {
 /// starts again, so a snapshot never mixes two generations.
 struct RulesetReader {
     let socket: NetfilterSocket
+    /// Whether to collect per-element counters (decoding and keeping 100k of them costs time
+    /// and memory a reconcile does not need).
+    var counters = true
 
     func read(_ tables: [TableID], attempts: Int = 8) throws -> KernelSnapshot {
         var attempt = 0
@@ -40,6 +43,26 @@ struct RulesetReader {
             if after == before { return snapshot }
             if attempt >= attempts { throw NFTablesError.generationRace(attempts: attempt) }
         }
+    }
+
+    /// The generation and the marker in `id` (nil when absent or when the ruleset changed
+    /// while reading).
+    func readMarker(_ id: TableID) throws -> (generation: UInt32, marker: ReconcileMarker?) {
+        let before = try socket.rulesetGeneration()
+        var table = Table(id: id)
+        var ignored: [ValueList: Counter] = [:]
+        do {
+            try readElements(of: ReconcileMarker.set, into: &table, counters: &ignored)
+        } catch let error as NetlinkError where error.errno == ENOENT {
+            return (before, nil)
+        } catch is DumpInterrupted {
+            return (before, nil)
+        }
+        let after = try socket.rulesetGeneration()
+        guard after == before, let comment = table.elements[ReconcileMarker.setName]?[ReconcileMarker.key]?.comment else {
+            return (after, nil)
+        }
+        return (after, ReconcileMarker(table: id, comment: comment))
     }
 
     private func readTable(_ id: TableID, counters: inout [TableID: [String: [ValueList: Counter]]]) throws -> Table? {
@@ -64,7 +87,7 @@ struct RulesetReader {
             guard let set = table.sets[name] else { continue }
             var setCounters: [ValueList: Counter] = [:]
             try readElements(of: set, into: &table, counters: &setCounters)
-            if set.counter { counters[id, default: [:]][name] = setCounters }
+            if set.counter && self.counters { counters[id, default: [:]][name] = setCounters }
         }
         return table
     }
@@ -132,7 +155,8 @@ struct RulesetReader {
             defer { nftnl_set_free(set) }
             guard nftnl_set_nlmsg_parse(message.header, set) >= 0,
                   let tableName = nftnl_set_get_str(set, attribute(NFTNL_SET_TABLE)), String(cString: tableName) == id.name,
-                  let name = nftnl_set_get_str(set, attribute(NFTNL_SET_NAME)) else { return }
+                  let name = nftnl_set_get_str(set, attribute(NFTNL_SET_NAME)),
+                  String(cString: name) != ReconcileMarker.setName else { return }
             let flags = nftnl_set_get_u32(set, attribute(NFTNL_SET_FLAGS))
             let keyTypes = ElementCoding.types(fromID: nftnl_set_get_u32(set, attribute(NFTNL_SET_KEY_TYPE))) ?? []
             var dataTypes: [DataType]?
@@ -154,7 +178,7 @@ struct RulesetReader {
         try dump(messageType(NFT_MSG_GETSETELEM), id, set: set.name, context: "reading the elements of \(id) \(set.name)") { message in
             for attribute in message.nfnetlinkAttributes where attribute.type == UInt16(NFTA_SET_ELEM_LIST_ELEMENTS.rawValue) {
                 NetlinkMessage.forEachAttribute(in: attribute.payload) { _, item in
-                    guard let (element, counter) = Self.decodeElement(item, set: set) else { return }
+                    guard let (element, counter) = Self.decodeElement(item, set: set, counters: self.counters) else { return }
                     elements[element.key] = element
                     if let counter { counters[element.key] = counter }
                 }
@@ -164,7 +188,7 @@ struct RulesetReader {
     }
 
     /// One `NFTA_LIST_ELEM` of an element dump.
-    private static func decodeElement(_ bytes: UnsafeRawBufferPointer, set: NFTSet) -> (Element, Counter?)? {
+    private static func decodeElement(_ bytes: UnsafeRawBufferPointer, set: NFTSet, counters: Bool) -> (Element, Counter?)? {
         var key: ValueList?
         var data: ElementData?
         var comment: String?
@@ -185,9 +209,9 @@ struct RulesetReader {
                 }
             case UInt16(NFTA_SET_ELEM_USERDATA.rawValue):
                 comment = NFTables.comment(fromUserData: payload)
-            case UInt16(NFTA_SET_ELEM_EXPR.rawValue):
+            case UInt16(NFTA_SET_ELEM_EXPR.rawValue) where counters:
                 counter = counter ?? decodeCounter(payload)
-            case UInt16(NFTA_SET_ELEM_EXPRESSIONS.rawValue):
+            case UInt16(NFTA_SET_ELEM_EXPRESSIONS.rawValue) where counters:
                 NetlinkMessage.forEachAttribute(in: payload) { _, expression in counter = counter ?? decodeCounter(expression) }
             default:
                 break

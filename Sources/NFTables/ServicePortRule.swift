@@ -39,7 +39,4 @@ public struct ServicePortRule: Hashable, Sendable {
 
     /// Unique per service port: `default/bar-paris/tcp/80`.
     public var id: String { "\(service)/\(protocolName(proto))/\(port)" }
-
-    /// The per-service chain of a multi-target port.
-    public var chainName: String { "svc/" + id }
 }

@@ -9,6 +9,8 @@ public enum Operation: Sendable, Equatable {
     case addRule(TableID, chain: String, Rule)
     case addSet(TableID, NFTSet)
     case deleteSet(TableID, String)
+    /// Removes every element of a set (no error when it is already empty).
+    case flushSet(TableID, String)
     case addElements(TableID, set: String, [Element])
     /// Only the elements' keys matter; the rest names the owner in errors.
     case deleteElements(TableID, set: String, [Element])
@@ -16,7 +18,7 @@ public enum Operation: Sendable, Equatable {
     public var table: TableID {
         switch self {
         case .addTable(let t), .deleteTable(let t), .addChain(let t, _), .flushChain(let t, _), .deleteChain(let t, _),
-             .addRule(let t, _, _), .addSet(let t, _), .deleteSet(let t, _), .addElements(let t, _, _), .deleteElements(let t, _, _):
+             .addRule(let t, _, _), .addSet(let t, _), .deleteSet(let t, _), .flushSet(let t, _), .addElements(let t, _, _), .deleteElements(let t, _, _):
             t
         }
     }
@@ -35,6 +37,7 @@ public enum Operation: Sendable, Equatable {
         case .addSet(let t, let set):
             return "add \(set.isMap ? "map" : "set") \(t) \(set.name) { \(set.declaration.replacingNewlines); }"
         case .deleteSet(let t, let name): return "delete set \(t) \(name)"
+        case .flushSet(let t, let name): return "flush set \(t) \(name)"
         case .addElements(let t, let set, let elements):
             return "add element \(t) \(set) { \(elements.map(\.description).joined(separator: ", ")) }"
         case .deleteElements(let t, let set, let elements):
@@ -85,6 +88,7 @@ public struct Transaction: Sendable, Equatable, CustomStringConvertible {
             case .addRule: summary.rulesAdded += 1
             case .addSet: summary.setsAdded += 1
             case .deleteSet: summary.setsDeleted += 1
+            case .flushSet: summary.setsFlushed += 1
             case .addElements(_, _, let elements): summary.elementsAdded += elements.count
             case .deleteElements(_, _, let elements): summary.elementsDeleted += elements.count
             }
@@ -101,14 +105,14 @@ public struct TransactionSummary: Equatable, Sendable, CustomStringConvertible {
     public var tablesAdded = 0, tablesDeleted = 0
     public var chainsAdded = 0, chainsFlushed = 0, chainsDeleted = 0
     public var rulesAdded = 0
-    public var setsAdded = 0, setsDeleted = 0
+    public var setsAdded = 0, setsDeleted = 0, setsFlushed = 0
     public var elementsAdded = 0, elementsDeleted = 0
 
     public init() {}
 
     public var description: String {
         let parts = [("tables+", tablesAdded), ("tables-", tablesDeleted), ("chains+", chainsAdded), ("chains~", chainsFlushed),
-                     ("chains-", chainsDeleted), ("rules+", rulesAdded), ("sets+", setsAdded), ("sets-", setsDeleted),
+                     ("chains-", chainsDeleted), ("rules+", rulesAdded), ("sets+", setsAdded), ("sets-", setsDeleted), ("sets~", setsFlushed),
                      ("elements+", elementsAdded), ("elements-", elementsDeleted)]
         let nonzero = parts.filter { $0.1 != 0 }.map { "\($0.0)\($0.1)" }
         return nonzero.isEmpty ? "empty" : nonzero.joined(separator: " ")

@@ -38,7 +38,7 @@ struct DiffTests {
         expectSame(fake.ruleset, layout.desired)
     }
 
-    @Test func singleToMultiTargetMovesToAChain() throws {
+    @Test func singleToMultiTargetMovesToTheBalanceMap() throws {
         let fake = FakeRulesetBackend()
         let reconciler = Reconciler(backend: fake, tables: MirrorTables.tableIDs)
         var layout = MirrorTables(rules: [Self.gatewayRule("bar-paris", vip: "10.112.0.10", gateways: ["10.99.1.2"])])
@@ -47,15 +47,27 @@ struct DiffTests {
         let scope = layout.set(two, for: two.id)
         let sent = try reconciler.update(layout.desired, scope: scope)
         let summary = sent.summary
-        #expect(summary.chainsAdded == 1 && summary.rulesAdded == 2)
-        #expect(summary.elementsDeleted == 1 && summary.elementsAdded == 2) // dnat out; vmap in; new masquerade target
+        #expect(summary.chainsAdded == 0 && summary.rulesAdded == 0, "balance-2 is always there: \(sent)")
+        // dnat out; vmap element, two balance-targets elements and the new masquerade target in
+        #expect(summary.elementsDeleted == 1 && summary.elementsAdded == 4, "\(sent)")
         expectSame(fake.ruleset, layout.desired)
 
-        // And back: the chain goes away after its vmap element.
+        // And back: elements only again.
         let one = Self.gatewayRule("bar-paris", vip: "10.112.0.10", gateways: ["10.99.1.3"])
         let backScope = layout.set(one, for: one.id)
         let back = try reconciler.update(layout.desired, scope: backScope)
-        #expect(back.summary.chainsDeleted == 1)
+        #expect(back.summary.chainsDeleted == 0 && back.summary.chainsAdded == 0, "\(back)")
+        expectSame(fake.ruleset, layout.desired)
+
+        // Beyond the standing counts a chain comes with its first user and goes with its last.
+        let many = Self.gatewayRule("bar-paris", vip: "10.112.0.10", gateways: (1 ... 17).map { "10.99.2.\($0)" })
+        let manyScope = layout.set(many, for: many.id)
+        let wide = try reconciler.update(layout.desired, scope: manyScope)
+        #expect(wide.summary.chainsAdded == 1 && wide.summary.rulesAdded == 1, "balance-17 created: \(wide)")
+        expectSame(fake.ruleset, layout.desired)
+        let narrowScope = layout.set(one, for: one.id)
+        let narrow = try reconciler.update(layout.desired, scope: narrowScope)
+        #expect(narrow.summary.chainsDeleted == 1, "balance-17 deleted with its last user: \(narrow)")
         expectSame(fake.ruleset, layout.desired)
     }
 
@@ -71,6 +83,63 @@ struct DiffTests {
         #expect(layout.desired[v4]?.elements[MirrorTables.masqueradeSet]?.count == 1, "still used by b")
         layout.set(nil, for: "default/b-paris/tcp/80")
         #expect(layout.desired[v4]?.elements[MirrorTables.masqueradeSet]?.isEmpty == true)
+    }
+
+    @Test func changingATargetOfAMultiTargetPortTouchesOnlyElements() throws {
+        let fake = FakeRulesetBackend()
+        let reconciler = Reconciler(backend: fake, tables: MirrorTables.tableIDs)
+        let three = Self.gatewayRule("bar-paris", vip: "10.112.0.10", gateways: ["10.99.1.2", "10.99.1.3", "10.99.1.4"], masquerade: false)
+        var layout = MirrorTables(rules: [three, Self.gatewayRule("qux-paris", vip: "10.112.0.20", gateways: ["10.99.1.2", "10.99.1.3"], masquerade: false)])
+        try reconciler.reconcile(layout.desired)
+        // One target replaced: one balance element changes, nothing else.
+        let replaced = Self.gatewayRule("bar-paris", vip: "10.112.0.10", gateways: ["10.99.1.2", "10.99.1.3", "10.99.1.9"], masquerade: false)
+        var scope = layout.set(replaced, for: replaced.id)
+        var sent = try reconciler.update(layout.desired, scope: scope)
+        #expect(sent.summary == .counts(elementsAdded: 1, elementsDeleted: 1), "\(sent)")
+        // One target gone (3 -> 2): the vmap element now points at balance-2; no chain changes.
+        let two = Self.gatewayRule("bar-paris", vip: "10.112.0.10", gateways: ["10.99.1.2", "10.99.1.3"], masquerade: false)
+        scope = layout.set(two, for: two.id)
+        sent = try reconciler.update(layout.desired, scope: scope)
+        #expect(sent.summary == .counts(elementsAdded: 1, elementsDeleted: 2), "\(sent)")
+        expectSame(fake.ruleset, layout.desired)
+    }
+
+    @Test func markerSkipsTheReadOnRestartUntilSomethingDiffers() throws {
+        let fake = FakeRulesetBackend()
+        var layout = MirrorTables(rules: [Self.gatewayRule("bar-paris", vip: "10.112.0.10", gateways: ["10.99.1.2", "10.99.1.3"])])
+        let first = Reconciler(backend: fake, tables: MirrorTables.tableIDs)
+        try first.reconcile(layout.desired)
+        #expect(fake.marker?.generation == fake.generation)
+        #expect(!first.lastReconcileUsedMarker, "nothing to trust on an empty kernel")
+
+        // A restart with the same desired ruleset: settled by the marker, nothing sent.
+        let second = Reconciler(backend: fake, tables: MirrorTables.tableIDs)
+        #expect(try second.reconcile(layout.desired).isEmpty)
+        #expect(second.lastReconcileUsedMarker)
+
+        // An incremental update carries a fresh marker, so the next restart trusts it too.
+        let added = Self.gatewayRule("qux-paris", vip: "10.112.0.20", gateways: ["10.99.1.2"])
+        let scope = layout.set(added, for: added.id)
+        try second.update(layout.desired, scope: scope)
+        #expect(fake.marker?.generation == fake.generation)
+        let third = Reconciler(backend: fake, tables: MirrorTables.tableIDs)
+        #expect(try third.reconcile(layout.desired).isEmpty)
+        #expect(third.lastReconcileUsedMarker)
+
+        // A restart with another desired ruleset: digest differs, full diff.
+        var older = layout
+        older.set(nil, for: added.id)
+        let fourth = Reconciler(backend: fake, tables: MirrorTables.tableIDs)
+        #expect(try fourth.reconcile(older.desired).summary == .counts(elementsDeleted: 1))
+        #expect(!fourth.lastReconcileUsedMarker)
+        expectSame(fake.ruleset, older.desired)
+
+        // Someone else commits: the marker's generation is stale, so the kernel is read back.
+        fake.externalChange { $0.tables[MirrorTables.tableIDs[0]]?.elements[MirrorTables.chainMap] = [:] }
+        let fifth = Reconciler(backend: fake, tables: MirrorTables.tableIDs)
+        #expect(try fifth.reconcile(older.desired).summary == .counts(elementsAdded: 1))
+        #expect(!fifth.lastReconcileUsedMarker)
+        expectSame(fake.ruleset, older.desired)
     }
 
     @Test func conflictingTransactionIsRejectedWhole() throws {
@@ -111,8 +180,10 @@ struct DiffTests {
         let layout = MirrorTables(rules: [Self.gatewayRule("bar-paris", vip: "10.112.0.10", gateways: ["10.99.1.2", "10.99.1.3"])])
         let text = layout.desired.nftText
         #expect(text.contains("table ip mirror-agent {"))
-        #expect(text.contains("add element ip mirror-agent service-chains { 10.112.0.10 . tcp . 80 comment \"default/bar-paris\" : goto svc/default/bar-paris/tcp/80 }"))
-        #expect(text.contains("meta l4proto tcp numgen random mod 2 == 0 dnat to 10.99.1.2:4143"))
+        #expect(text.contains("add element ip mirror-agent service-chains { 10.112.0.10 . tcp . 80 comment \"default/bar-paris\" : goto balance-2 }"), "\(text)")
+        #expect(text.contains("dnat ip to ip daddr . meta l4proto . th dport . numgen random mod 2 map @balance-targets comment \"2 targets"), "\(text)")
+        #expect(text.contains("typeof ip daddr . meta l4proto . th dport . numgen random mod 2 : ip daddr . th dport"), "\(text)")
+        #expect(text.contains("10.112.0.10 . tcp . 80 . 0 : 10.99.1.2 . 4143, 10.112.0.10 . tcp . 80 . 1 : 10.99.1.3 . 4143"), "\(text)")
     }
 }
 

@@ -52,9 +52,17 @@ extension KernelRoundTripTests {
         let layout = MirrorTables(rules: Self.sampleRules(), dnsAddresses: [IPAddress("169.254.20.10")!, IPAddress("fd00::53")!])
         try Reconciler(backend: backend.value, tables: MirrorTables.tableIDs).reconcile(layout.desired)
         for id in MirrorTables.tableIDs {
-            let json = try NFTJSON(namespace.exec(["nft", "-j", "list", "table", id.family.rawValue, id.name]))
+            var json = try NFTJSON(namespace.exec(["nft", "-j", "list", "table", id.family.rawValue, id.name]))
             let want = try #require(layout.desired[id])
             let expected = NFTJSON.expected(want)
+            // The reconcile marker sits beside the desired sets, in the first table only.
+            let markerSet = "set \(ReconcileMarker.setName)"
+            let markers = json.elements.filter { $0.hasPrefix("\(ReconcileMarker.setName): ") }
+            #expect(json.sets.contains(markerSet) == (id == MirrorTables.tableIDs[0]), "marker set in \(id): \(json.sets)")
+            #expect(markers.count == (id == MirrorTables.tableIDs[0] ? 1 : 0), "one marker element in \(id): \(markers)")
+            #expect(markers.allSatisfy { $0.contains("# generation ") }, "\(markers)")
+            json.sets.remove(markerSet)
+            json.elements.subtract(markers)
             #expect(json.elements == expected.elements, "elements of \(id): nft has \(json.elements.subtracting(expected.elements)), missing \(expected.elements.subtracting(json.elements))")
             #expect(json.chains == expected.chains, "chains of \(id)")
             #expect(json.sets == Set(want.sets.values.map { "\($0.isMap ? "map" : "set") \($0.name)" }))
@@ -65,6 +73,8 @@ extension KernelRoundTripTests {
         // The text form nft prints names the lookups as an operator would write them.
         let text = try namespace.exec(["nft", "list", "ruleset"])
         #expect(text.contains("ip daddr & 0.0.0.15 == 0.0.0.10 dnat ip to ip daddr . meta l4proto . th dport map @service-dnat-10"), "\(text)")
-        #expect(text.contains("numgen random mod 2"), "\(text)")
+        #expect(text.contains("dnat ip to ip daddr . meta l4proto . th dport . numgen random mod 2 map @balance-targets"), "\(text)")
+        #expect(text.contains("dnat ip6 to ip6 daddr . meta l4proto . th dport . numgen random mod 2 map @balance-targets"), "\(text)")
+        #expect(text.contains("10.112.0.12 . tcp . 80 counter packets 0 bytes 0 comment \"default/web-federated\" : goto balance-2"), "\(text)")
     }
 }

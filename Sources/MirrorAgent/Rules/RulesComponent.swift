@@ -49,9 +49,12 @@ actor RulesComponent: MirrorConsumer {
         do {
             if needsFullReconcile {
                 var rules: [ServicePortRule] = []
+                rules.reserveCapacity(update.store.services.count)
                 ruleIDs = [:]
+                ruleIDs.reserveCapacity(update.store.services.count)
+                let gateways = RulesTranslator.gatewayAddresses(update.store.clusters)
                 for (key, service) in update.store.services {
-                    let translated = RulesTranslator.rules(for: service, clusters: update.store.clusters)
+                    let translated = RulesTranslator.rules(for: service, clusters: update.store.clusters, gateways: gateways)
                     ruleIDs[key] = translated.map(\.id)
                     rules.append(contentsOf: translated)
                 }
@@ -63,6 +66,7 @@ actor RulesComponent: MirrorConsumer {
                 ])
                 transaction = try reconciler.reconcile(layout.desired)
                 logger.debug("full reconcile", metadata: [
+                    "checked": "\(reconciler.lastReconcileUsedMarker ? "marker" : "read-back")",
                     "read_ms": "\(String(format: "%.3f", reconciler.lastReadDuration.milliseconds))",
                     "diff_ms": "\(String(format: "%.3f", reconciler.lastDiffDuration.milliseconds))",
                     "commit_ms": "\(String(format: "%.3f", transaction.isEmpty ? 0 : reconciler.lastCommitDuration.milliseconds))",
@@ -118,7 +122,7 @@ actor RulesComponent: MirrorConsumer {
            try kernel.generation() == known {
             return true
         }
-        let snapshot = try reconciler.backend.read(MirrorTables.tableIDs)
+        let snapshot = try reconciler.backend.read(MirrorTables.tableIDs, counters: false)
         return Ruleset.diff(current: snapshot.ruleset, desired: layout.desired).isEmpty
     }
 

@@ -11,24 +11,33 @@ import Sync
 /// A port with no target is rejected at once. Targets in clusters marked `masquerade` are
 /// masqueraded.
 enum RulesTranslator {
-    /// The rules for one service, one per port.
-    static func rules(for service: MirroredService, clusters: [String: Cluster]) -> [ServicePortRule] {
+    /// The rules for one service, one per port. `gateways` (from ``gatewayAddresses(_:)``)
+    /// saves parsing each gateway address again for every service of a large state.
+    static func rules(for service: MirroredService, clusters: [String: Cluster],
+                      gateways: [String: [IPAddress]]? = nil) -> [ServicePortRule] {
         let addresses = service.ips.compactMap(IPAddress.init)
         let name = service.key.description
         return service.ports.compactMap { port in
             guard let number = UInt16(exactly: port.port) else { return nil }
             return ServicePortRule(service: name, proto: port.protocol.number, port: number, addresses: addresses,
-                                   targets: targets(of: service, port: port, clusters: clusters))
+                                   targets: targets(of: service, port: port, clusters: clusters, gateways: gateways))
         }
     }
 
+    /// Every cluster's gateway addresses, parsed once.
+    static func gatewayAddresses(_ clusters: [String: Cluster]) -> [String: [IPAddress]] {
+        clusters.compactMapValues { $0.gateway?.addresses.compactMap(IPAddress.init) }
+    }
+
     /// Where connections to `port` of `service` may go right now.
-    static func targets(of service: MirroredService, port: ServicePort, clusters: [String: Cluster]) -> [ServicePortRule.Target] {
+    static func targets(of service: MirroredService, port: ServicePort, clusters: [String: Cluster],
+                        gateways: [String: [IPAddress]]? = nil) -> [ServicePortRule.Target] {
         switch service.mode {
         case .gateway:
             guard let cluster = service.cluster.flatMap({ clusters[$0] }), let gateway = cluster.gateway, gateway.alive,
                   let gatewayPort = UInt16(exactly: port.gatewayPort ?? gateway.port) else { return [] }
-            return gateway.addresses.compactMap(IPAddress.init).map {
+            let addresses = service.cluster.flatMap { gateways?[$0] } ?? gateway.addresses.compactMap(IPAddress.init)
+            return addresses.map {
                 ServicePortRule.Target(address: $0, port: gatewayPort, masquerade: cluster.masquerade)
             }
         case .remoteDiscovery, .federated:
@@ -46,8 +55,9 @@ enum RulesTranslator {
     static func layout(for store: MirrorStore, dnsAddresses: [IPAddress]) -> MirrorTables {
         var rules: [ServicePortRule] = []
         rules.reserveCapacity(store.services.count)
+        let gateways = gatewayAddresses(store.clusters)
         for service in store.services.values {
-            rules.append(contentsOf: Self.rules(for: service, clusters: store.clusters))
+            rules.append(contentsOf: Self.rules(for: service, clusters: store.clusters, gateways: gateways))
         }
         return MirrorTables(rules: rules, dnsAddresses: dnsAddresses)
     }

@@ -17,10 +17,11 @@ struct RulesetReport {
     init(_ snapshot: KernelSnapshot) {
         for (id, table) in snapshot.ruleset.tables {
             let counters = snapshot.counters[id] ?? [:]
+            let balanced = Self.balancedTargets(table)
             for set in MirrorTables.dnatMaps + [MirrorTables.chainMap, MirrorTables.rejectSet] {
                 for element in (table.elements[set] ?? [:]).values {
                     lines.append(Line(service: element.comment ?? "(unlabelled)", slot: Self.slot(element.key),
-                                      destination: Self.destination(element, set: set, table: table),
+                                      destination: Self.destination(element, set: set, table: table, balanced: balanced),
                                       counter: counters[set]?[element.key]))
                 }
             }
@@ -34,18 +35,30 @@ struct RulesetReport {
         return "\(key[0]) \(key[1])/\(key[2])"
     }
 
-    static func destination(_ element: Element, set: String, table: Table) -> String {
+    /// The targets in `balance-targets` per port key (`vip . proto . port`), in bucket order.
+    static func balancedTargets(_ table: Table) -> [ValueList: [String]] {
+        var buckets: [ValueList: [(UInt32, String)]] = [:]
+        for element in (table.elements[MirrorTables.balanceMap] ?? [:]).values {
+            let key = element.key
+            guard key.count == 4, case .number(let bucket) = key[3], let data = element.data else { continue }
+            buckets[ValueList(key.prefix(3)), default: []].append((bucket, target(data, family: table.id.family)))
+        }
+        return buckets.mapValues { $0.sorted { $0.0 < $1.0 }.map(\.1) }
+    }
+
+    /// `10.99.1.2:4143` / `[fd00::2]:4143`
+    static func target(_ data: ElementData, family: Family) -> String {
+        guard case .values(let values) = data, values.count == 2 else { return data.description }
+        return family == .ip ? "\(values[0]):\(values[1])" : "[\(values[0])]:\(values[1])"
+    }
+
+    static func destination(_ element: Element, set: String, table: Table, balanced: [ValueList: [String]]) -> String {
         switch element.data {
-        case .values(let values)? where values.count == 2:
-            return table.id.family == .ip ? "\(values[0]):\(values[1])" : "[\(values[0])]:\(values[1])"
+        case .values?:
+            return element.data.map { target($0, family: table.id.family) } ?? "?"
         case .verdict(let verdict)?:
-            guard let chain = verdict.chain else { return verdict.description }
-            // Rule comments read "<service> i/N <target> #fingerprint".
-            let targets = (table.rules[chain] ?? []).compactMap { rule -> String? in
-                let words = rule.storedComment.split(separator: " ")
-                return words.count >= 3 ? String(words[words.count - 2]) : nil
-            }
-            return targets.isEmpty ? "chain \(chain)" : targets.joined(separator: ", ") + " (random)"
+            guard let targets = balanced[element.key], !targets.isEmpty else { return verdict.description }
+            return targets.joined(separator: ", ") + " (random)"
         default:
             return set == MirrorTables.rejectSet ? "reject (no live target)" : "?"
         }
