@@ -10,7 +10,8 @@ public struct MirrorStore: Sendable {
     public private(set) var clusters: [String: Cluster] = [:]
     public private(set) var services: [ServiceKey: MirroredService] = [:]
     /// Which service owns each `ip proto port` slot, to reject conflicting upserts cheaply.
-    private var slotOwners: [String: ServiceKey] = [:]
+    /// Slots are fixed-size values, not strings: one entry per mirrored port of 100k services.
+    private var slotOwners: [ServiceSlot: ServiceKey] = [:]
     /// Services that reference each cluster (own cluster or an endpoint's).
     private var dependents: [String: Set<ServiceKey>] = [:]
 
@@ -41,13 +42,21 @@ public struct MirrorStore: Sendable {
         var changes = ChangeSet()
         changes.clusterDomainChanged = snapshot.clusterDomain != clusterDomain
         let newClusters = Dictionary(snapshot.clusters.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
-        let newServices = Dictionary(snapshot.services.map { ($0.key, $0) }, uniquingKeysWith: { first, _ in first })
+        // Built in place (no array of pairs first): at 100k services that array alone would be
+        // 10+ MiB of peak memory. Validation guarantees the keys are unique.
+        var newServices: [ServiceKey: MirroredService] = [:]
+        newServices.reserveCapacity(snapshot.services.count)
+        for service in snapshot.services {
+            let key = service.key
+            if newServices[key] == nil { newServices[key] = service }
+        }
         Self.diff(old: clusters, new: newClusters, added: &changes.addedClusters, removed: &changes.removedClusters, changed: &changes.changedClusters)
         Self.diff(old: services, new: newServices, added: &changes.addedServices, removed: &changes.removedServices, changed: &changes.changedServices)
         clusterDomain = snapshot.clusterDomain
         clusters = newClusters
         services = newServices
         slotOwners = [:]
+        slotOwners.reserveCapacity(newServices.count)
         dependents = [:]
         for (key, service) in newServices { index(service, key: key) }
         self.revision = revision
@@ -124,7 +133,7 @@ public struct MirrorStore: Sendable {
         var issues = validator.issues
         for slot in Self.slots(of: service) {
             if let owner = slotOwners[slot], owner != service.key {
-                issues.append(ValidationIssue(object: object, field: "ips", message: "\(slot) is already used by service \(owner)"))
+                issues.append(ValidationIssue(object: object, field: "ips", message: "\(slot.text) is already used by service \(owner)"))
             }
         }
         guard issues.isEmpty else { throw InvalidStateError(issues: issues) }
@@ -132,10 +141,8 @@ public struct MirrorStore: Sendable {
 
     // MARK: indexes
 
-    private static func slots(of service: MirroredService) -> [String] {
-        service.ips.compactMap { IPAddressText.canonical($0)?.text }.flatMap { ip in
-            service.ports.map { "\(ip):\($0.port)/\($0.protocol.rawValue)" }
-        }
+    private static func slots(of service: MirroredService) -> [ServiceSlot] {
+        StateValidator.distinctSlots(of: service)
     }
 
     private mutating func index(_ service: MirroredService, key: ServiceKey) {
