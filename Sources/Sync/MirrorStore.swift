@@ -8,12 +8,10 @@ public struct MirrorStore: Sendable {
     public private(set) var revision: UInt64 = 0
     public private(set) var clusterDomain = MirrorState.defaultClusterDomain
     public private(set) var clusters: [String: Cluster] = [:]
-    public private(set) var services: [ServiceKey: MirroredService] = [:]
+    /// Looked up like a `[ServiceKey: MirroredService]`, stored in a fraction of its memory.
+    public private(set) var services = ServiceTable()
     /// Which service owns each `ip proto port` slot, to reject conflicting upserts cheaply.
-    /// Slots are fixed-size values, not strings: one entry per mirrored port of 100k services.
-    private var slotOwners: [ServiceSlot: ServiceKey] = [:]
-    /// Services that reference each cluster (own cluster or an endpoint's).
-    private var dependents: [String: Set<ServiceKey>] = [:]
+    private var slotOwners = ServiceSlotIndex()
 
     public init() {}
 
@@ -27,9 +25,18 @@ public struct MirrorStore: Sendable {
     }
 
     /// The services whose traffic depends on `cluster` (e.g. to re-translate after its
-    /// gateway died).
+    /// gateway died): its own services and those with an endpoint there.
+    ///
+    /// A scan, not an index: it runs only when a cluster changes (then those services are
+    /// all re-translated anyway), and an index would cost 40+ bytes per service for good.
     public func services(referencing cluster: String) -> Set<ServiceKey> {
-        dependents[cluster] ?? []
+        var keys = Set<ServiceKey>()
+        for service in services.values where Self.references(service, cluster) { keys.insert(service.key) }
+        return keys
+    }
+
+    private static func references(_ service: MirroredService, _ cluster: String) -> Bool {
+        service.cluster == cluster || service.endpoints.contains { $0.cluster == cluster }
     }
 
     /// Replaces everything with `snapshot`.
@@ -44,21 +51,19 @@ public struct MirrorStore: Sendable {
         let newClusters = Dictionary(snapshot.clusters.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
         // Built in place (no array of pairs first): at 100k services that array alone would be
         // 10+ MiB of peak memory. Validation guarantees the keys are unique.
-        var newServices: [ServiceKey: MirroredService] = [:]
+        var newServices = ServiceTable()
         newServices.reserveCapacity(snapshot.services.count)
-        for service in snapshot.services {
-            let key = service.key
-            if newServices[key] == nil { newServices[key] = service }
+        for service in snapshot.services where newServices[service.key] == nil {
+            newServices.updateValue(service)
         }
         Self.diff(old: clusters, new: newClusters, added: &changes.addedClusters, removed: &changes.removedClusters, changed: &changes.changedClusters)
-        Self.diff(old: services, new: newServices, added: &changes.addedServices, removed: &changes.removedServices, changed: &changes.changedServices)
+        Self.diff(old: services, new: newServices, changes: &changes)
         clusterDomain = snapshot.clusterDomain
         clusters = newClusters
         services = newServices
-        slotOwners = [:]
-        slotOwners.reserveCapacity(newServices.count)
-        dependents = [:]
-        for (key, service) in newServices { index(service, key: key) }
+        slotOwners = ServiceSlotIndex()
+        slotOwners.reserveCapacity(newServices.values.reduce(0) { $0 + $1.ips.count * $1.ports.count }, in: newServices.values)
+        for position in newServices.values.indices { slotOwners.insertSlots(ofServiceAt: position, in: newServices.values) }
         self.revision = revision
         return changes
     }
@@ -82,7 +87,7 @@ public struct MirrorStore: Sendable {
             default: break
             }
         case .deleteCluster(let name):
-            if let users = dependents[name], !users.isEmpty {
+            if case let users = services(referencing: name), !users.isEmpty {
                 let listed = users.sorted().prefix(3).map(\.description).joined(separator: ", ")
                 throw InvalidStateError(issues: [ValidationIssue(object: "cluster \(name)", field: "",
                     message: "still referenced by \(users.count) service(s) (\(listed)); delete them first")])
@@ -91,17 +96,21 @@ public struct MirrorStore: Sendable {
         case .upsertService(let service):
             try check(service)
             let key = service.key
-            let old = services.updateValue(service, forKey: key)
-            if let old { unindex(old, key: key) }
-            index(service, key: key)
+            if let position = services.position(of: key) { slotOwners.removeSlots(ofServiceAt: position, in: services.values) }
+            let (position, old) = services.updateValue(service)
+            slotOwners.insertSlots(ofServiceAt: position, in: services.values)
             switch old {
             case nil: changes.addedServices.insert(key)
             case let old? where old != service: changes.changedServices.insert(key)
             default: break
             }
         case .deleteService(let key):
-            if let old = services.removeValue(forKey: key) {
-                unindex(old, key: key)
+            if let position = services.position(of: key) {
+                slotOwners.removeSlots(ofServiceAt: position, in: services.values)
+                if position != services.count - 1 {
+                    slotOwners.moveSlots(ofServiceAt: services.count - 1, to: position, in: services.values)
+                }
+                services.remove(at: position)
                 changes.removedServices.insert(key)
             }
         }
@@ -117,7 +126,7 @@ public struct MirrorStore: Sendable {
         validator.validateCluster(cluster, object: object)
         var issues = validator.issues
         if cluster.gateway == nil {
-            let gatewayUsers = (dependents[cluster.name] ?? []).filter { services[$0]?.mode == .gateway && services[$0]?.cluster == cluster.name }
+            let gatewayUsers = services.values.filter { $0.mode == .gateway && $0.cluster == cluster.name }.map(\.key)
             if !gatewayUsers.isEmpty {
                 issues.append(ValidationIssue(object: object, field: "gateway",
                     message: "removing the gateway would strand \(gatewayUsers.count) gateway-mode service(s), e.g. \(gatewayUsers.sorted()[0])"))
@@ -131,30 +140,28 @@ public struct MirrorStore: Sendable {
         let object = "service \(service.key)"
         validator.validateService(service, object: object, clusters: clusters)
         var issues = validator.issues
-        for slot in Self.slots(of: service) {
-            if let owner = slotOwners[slot], owner != service.key {
+        for slot in StateValidator.distinctSlots(of: service) {
+            if let position = slotOwners.owner(of: slot, in: services.values), case let owner = services.values[position].key, owner != service.key {
                 issues.append(ValidationIssue(object: object, field: "ips", message: "\(slot.text) is already used by service \(owner)"))
             }
         }
         guard issues.isEmpty else { throw InvalidStateError(issues: issues) }
     }
 
-    // MARK: indexes
+    // MARK: helpers
 
-    private static func slots(of service: MirroredService) -> [ServiceSlot] {
-        StateValidator.distinctSlots(of: service)
-    }
-
-    private mutating func index(_ service: MirroredService, key: ServiceKey) {
-        for slot in Self.slots(of: service) { slotOwners[slot] = key }
-        for cluster in service.referencedClusters { dependents[cluster, default: []].insert(key) }
-    }
-
-    private mutating func unindex(_ service: MirroredService, key: ServiceKey) {
-        for slot in Self.slots(of: service) where slotOwners[slot] == key { slotOwners[slot] = nil }
-        for cluster in service.referencedClusters {
-            dependents[cluster]?.remove(key)
-            if dependents[cluster]?.isEmpty == true { dependents[cluster] = nil }
+    private static func diff(old: ServiceTable, new: ServiceTable, changes: inout ChangeSet) {
+        for service in new.values {
+            let key = service.key
+            if let previous = old[key] {
+                if previous != service { changes.changedServices.insert(key) }
+            } else {
+                changes.addedServices.insert(key)
+            }
+        }
+        for service in old.values {
+            let key = service.key
+            if new[key] == nil { changes.removedServices.insert(key) }
         }
     }
 

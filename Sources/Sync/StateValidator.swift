@@ -22,24 +22,31 @@ struct StateValidator {
             }
             if !skipClusters.contains(index) { validateCluster(cluster, object: object) }
         }
-        var owners: [ServiceSlot: Int] = [:]     // slot -> index of the first service using it
-        var identities: [ServiceKey: Int] = [:]
-        owners.reserveCapacity(state.services.count)
-        identities.reserveCapacity(state.services.count)
+        // Indexes of positions in `state.services` (keys and slots are recomputed, not stored):
+        // at 100k services, dictionaries here were 20+ MiB of peak memory on every load.
+        let services = state.services
+        var owners = ServiceSlotIndex()          // slot -> the first service using it
+        var identities = PositionIndex()         // key -> the last service with it
+        owners.reserveCapacity(services.count, in: services)
+        identities.reserveCapacity(services.count) { ServiceKeyView(services[$0.position]).hashValue }
         // By index, not `enumerated()`: the label closure then captures no copy of the service
         // (copying a service is six retains and releases, per service, per load).
-        for index in state.services.indices where skipServices.isEmpty || !skipServices.contains(index) {
-            let service = state.services[index]
-            let object = { Self.label(state.services[index], index: index) }
-            if let first = identities.updateValue(index, forKey: service.key) {
-                issue(object(), "name", "duplicate service \(service.key), also defined as \(Self.label(state.services[first], index: first))")
+        for index in services.indices where skipServices.isEmpty || !skipServices.contains(index) {
+            let service = services[index]
+            let object = { Self.label(services[index], index: index) }
+            let key = ServiceKeyView(service)
+            if let first = identities.first(hash: key.hashValue, where: { ServiceKeyView(services[$0.position]) == key }) {
+                issue(object(), "name", "duplicate service \(service.key), also defined as \(Self.label(services[first.position], index: first.position))")
+                identities.move(first, hash: key.hashValue, to: index)
+            } else {
+                identities.insert(.init(position: index), hash: key.hashValue) { ServiceKeyView(services[$0.position]).hashValue }
             }
             validateService(service, object: object, clusters: clustersByName)
-            for slot in Self.distinctSlots(of: service) {
-                if let other = owners[slot], other != index {
-                    issue(object(), "ips", "\(slot.text) is already used by \(Self.label(state.services[other], index: other))")
+            for (ordinal, slot) in Self.distinctSlots(of: service).enumerated() {
+                if let other = owners.owner(of: slot, in: services), other != index {
+                    issue(object(), "ips", "\(slot.text) is already used by \(Self.label(services[other], index: other))")
                 } else {
-                    owners[slot] = index
+                    owners.insert(slot, ordinal: ordinal, position: index, in: services)
                 }
             }
         }
