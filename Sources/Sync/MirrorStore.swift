@@ -45,7 +45,23 @@ public struct MirrorStore: Sendable {
     /// - Throws: ``InvalidStateError`` when the snapshot is invalid; nothing is changed.
     @discardableResult
     public mutating func applySnapshot(_ snapshot: MirrorState, revision: UInt64) throws -> ChangeSet {
-        try snapshot.validate()
+        try applySnapshot(snapshot, revision: revision, validated: false)
+    }
+
+    /// Replaces everything with the state in the file at `path` (YAML or JSON).
+    ///
+    /// Same as reading the file with ``MirrorState/init(contentsOf:)`` and applying it, but
+    /// the state is validated once instead of twice (a tenth of a second at 100k services,
+    /// on the agent's restart path).
+    /// - Throws: ``StateFileError``, ``DocumentSyntaxError`` or ``InvalidStateError``;
+    ///   nothing is changed.
+    @discardableResult
+    public mutating func applySnapshot(contentsOf path: String, revision: UInt64) throws -> ChangeSet {
+        try applySnapshot(try MirrorState(contentsOf: path), revision: revision, validated: true)
+    }
+
+    private mutating func applySnapshot(_ snapshot: MirrorState, revision: UInt64, validated: Bool) throws -> ChangeSet {
+        if !validated { try snapshot.validate() }
         var changes = ChangeSet()
         changes.clusterDomainChanged = snapshot.clusterDomain != clusterDomain
         let newClusters = Dictionary(snapshot.clusters.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
