@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # bench/state.sh — how fast the agent loads a mirror state file and how much memory that
-# takes, beside reference parsers reading the same bytes. Each row is the median wall time
-# and the median peak RSS of R runs (`/usr/bin/time`), measured in one interleaved loop so
-# machine noise hits every column alike.
+# takes, beside reference parsers reading the same bytes. Each cell is the median wall time,
+# CPU time (user+sys: steadier than wall time on a busy machine) and peak RSS of R runs
+# (`/usr/bin/time`), measured in one interleaved loop so machine noise hits every column alike.
 #
 #   bench/state.sh [N ...]      default: 10000 100000; REPEAT=R (default 5)
 #
@@ -11,6 +11,7 @@
 #   python-json   `json.load` of the file (C parser, builds dicts; no validation)
 #   jq            `jq . FILE >/dev/null` (parse and re-print)
 #   python-yaml   (YAML rows) `yaml.load` with the libyaml C loader when present
+#   before        (when BASE_BIN=path is set) the same `check` with another build, e.g. main's
 # The state is bench/gen-state.py's (90% gateway services, 10% with three endpoints); the
 # YAML row (10k only: YAML is for hand-written files) is the same state in block style.
 set -euo pipefail
@@ -30,18 +31,19 @@ command -v jq >/dev/null || echo "note: jq not installed (apt-get install jq); i
 
 # Runs "$@" once; appends "seconds KiB" to $OUT. Fails the bench if the command fails.
 measure() {
-    /usr/bin/time -o "$WORK/time" -f "%e %M" "$@" >/dev/null 2>"$WORK/err" || { cat "$WORK/err" >&2; exit 1; }
+    /usr/bin/time -o "$WORK/time" -f "%e %M %U %S" "$@" >/dev/null 2>"$WORK/err" || { cat "$WORK/err" >&2; exit 1; }
     cat "$WORK/time" >> "$OUT"
 }
 
-# Prints "median-seconds median-MiB" of the runs in file $1.
+# Prints "median wall s, median CPU s, median MiB" of the runs in file $1.
 summary() {
     python3 - "$1" <<'PY'
 import statistics, sys
 rows = [line.split() for line in open(sys.argv[1]) if line.strip()]
 t = statistics.median(float(r[0]) for r in rows)
+c = statistics.median(float(r[2]) + float(r[3]) for r in rows)
 m = statistics.median(int(r[1]) for r in rows) / 1024
-print(f"{t:6.2f} s {m:6.1f} MiB")
+print(f"{t:5.2f} s ({c:5.2f} s CPU) {m:6.1f} MiB")
 PY
 }
 
@@ -52,12 +54,14 @@ row() {  # row LABEL FILE FORMAT
     else
         columns=(agent python-yaml)
     fi
+    [ -n "${BASE_BIN:-}" ] && columns+=(before)
     for c in "${columns[@]}"; do : > "$WORK/$c"; done
     for _ in $(seq "$REPEAT"); do
         for c in "${columns[@]}"; do
             OUT="$WORK/$c"
             case $c in
                 agent) measure "$BIN" check --state "$file" ;;
+                before) measure "$BASE_BIN" check --state "$file" ;;
                 python-json) measure python3 -c 'import json,sys; json.load(open(sys.argv[1]))' "$file" ;;
                 jq) measure jq . "$file" ;;
                 python-yaml) measure python3 -c 'import sys,yaml; yaml.load(open(sys.argv[1]), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))' "$file" ;;
@@ -65,12 +69,12 @@ row() {  # row LABEL FILE FORMAT
         done
     done
     local line
-    line=$(printf "%-14s" "$label")
+    line=$(printf "%-21s" "$label")
     for c in "${columns[@]}"; do line+=$(printf " | %-11s %s" "$c" "$(summary "$WORK/$c")"); done
     echo "$line"
 }
 
-echo "state load: median of $REPEAT runs (wall time, peak RSS); file sizes in parentheses"
+echo "state load: median of $REPEAT runs: wall time (CPU time) peak RSS; file sizes in parentheses"
 for n in "${SIZES[@]}"; do
     python3 bench/gen-state.py "$n" > "$WORK/s$n.json"
     row "json $n ($(( $(stat -c %s "$WORK/s$n.json") / 1024 / 1024 )) MiB)" "$WORK/s$n.json" json

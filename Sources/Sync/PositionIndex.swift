@@ -7,13 +7,18 @@
 /// entries took 100–300 bytes per service.
 ///
 /// Open addressing with linear probing and backward-shift deletion (no tombstones); the
-/// bucket count is a power of two at least twice the entry count.
+/// bucket count is a power of two at least twice the entry count. Each bucket also keeps 12
+/// bits of its entry's hash, so most probes that cannot match are skipped without asking the
+/// owner (which would have to recompute a key from an element).
 struct PositionIndex: Sendable {
     /// One indexed key: the element at `position` in the owner's array, and which of its
     /// keys (0 for owners with one key per element).
     struct Entry: Equatable {
         var position: Int
         var ordinal: Int
+
+        /// Ordinals are kept in 20 bits.
+        static let maximumOrdinal = 0xF_FFFF
 
         init(position: Int, ordinal: Int = 0) {
             self.position = position
@@ -23,11 +28,21 @@ struct PositionIndex: Sendable {
         fileprivate init?(bucket: UInt64) {
             guard bucket != 0 else { return nil }
             position = Int(truncatingIfNeeded: bucket & 0xFFFF_FFFF) - 1
-            ordinal = Int(truncatingIfNeeded: bucket >> 32)
+            ordinal = Int(truncatingIfNeeded: bucket >> 32 & 0xF_FFFF)
         }
 
-        fileprivate var bucket: UInt64 { UInt64(position + 1) | UInt64(ordinal) << 32 }
+        /// The bucket contents for this entry under `hash`: position + 1, ordinal, hash tag.
+        fileprivate func bucket(hash: Int) -> UInt64 {
+            UInt64(position + 1) | UInt64(ordinal) << 32 | PositionIndex.tag(hash)
+        }
     }
+
+    /// The hash bits a bucket keeps: the top 12, independent of the low bits that pick it.
+    fileprivate static func tag(_ hash: Int) -> UInt64 {
+        UInt64(UInt(bitPattern: hash) >> 52) << 52
+    }
+
+    private static let tagMask: UInt64 = 0xFFF << 52
 
     private var buckets: [UInt64] = []
     private(set) var count = 0
@@ -38,9 +53,10 @@ struct PositionIndex: Sendable {
     func first(hash: Int, where matches: (Entry) -> Bool) -> Entry? {
         guard !buckets.isEmpty else { return nil }
         let mask = buckets.count - 1
+        let tag = Self.tag(hash)
         var bucket = hash & mask
-        while let entry = Entry(bucket: buckets[bucket]) {
-            if matches(entry) { return entry }
+        while case let stored = buckets[bucket], let entry = Entry(bucket: stored) {
+            if stored & Self.tagMask == tag, matches(entry) { return entry }
             bucket = (bucket + 1) & mask
         }
         return nil
@@ -48,10 +64,10 @@ struct PositionIndex: Sendable {
 
     /// Adds `entry` under `hash`. `rehash` gives the hash of any stored entry, for growing.
     mutating func insert(_ entry: Entry, hash: Int, rehash: (Entry) -> Int) {
-        precondition(entry.position >= 0 && entry.position < Int(UInt32.max) && entry.ordinal >= 0 && entry.ordinal <= Int(UInt32.max),
+        precondition(entry.position >= 0 && entry.position < Int(UInt32.max) && entry.ordinal >= 0 && entry.ordinal <= Entry.maximumOrdinal,
                      "position index entry out of range")
         if (count + 1) * 2 > buckets.count { reserveCapacity(count + 1, rehash: rehash) }
-        place(entry.bucket, hash: hash)
+        place(entry.bucket(hash: hash), hash: hash)
         count += 1
     }
 
@@ -77,7 +93,7 @@ struct PositionIndex: Sendable {
     /// an element.
     mutating func move(_ entry: Entry, hash: Int, to position: Int) {
         guard let bucket = bucket(of: entry, hash: hash) else { return }
-        buckets[bucket] = Entry(position: position, ordinal: entry.ordinal).bucket
+        buckets[bucket] = Entry(position: position, ordinal: entry.ordinal).bucket(hash: hash)
     }
 
     /// Makes room for `capacity` entries without regrowing.
@@ -107,7 +123,7 @@ struct PositionIndex: Sendable {
     private func bucket(of entry: Entry, hash: Int) -> Int? {
         guard !buckets.isEmpty else { return nil }
         let mask = buckets.count - 1
-        let stored = entry.bucket
+        let stored = entry.bucket(hash: hash)
         var bucket = hash & mask
         while buckets[bucket] != 0 {
             if buckets[bucket] == stored { return bucket }

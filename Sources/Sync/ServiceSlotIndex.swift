@@ -16,7 +16,11 @@ struct ServiceSlotIndex: Sendable {
     }
 
     /// Records that the service at `position` uses `slot`, its `ordinal`-th distinct slot.
+    ///
+    /// Slots past the millionth of one service are not indexed (a service has one or two
+    /// ClusterIPs and a handful of ports; such a state is not a real one).
     mutating func insert(_ slot: ServiceSlot, ordinal: Int, position: Int, in services: [MirroredService]) {
+        guard ordinal <= PositionIndex.Entry.maximumOrdinal else { return }
         index.insert(.init(position: position, ordinal: ordinal), hash: slot.hashValue, rehash: Self.rehash(services))
     }
 
@@ -29,14 +33,14 @@ struct ServiceSlotIndex: Sendable {
 
     /// Forgets every slot of the service at `position` (still in `services`).
     mutating func removeSlots(ofServiceAt position: Int, in services: [MirroredService]) {
-        for (ordinal, slot) in StateValidator.distinctSlots(of: services[position]).enumerated() {
+        for (ordinal, slot) in StateValidator.distinctSlots(of: services[position]).enumerated() where ordinal <= PositionIndex.Entry.maximumOrdinal {
             index.remove(.init(position: position, ordinal: ordinal), hash: slot.hashValue, rehash: Self.rehash(services))
         }
     }
 
     /// Follows the service at `old` (in `services`, before the move) to position `new`.
     mutating func moveSlots(ofServiceAt old: Int, to new: Int, in services: [MirroredService]) {
-        for (ordinal, slot) in StateValidator.distinctSlots(of: services[old]).enumerated() {
+        for (ordinal, slot) in StateValidator.distinctSlots(of: services[old]).enumerated() where ordinal <= PositionIndex.Entry.maximumOrdinal {
             index.move(.init(position: old, ordinal: ordinal), hash: slot.hashValue, to: new)
         }
     }

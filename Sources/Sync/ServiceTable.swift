@@ -137,14 +137,17 @@ struct ServiceKeyView: Hashable {
 
     private var mirroredNameCount: Int { prefix.count + (suffix.map { $0.count + 1 } ?? 0) }
 
+    /// FNV-1a over the bytes (namespace, a 0xFF separator that UTF-8 never contains, the
+    /// mirrored name), handed to `Hasher` once: feeding `Hasher` byte by byte was a tenth of
+    /// a 100k-service load.
     func hash(into hasher: inout Hasher) {
-        for byte in namespace { hasher.combine(byte) }
-        hasher.combine(UInt8(0xFF))     // never in UTF-8: ends the namespace unambiguously
-        for byte in prefix { hasher.combine(byte) }
-        if let suffix {
-            hasher.combine(UInt8(ascii: "-"))
-            for byte in suffix { hasher.combine(byte) }
-        }
+        var value: UInt64 = 0xCBF2_9CE4_8422_2325
+        func add(_ byte: UInt8) { value = (value ^ UInt64(byte)) &* 0x0000_0100_0000_01B3 }
+        for byte in namespace { add(byte) }
+        add(0xFF)
+        var name = nameBytes
+        while let byte = name.next() { add(byte) }
+        hasher.combine(value)
     }
 
     static func == (lhs: ServiceKeyView, rhs: ServiceKeyView) -> Bool {
