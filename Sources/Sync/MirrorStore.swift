@@ -69,9 +69,7 @@ public struct MirrorStore: Sendable {
         // 10+ MiB of peak memory. Validation guarantees the keys are unique.
         var newServices = ServiceTable()
         newServices.reserveCapacity(snapshot.services.count)
-        for service in snapshot.services where newServices[service.key] == nil {
-            newServices.updateValue(service)
-        }
+        for service in snapshot.services { newServices.updateValue(service) }
         Self.diff(old: clusters, new: newClusters, added: &changes.addedClusters, removed: &changes.removedClusters, changed: &changes.changedClusters)
         Self.diff(old: services, new: newServices, changes: &changes)
         clusterDomain = snapshot.clusterDomain

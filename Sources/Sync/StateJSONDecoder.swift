@@ -219,8 +219,10 @@ struct StateJSONDecoder {
         cursor.skipNull() ? nil : try list(element)
     }
 
+    /// Up to 15 UTF-8 bytes a string lives inside its 16-byte value: only longer ones have a
+    /// heap buffer worth sharing.
     private mutating func interned(_ text: String) -> String {
-        strings.intern(text)
+        text.utf8.count > 15 ? strings.intern(text) : text
     }
 
     /// Fields already read in one object: a repeated key is refused (`Codable` and the
