@@ -16,11 +16,16 @@ public struct MirrorStore: Sendable {
     public init() {}
 
     /// The whole state, clusters and services sorted by name, as a feed snapshot carries it.
+    ///
+    /// Each service's key is built once, not at every comparison of the sort (building one
+    /// allocates for names over 15 bytes; 100k services take 3.4M comparisons).
     public var state: MirrorState {
-        MirrorState(
+        let keys = services.values.map(\.key)
+        let order = keys.indices.sorted { keys[$0] < keys[$1] }
+        return MirrorState(
             clusterDomain: clusterDomain,
             clusters: clusters.values.sorted { $0.name < $1.name },
-            services: services.values.sorted { $0.key < $1.key }
+            services: order.map { services.values[$0] }
         )
     }
 
