@@ -1,8 +1,10 @@
 /// Kubernetes' name rules for the parts of mirrored DNS names.
 public enum DNSLabel {
     /// RFC 1123 label: 1–63 lowercase letters, digits and '-', starting and ending alphanumeric.
+    ///
+    /// Reads the UTF-8 view in place: it runs for several names of every service on each load.
     public static func isValid(_ text: String) -> Bool {
-        let bytes = Array(text.utf8)
+        let bytes = text.utf8
         guard (1...63).contains(bytes.count) else { return false }
         func alnum(_ b: UInt8) -> Bool { (b >= 0x61 && b <= 0x7A) || (b >= 0x30 && b <= 0x39) }
         guard let first = bytes.first, let last = bytes.last, alnum(first), alnum(last) else { return false }
@@ -19,6 +21,6 @@ public enum DNSLabel {
     /// 1–15 characters, lowercase alphanumerics and '-', at least one letter, no '--'.
     public static func isValidPortName(_ text: String) -> Bool {
         guard text.utf8.count <= 15, isValid(text) else { return false }
-        return text.contains { $0.isLetter } && !text.contains("--")
+        return text.utf8.contains { $0 >= 0x61 && $0 <= 0x7A } && !text.contains("--")
     }
 }

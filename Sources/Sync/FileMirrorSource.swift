@@ -26,9 +26,8 @@ public struct FileMirrorSource: MirrorSource {
     public func run(onUpdate: @escaping @Sendable (MirrorUpdate) async -> Void) async throws {
         var store = MirrorStore()
         var lastStamp = try stamp()
-        let first = try MirrorState(contentsOf: path)
-        let changes = try store.applySnapshot(first, revision: 1)
-        logger.info("loaded mirror state", metadata: ["source": "\(description)", "services": "\(first.services.count)", "clusters": "\(first.clusters.count)"])
+        let changes = try store.applySnapshot(contentsOf: path, revision: 1)
+        logger.info("loaded mirror state", metadata: ["source": "\(description)", "services": "\(store.services.count)", "clusters": "\(store.clusters.count)"])
         await onUpdate(MirrorUpdate(store: store, changes: changes))
 
         // Wake-ups from inotify and from the poll timer; a burst collapses into one re-read.
@@ -52,8 +51,7 @@ public struct FileMirrorSource: MirrorSource {
             guard let current = try? stamp(), current != lastStamp else { continue }
             lastStamp = current
             do {
-                let state = try MirrorState(contentsOf: path)
-                let changes = try store.applySnapshot(state, revision: store.revision + 1)
+                let changes = try store.applySnapshot(contentsOf: path, revision: store.revision + 1)
                 if changes.isEmpty { continue }
                 logger.info("state file changed", metadata: [
                     "source": "\(description)", "revision": "\(store.revision)",

@@ -25,28 +25,33 @@ public enum IPAddressText {
     /// Strict dotted-quad parsing: four decimal parts 0–255, no leading zeros. Works on the
     /// UTF-8 bytes directly: it runs for every address of a state, 100k+ times per load.
     static func v4Bytes(_ text: String) -> [UInt8]? {
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(4)
-        var value = 0, digits = 0, leadingZero = false
+        v4Value(text).map { value in [UInt8(value >> 24), UInt8(value >> 16 & 255), UInt8(value >> 8 & 255), UInt8(value & 255)] }
+    }
+
+    /// The same strict parse as ``v4Bytes(_:)`` into one big-endian integer, allocating nothing.
+    static func v4Value(_ text: String) -> UInt32? {
+        var result: UInt32 = 0
+        var parts = 0
+        var value: UInt32 = 0, digits = 0, leadingZero = false
         for byte in text.utf8 {
             switch byte {
             case UInt8(ascii: "0")...UInt8(ascii: "9"):
                 if digits == 1 && leadingZero { return nil }
                 if digits == 0 { leadingZero = byte == UInt8(ascii: "0") }
-                value = value * 10 + Int(byte - UInt8(ascii: "0"))
+                value = value * 10 + UInt32(byte - UInt8(ascii: "0"))
                 digits += 1
                 if digits > 3 || value > 255 { return nil }
             case UInt8(ascii: "."):
-                guard digits > 0, bytes.count < 3 else { return nil }
-                bytes.append(UInt8(value))
+                guard digits > 0, parts < 3 else { return nil }
+                result = result << 8 | value
+                parts += 1
                 value = 0
                 digits = 0
             default:
                 return nil
             }
         }
-        guard digits > 0, bytes.count == 3 else { return nil }
-        bytes.append(UInt8(value))
-        return bytes
+        guard digits > 0, parts == 3 else { return nil }
+        return result << 8 | value
     }
 }

@@ -41,11 +41,22 @@ extension MirrorState {
 
     /// The state when `text` is JSON that decodes strictly (right types, no unknown
     /// fields); nil otherwise.
+    ///
+    /// ``StateJSONDecoder`` reads the usual documents in one pass over the bytes; what it
+    /// declines (rare spellings such as `80.0` for a port, escaped keys) goes through
+    /// `Codable`, so exactly the same documents are accepted as before it existed.
     private static func strictJSON(_ text: String) -> MirrorState? {
-        guard text.utf8.first(where: { $0 != 0x20 && $0 != 0x0A && $0 != 0x09 && $0 != 0x0D }) == UInt8(ascii: "{") else { return nil }
+        guard looksLikeJSON(text.utf8) else { return nil }
+        var text = text
+        if let state = text.withUTF8({ StateJSONDecoder.decode($0) }) { return state }
         let decoder = JSONDecoder()
         decoder.userInfo[.strictMirrorState] = true
         return try? decoder.decode(MirrorState.self, from: Data(text.utf8))
+    }
+
+    /// Whether the first byte after leading whitespace opens a JSON object.
+    private static func looksLikeJSON(_ bytes: some Sequence<UInt8>) -> Bool {
+        bytes.first(where: { $0 != 0x20 && $0 != 0x0A && $0 != 0x09 && $0 != 0x0D }) == UInt8(ascii: "{")
     }
 
     /// Reads and validates a state file.
@@ -55,6 +66,13 @@ extension MirrorState {
             data = try Data(contentsOf: URL(fileURLWithPath: path))
         } catch {
             throw StateFileError(path: path, reason: (error as NSError).localizedDescription)
+        }
+        // A JSON state is decoded straight from the file's bytes: no second copy of a file
+        // that may be tens of MiB.
+        if Self.looksLikeJSON(data), let state = data.withUnsafeBytes({ StateJSONDecoder.decode($0.assumingMemoryBound(to: UInt8.self)) }) {
+            try state.validate()
+            self = state
+            return
         }
         guard let text = String(data: data, encoding: .utf8) else {
             throw StateFileError(path: path, reason: "not UTF-8 text")

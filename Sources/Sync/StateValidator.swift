@@ -2,6 +2,10 @@
 ///
 /// A state is accepted or rejected as a whole; every problem is listed so an operator can
 /// fix a file in one pass.
+///
+/// It runs on every load and every snapshot (100k services on an agent restart), so the
+/// common case allocates little: addresses and `ip port` slots are compared as fixed-size
+/// values, and an object's label is spelled out only when it has something to report.
 struct StateValidator {
     private(set) var issues: [ValidationIssue] = []
 
@@ -18,22 +22,31 @@ struct StateValidator {
             }
             if !skipClusters.contains(index) { validateCluster(cluster, object: object) }
         }
-        var owners: [String: String] = [:]      // "ip proto port" -> object label
-        var identities: [ServiceKey: String] = [:]
-        for (index, service) in state.services.enumerated() where !skipServices.contains(index) {
-            let object = Self.label(service, index: index)
-            if let first = identities.updateValue(object, forKey: service.key) {
-                issue(object, "name", "duplicate service \(service.key), also defined as \(first)")
+        // Indexes of positions in `state.services` (keys and slots are recomputed, not stored):
+        // at 100k services, dictionaries here were 20+ MiB of peak memory on every load.
+        let services = state.services
+        var owners = ServiceSlotIndex()          // slot -> the first service using it
+        var identities = PositionIndex()         // key -> the last service with it
+        owners.reserveCapacity(services.count, in: services)
+        identities.reserveCapacity(services.count) { ServiceKeyView(services[$0.position]).hashValue }
+        // By index, not `enumerated()`: the label closure then captures no copy of the service
+        // (copying a service is six retains and releases, per service, per load).
+        for index in services.indices where skipServices.isEmpty || !skipServices.contains(index) {
+            let service = services[index]
+            let object = { Self.label(services[index], index: index) }
+            let key = ServiceKeyView(service)
+            if let first = identities.first(hash: key.hashValue, where: { ServiceKeyView(services[$0.position]) == key }) {
+                issue(object(), "name", "duplicate service \(service.key), also defined as \(Self.label(services[first.position], index: first.position))")
+                identities.move(first, hash: key.hashValue, to: index)
+            } else {
+                identities.insert(.init(position: index), hash: key.hashValue) { ServiceKeyView(services[$0.position]).hashValue }
             }
             validateService(service, object: object, clusters: clustersByName)
-            for ip in Set(service.ips.compactMap { IPAddressText.canonical($0)?.text }) {
-                for port in Set(service.ports.map { "\($0.port)/\($0.protocol.rawValue)" }) {
-                    let slot = "\(ip):\(port)"
-                    if let other = owners[slot], other != object {
-                        issue(object, "ips", "\(slot) is already used by \(other)")
-                    } else {
-                        owners[slot] = object
-                    }
+            for (ordinal, slot) in Self.distinctSlots(of: service).enumerated() {
+                if let other = owners.owner(of: slot, in: services), other != index {
+                    issue(object(), "ips", "\(slot.text) is already used by \(Self.label(services[other], index: other))")
+                } else {
+                    owners.insert(slot, ordinal: ordinal, position: index, in: services)
                 }
             }
         }
@@ -47,6 +60,21 @@ struct StateValidator {
         "services[\(index)] \(service.key)"
     }
 
+    /// Every `ip port/proto` of a service once, in the order of its ips and ports; addresses
+    /// that do not parse are left out (they are reported on their own).
+    static func distinctSlots(of service: MirroredService) -> [ServiceSlot] {
+        var slots: [ServiceSlot] = []
+        slots.reserveCapacity(service.ips.count * service.ports.count)
+        for text in service.ips {
+            guard let ip = IPAddressValue(text) else { continue }
+            for port in service.ports {
+                let slot = ServiceSlot(ip: ip, port: port.port, proto: port.protocol)
+                if !slots.contains(slot) { slots.append(slot) }
+            }
+        }
+        return slots
+    }
+
     mutating func validateCluster(_ cluster: Cluster, object: String) {
         if !DNSLabel.isValid(cluster.name) {
             issue(object, "name", "\"\(cluster.name)\" is not a DNS label (lowercase letters, digits and '-', at most 63)")
@@ -55,98 +83,103 @@ struct StateValidator {
         if gateway.addresses.isEmpty {
             issue(object, "gateway.addresses", "a gateway needs at least one address")
         }
-        var seen = Set<String>()
+        var seen = Set<IPAddressValue>()
         for (i, address) in gateway.addresses.enumerated() {
-            guard let canonical = IPAddressText.canonical(address) else {
+            guard let value = IPAddressValue(address) else {
                 issue(object, "gateway.addresses[\(i)]", "\"\(address)\" is not an IP address")
                 continue
             }
-            if !seen.insert(canonical.text).inserted {
+            if !seen.insert(value).inserted {
                 issue(object, "gateway.addresses[\(i)]", "duplicate gateway address \(address)")
             }
         }
-        checkPort(gateway.port, object: object, field: "gateway.port")
+        checkPort(gateway.port, object: { object }, field: "gateway.port")
     }
 
     mutating func validateService(_ service: MirroredService, object: String, clusters: [String: Cluster]) {
+        validateService(service, object: { object }, clusters: clusters)
+    }
+
+    /// `object` spells the service's label; it is called only when there is an issue to report.
+    mutating func validateService(_ service: MirroredService, object: () -> String, clusters: [String: Cluster]) {
         if !DNSLabel.isValid(service.name) {
-            issue(object, "name", "\"\(service.name)\" is not a DNS label (lowercase letters, digits and '-', at most 63)")
-        } else if service.mirroredName.utf8.count > 63 {
-            issue(object, "name", "the mirrored name \"\(service.mirroredName)\" is longer than 63 characters")
+            issue(object(), "name", "\"\(service.name)\" is not a DNS label (lowercase letters, digits and '-', at most 63)")
+        } else if service.name.utf8.count + 1 + (service.mode == .federated ? 9 : (service.cluster ?? "").utf8.count) > 63 {
+            issue(object(), "name", "the mirrored name \"\(service.mirroredName)\" is longer than 63 characters")
         }
         if !DNSLabel.isValid(service.namespace) {
-            issue(object, "namespace", "\"\(service.namespace)\" is not a DNS label")
+            issue(object(), "namespace", "\"\(service.namespace)\" is not a DNS label")
         }
         switch (service.mode, service.cluster) {
         case (.federated, .some):
-            issue(object, "cluster", "a federated service has no cluster of its own; name the cluster on each endpoint")
+            issue(object(), "cluster", "a federated service has no cluster of its own; name the cluster on each endpoint")
         case (.gateway, nil), (.remoteDiscovery, nil):
-            issue(object, "cluster", "required for mode \(service.mode.rawValue)")
+            issue(object(), "cluster", "required for mode \(service.mode.rawValue)")
         case (_, .some(let name)):
             if let cluster = clusters[name] {
                 if service.mode == .gateway, cluster.gateway == nil {
-                    issue(object, "cluster", "gateway-mode service of cluster \"\(name)\", which has no gateway")
+                    issue(object(), "cluster", "gateway-mode service of cluster \"\(name)\", which has no gateway")
                 }
             } else {
-                issue(object, "cluster", "unknown cluster \"\(name)\"")
+                issue(object(), "cluster", "unknown cluster \"\(name)\"")
             }
         default:
             break
         }
-        if service.ips.isEmpty { issue(object, "ips", "at least one ClusterIP is required") }
-        var ips = Set<String>()
+        if service.ips.isEmpty { issue(object(), "ips", "at least one ClusterIP is required") }
+        var ips = DuplicateFinder<IPAddressValue>(expected: service.ips.count)
         for (i, ip) in service.ips.enumerated() {
-            guard let canonical = IPAddressText.canonical(ip) else {
-                issue(object, "ips[\(i)]", "\"\(ip)\" is not an IP address")
+            guard let value = IPAddressValue(ip) else {
+                issue(object(), "ips[\(i)]", "\"\(ip)\" is not an IP address")
                 continue
             }
-            if !ips.insert(canonical.text).inserted { issue(object, "ips[\(i)]", "duplicate ClusterIP \(ip)") }
+            if !ips.insert(value) { issue(object(), "ips[\(i)]", "duplicate ClusterIP \(ip)") }
         }
-        var ports = Set<String>()
-        var portNames = Set<String>()
+        var ports = DuplicateFinder<PortKey>(expected: service.ports.count)
+        var portNames = DuplicateFinder<String>(expected: service.ports.count)
         for (i, port) in service.ports.enumerated() {
-            let field = "ports[\(i)]"
-            checkPort(port.port, object: object, field: "\(field).port")
-            checkPort(port.targetPort, object: object, field: "\(field).targetPort")
-            if let gatewayPort = port.gatewayPort { checkPort(gatewayPort, object: object, field: "\(field).gatewayPort") }
+            let field = { "ports[\(i)]" }
+            checkPort(port.port, object: object, field: "\(field()).port")
+            checkPort(port.targetPort, object: object, field: "\(field()).targetPort")
+            if let gatewayPort = port.gatewayPort { checkPort(gatewayPort, object: object, field: "\(field()).gatewayPort") }
             if let name = port.name {
                 if !DNSLabel.isValidPortName(name) {
-                    issue(object, "\(field).name", "\"\(name)\" is not a valid port name (at most 15 lowercase letters, digits and '-')")
-                } else if !portNames.insert(name).inserted {
-                    issue(object, "\(field).name", "duplicate port name \"\(name)\"")
+                    issue(object(), "\(field()).name", "\"\(name)\" is not a valid port name (at most 15 lowercase letters, digits and '-')")
+                } else if !portNames.insert(name) {
+                    issue(object(), "\(field()).name", "duplicate port name \"\(name)\"")
                 }
             }
-            if !ports.insert("\(port.protocol.rawValue)/\(port.port)").inserted {
-                issue(object, "\(field).port", "duplicate port \(port.port)/\(port.protocol.rawValue)")
+            if !ports.insert(PortKey(port: port.port, proto: port.protocol)) {
+                issue(object(), "\(field()).port", "duplicate port \(port.port)/\(port.protocol.rawValue)")
             }
         }
         validateEndpoints(service, object: object, clusters: clusters)
     }
 
-    private mutating func validateEndpoints(_ service: MirroredService, object: String, clusters: [String: Cluster]) {
+    private mutating func validateEndpoints(_ service: MirroredService, object: () -> String, clusters: [String: Cluster]) {
         if service.mode == .gateway, !service.endpoints.isEmpty {
-            issue(object, "endpoints", "a gateway-mode service has no endpoints (traffic goes to the gateway); use mode remote-discovery for pod IPs")
+            issue(object(), "endpoints", "a gateway-mode service has no endpoints (traffic goes to the gateway); use mode remote-discovery for pod IPs")
             return
         }
-        var seen = Set<String>()
+        var seen = DuplicateFinder<IPAddressValue>(expected: service.endpoints.count)
         for (i, endpoint) in service.endpoints.enumerated() {
-            let field = "endpoints[\(i)]"
-            if let canonical = IPAddressText.canonical(endpoint.ip) {
-                if !seen.insert(canonical.text).inserted { issue(object, "\(field).ip", "duplicate endpoint \(endpoint.ip)") }
+            let field = { "endpoints[\(i)]" }
+            if let value = IPAddressValue(endpoint.ip) {
+                if !seen.insert(value) { issue(object(), "\(field()).ip", "duplicate endpoint \(endpoint.ip)") }
             } else {
-                issue(object, "\(field).ip", "\"\(endpoint.ip)\" is not an IP address")
+                issue(object(), "\(field()).ip", "\"\(endpoint.ip)\" is not an IP address")
             }
             if let hostname = endpoint.hostname, !DNSLabel.isValid(hostname) {
-                issue(object, "\(field).hostname", "\"\(hostname)\" is not a DNS label")
+                issue(object(), "\(field()).hostname", "\"\(hostname)\" is not a DNS label")
             }
             switch (service.mode, endpoint.cluster) {
             case (.federated, nil):
-                issue(object, "\(field).cluster", "required on every endpoint of a federated service")
+                issue(object(), "\(field()).cluster", "required on every endpoint of a federated service")
             case (_, .some(let name)):
                 if clusters[name] == nil {
-                    issue(object, "\(field).cluster", "unknown cluster \"\(name)\"")
+                    issue(object(), "\(field()).cluster", "unknown cluster \"\(name)\"")
                 } else if service.mode != .federated, name != service.cluster {
-                    issue(object, "\(field).cluster", "endpoint of cluster \"\(name)\" in a service of cluster \"\(service.cluster ?? "")\"")
+                    issue(object(), "\(field()).cluster", "endpoint of cluster \"\(name)\" in a service of cluster \"\(service.cluster ?? "")\"")
                 }
             default:
                 break
@@ -154,13 +187,36 @@ struct StateValidator {
         }
     }
 
-    private mutating func checkPort(_ port: Int, object: String, field: String) {
+    private mutating func checkPort(_ port: Int, object: () -> String, field: @autoclosure () -> String) {
         if !(1...65535).contains(port) {
-            issue(object, field, "must be between 1 and 65535, got \(port)")
+            issue(object(), field(), "must be between 1 and 65535, got \(port)")
         }
     }
 
     private mutating func issue(_ object: String, _ field: String, _ message: String) {
         issues.append(ValidationIssue(object: object, field: field, message: message))
+    }
+
+    private struct PortKey: Hashable {
+        var port: Int
+        var proto: L4Protocol
+    }
+}
+
+/// Finds repeated values in a list without allocating for the usual lists of one or two.
+private struct DuplicateFinder<Value: Hashable> {
+    private var first: Value?
+    private var rest: Set<Value>?
+
+    init(expected: Int) {
+        if expected > 1 { rest = Set(minimumCapacity: expected) }
+    }
+
+    /// Records `value`; false when it was recorded before.
+    mutating func insert(_ value: Value) -> Bool {
+        if let result = rest?.insert(value) { return result.inserted }
+        if first == value { return false }
+        first = value
+        return true
     }
 }

@@ -1,0 +1,254 @@
+/// Decodes a JSON state document straight into a ``MirrorState``, one pass over the bytes.
+///
+/// This is the fast path for big states (a restart with 100k services must be ready in well
+/// under a second). It accepts exactly the documents the strict `Codable` form accepts with
+/// the same result (defaults filled, `null` meaning absent, unknown fields refused), or a
+/// subset of them: whatever it does not accept it refuses without explanation, and
+/// ``MirrorState/init(parsing:)`` falls back to the readers that explain.
+///
+/// Repeated values are stored once: strings such as namespaces and cluster names, and whole
+/// port lists (most services of a cluster expose the same ports), share one copy-on-write
+/// buffer across services.
+struct StateJSONDecoder {
+    private var cursor: JSONCursor
+    private var strings = Interner<String>()
+    private var portLists = Interner<[ServicePort]>()
+
+    /// Decodes `bytes`; nil when the document is not one this decoder accepts.
+    static func decode(_ bytes: UnsafeBufferPointer<UInt8>) -> MirrorState? {
+        var decoder = StateJSONDecoder(cursor: JSONCursor(bytes))
+        return try? decoder.state()
+    }
+
+    private init(cursor: JSONCursor) {
+        self.cursor = cursor
+    }
+
+    private mutating func state() throws -> MirrorState {
+        var state = MirrorState()
+        var seen = Seen()
+        var object = try cursor.openObject()
+        while let key = try cursor.nextKey(&object) {
+            if key.spells("clusterDomain") {
+                try seen.mark(0)
+                state.clusterDomain = try optionalString() ?? MirrorState.defaultClusterDomain
+            } else if key.spells("clusters") {
+                try seen.mark(1)
+                state.clusters = try optionalList { try $0.cluster() } ?? []
+            } else if key.spells("services") {
+                try seen.mark(2)
+                state.services = try optionalList { try $0.service() } ?? []
+            } else {
+                throw JSONCursor.Mismatch()
+            }
+        }
+        try cursor.finish()
+        return state
+    }
+
+    private mutating func cluster() throws -> Cluster {
+        var name: String?
+        var cluster = Cluster(name: "")
+        var seen = Seen()
+        var object = try cursor.openObject()
+        while let key = try cursor.nextKey(&object) {
+            if key.spells("name") {
+                try seen.mark(0)
+                name = try interned(cursor.string())
+            } else if key.spells("gateway") {
+                try seen.mark(1)
+                cluster.gateway = cursor.skipNull() ? nil : try gateway()
+            } else if key.spells("masquerade") {
+                try seen.mark(2)
+                cluster.masquerade = cursor.skipNull() ? false : try cursor.bool()
+            } else {
+                throw JSONCursor.Mismatch()
+            }
+        }
+        guard let name else { throw JSONCursor.Mismatch() }
+        cluster.name = name
+        return cluster
+    }
+
+    private mutating func gateway() throws -> Gateway {
+        var addresses: [String]?
+        var gateway = Gateway(addresses: [])
+        var seen = Seen()
+        var object = try cursor.openObject()
+        while let key = try cursor.nextKey(&object) {
+            if key.spells("addresses") {
+                try seen.mark(0)
+                addresses = try list { try $0.cursor.string() }
+            } else if key.spells("port") {
+                try seen.mark(1)
+                gateway.port = cursor.skipNull() ? Gateway.defaultPort : try cursor.int()
+            } else if key.spells("identity") {
+                try seen.mark(2)
+                gateway.identity = try optionalString()
+            } else if key.spells("alive") {
+                try seen.mark(3)
+                gateway.alive = cursor.skipNull() ? true : try cursor.bool()
+            } else {
+                throw JSONCursor.Mismatch()
+            }
+        }
+        guard let addresses else { throw JSONCursor.Mismatch() }
+        gateway.addresses = addresses
+        return gateway
+    }
+
+    private mutating func service() throws -> MirroredService {
+        var name: String?, namespace: String?, mode: MirrorMode?, ips: [String]?
+        var service = MirroredService(name: "", namespace: "", mode: .gateway, ips: [], ports: [])
+        var seen = Seen()
+        var object = try cursor.openObject()
+        while let key = try cursor.nextKey(&object) {
+            if key.spells("name") {
+                try seen.mark(0)
+                name = try cursor.string()
+            } else if key.spells("namespace") {
+                try seen.mark(1)
+                namespace = try interned(cursor.string())
+            } else if key.spells("cluster") {
+                try seen.mark(2)
+                service.cluster = try optionalString().map { interned($0) }
+            } else if key.spells("mode") {
+                try seen.mark(3)
+                guard let parsed = MirrorMode(rawValue: try cursor.string()) else { throw JSONCursor.Mismatch() }
+                mode = parsed
+            } else if key.spells("ips") {
+                try seen.mark(4)
+                ips = try list { try $0.cursor.string() }
+            } else if key.spells("ports") {
+                try seen.mark(5)
+                service.ports = portLists.intern(try optionalList { try $0.port() } ?? [])
+            } else if key.spells("endpoints") {
+                try seen.mark(6)
+                service.endpoints = try optionalList { try $0.endpoint() } ?? []
+            } else {
+                throw JSONCursor.Mismatch()
+            }
+        }
+        guard let name, let namespace, let mode, let ips else { throw JSONCursor.Mismatch() }
+        service.name = name
+        service.namespace = namespace
+        service.mode = mode
+        service.ips = ips
+        return service
+    }
+
+    private mutating func port() throws -> ServicePort {
+        var number: Int?, targetPort: Int?
+        var port = ServicePort(port: 0)
+        var seen = Seen()
+        var object = try cursor.openObject()
+        while let key = try cursor.nextKey(&object) {
+            if key.spells("name") {
+                try seen.mark(0)
+                port.name = try optionalString().map { interned($0) }
+            } else if key.spells("protocol") {
+                try seen.mark(1)
+                if !cursor.skipNull() {
+                    guard let parsed = L4Protocol(rawValue: try cursor.string()) else { throw JSONCursor.Mismatch() }
+                    port.protocol = parsed
+                }
+            } else if key.spells("port") {
+                try seen.mark(2)
+                number = try cursor.int()
+            } else if key.spells("targetPort") {
+                try seen.mark(3)
+                targetPort = cursor.skipNull() ? nil : try cursor.int()
+            } else if key.spells("gatewayPort") {
+                try seen.mark(4)
+                port.gatewayPort = cursor.skipNull() ? nil : try cursor.int()
+            } else {
+                throw JSONCursor.Mismatch()
+            }
+        }
+        guard let number else { throw JSONCursor.Mismatch() }
+        port.port = number
+        port.targetPort = targetPort ?? number
+        return port
+    }
+
+    private mutating func endpoint() throws -> Endpoint {
+        var ip: String?
+        var endpoint = Endpoint(ip: "")
+        var seen = Seen()
+        var object = try cursor.openObject()
+        while let key = try cursor.nextKey(&object) {
+            if key.spells("ip") {
+                try seen.mark(0)
+                ip = try cursor.string()
+            } else if key.spells("ready") {
+                try seen.mark(1)
+                endpoint.ready = cursor.skipNull() ? true : try cursor.bool()
+            } else if key.spells("hostname") {
+                try seen.mark(2)
+                endpoint.hostname = try optionalString()
+            } else if key.spells("cluster") {
+                try seen.mark(3)
+                endpoint.cluster = try optionalString().map { interned($0) }
+            } else {
+                throw JSONCursor.Mismatch()
+            }
+        }
+        guard let ip else { throw JSONCursor.Mismatch() }
+        endpoint.ip = ip
+        return endpoint
+    }
+
+    // MARK: helpers
+
+    private mutating func optionalString() throws -> String? {
+        cursor.skipNull() ? nil : try cursor.string()
+    }
+
+    /// A required list (`null` is refused, as `Codable` refuses it).
+    private mutating func list<T>(_ element: (inout Self) throws -> T) throws -> [T] {
+        var items: [T] = []
+        var array = try cursor.openArray()
+        while try cursor.nextElement(&array) {
+            items.append(try element(&self))
+        }
+        return items
+    }
+
+    /// A list that may be absent or `null`.
+    private mutating func optionalList<T>(_ element: (inout Self) throws -> T) throws -> [T]? {
+        cursor.skipNull() ? nil : try list(element)
+    }
+
+    /// Up to 15 UTF-8 bytes a string lives inside its 16-byte value: only longer ones have a
+    /// heap buffer worth sharing.
+    private mutating func interned(_ text: String) -> String {
+        text.utf8.count > 15 ? strings.intern(text) : text
+    }
+
+    /// Fields already read in one object: a repeated key is refused (`Codable` and the
+    /// explaining reader disagree on which copy wins).
+    private struct Seen {
+        private var bits: UInt32 = 0
+        mutating func mark(_ field: Int) throws {
+            let bit = UInt32(1) << field
+            guard bits & bit == 0 else { throw JSONCursor.Mismatch() }
+            bits |= bit
+        }
+    }
+}
+
+/// Hands out one shared instance per distinct value, so repeated strings and arrays keep a
+/// single heap buffer.
+struct Interner<Value: Hashable> {
+    private var table: Set<Value> = []
+
+    /// Values past this many distinct ones are returned as they are: interning only pays for
+    /// values that repeat, and the table must not grow with a state of unique names.
+    static var capacity: Int { 4096 }
+
+    mutating func intern(_ value: Value) -> Value {
+        if let existing = table.firstIndex(of: value) { return table[existing] }
+        if table.count < Self.capacity { table.insert(value) }
+        return value
+    }
+}
