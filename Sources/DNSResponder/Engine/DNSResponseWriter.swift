@@ -80,13 +80,9 @@ enum DNSResponseWriter {
         // is the path every query for a mirrored name takes.
         buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: length) { out in
             guard let base = out.baseAddress, let question = packet.baseAddress else { return 0 }
-            var writer = RawWriter(base: base)
-            writer.u16(query.id)
-            writer.u16(flags)
-            writer.u16(1)
-            writer.u16(truncated ? 0 : UInt16(truncatingIfNeeded: answerCount))
-            writer.u16(truncated || soa == nil ? 0 : 1)
-            writer.u16(optLength == 0 ? 0 : 1)
+            var writer = DNSRawWriter(base: base)
+            writer.header(id: query.id, flags: flags, questions: 1, answers: truncated ? 0 : UInt16(truncatingIfNeeded: answerCount),
+                          authorities: truncated || soa == nil ? 0 : 1, additionals: optLength == 0 ? 0 : 1)
             writer.copy(question + DNSLimits.headerSize, count: query.questionEnd - DNSLimits.headerSize)
             if !truncated {
                 if let answers, answers.length > 0 { writer.copy(answers.start, count: answers.length) }
@@ -100,41 +96,8 @@ enum DNSResponseWriter {
                     writer.copy(arena + soa.soaOffset, count: soa.soaLength)
                 }
             }
-            if let edns = query.edns {
-                // OPT: root owner, our payload size, extended rcode, version 0, DO echoed.
-                writer.u8(0)
-                writer.u16(DNSRecordType.opt.rawValue)
-                writer.u16(UInt16(DNSLimits.advertisedUDPSize))
-                writer.u8(UInt8(truncatingIfNeeded: rcode.rawValue >> 4))
-                writer.u8(0)
-                writer.u16(edns.dnssecOK ? 0x8000 : 0)
-                writer.u16(0)
-            }
+            if let edns = query.edns { writer.opt(edns, rcode: rcode) }
             return writer.offset
-        }
-    }
-
-    /// Big-endian stores into memory already known to be large enough.
-    private struct RawWriter {
-        let base: UnsafeMutableRawPointer
-        var offset = 0
-
-        @inline(__always)
-        mutating func u8(_ value: UInt8) {
-            base.storeBytes(of: value, toByteOffset: offset, as: UInt8.self)
-            offset += 1
-        }
-
-        @inline(__always)
-        mutating func u16(_ value: UInt16) {
-            base.storeBytes(of: value.bigEndian, toByteOffset: offset, as: UInt16.self)
-            offset += 2
-        }
-
-        @inline(__always)
-        mutating func copy(_ source: UnsafeRawPointer, count: Int) {
-            (base + offset).copyMemory(from: source, byteCount: count)
-            offset += count
         }
     }
 }

@@ -102,6 +102,8 @@ final class DNSRecordShard: @unchecked Sendable {
     let count: Int
     /// Bit n set when some name has n labels.
     let depthBits: (UInt64, UInt64)
+    /// The hashes (``NameHash``) of the last labels of its names (`local`, `arpa`, …).
+    let topLabelHashes: Set<UInt64>
 
     init(_ names: [DNSEncodedName]) {
         var capacity = 16
@@ -111,55 +113,73 @@ final class DNSRecordShard: @unchecked Sendable {
         for name in names { size += Self.recordSize(name) }
         memory = UnsafeMutableRawPointer.allocate(byteCount: max(size, 8), alignment: 8)
         memory.initializeMemory(as: UInt64.self, repeating: 0, count: capacity)
-            let slots = memory.assumingMemoryBound(to: UInt64.self)
-            var offset = recordsStart
-            var bits: (UInt64, UInt64) = (0, 0)
-            for name in names {
-                var slot = Int(truncatingIfNeeded: name.hash) & (capacity - 1)
-                while slots[slot] != 0 { slot = (slot + 1) & (capacity - 1) }
-                slots[slot] = (name.hash & 0xFFFF_FFFF_0000_0000) | UInt64(offset)
-                offset += Self.write(name, at: memory + offset)
-                if name.labelCount < 64 { bits.0 |= 1 << UInt64(name.labelCount) } else { bits.1 |= 1 << UInt64(min(name.labelCount, 127) - 64) }
-            }
-            self.recordsStart = recordsStart
-            recordsEnd = offset
-            view = View(memory: UnsafeRawPointer(memory), slotMask: capacity - 1)
-            count = names.count
-            depthBits = bits
+        let slots = memory.assumingMemoryBound(to: UInt64.self)
+        var offset = recordsStart
+        var bits: (UInt64, UInt64) = (0, 0)
+        var tops = Set<UInt64>()
+        for name in names {
+            if let top = Self.topLabelHash(name.key) { tops.insert(top) }
+            var slot = Int(truncatingIfNeeded: name.hash) & (capacity - 1)
+            while slots[slot] != 0 { slot = (slot + 1) & (capacity - 1) }
+            slots[slot] = (name.hash & 0xFFFF_FFFF_0000_0000) | UInt64(offset)
+            offset += Self.write(name, at: memory + offset)
+            if name.labelCount < 64 { bits.0 |= 1 << UInt64(name.labelCount) } else { bits.1 |= 1 << UInt64(min(name.labelCount, 127) - 64) }
         }
+        self.recordsStart = recordsStart
+        recordsEnd = offset
+        view = View(memory: UnsafeRawPointer(memory), slotMask: capacity - 1)
+        count = names.count
+        depthBits = bits
+        topLabelHashes = tops
+    }
 
-        deinit {
-            memory.deallocate()
-        }
-
-        private static func recordSize(_ name: DNSEncodedName) -> Int {
-            let size = MemoryLayout<RecordHeader>.stride + name.answers.count * MemoryLayout<AnswerSetDescriptor>.stride + name.key.count
-                + name.answers.reduce(0) { $0 + $1.bytes.count }
-            return (size + 7) & ~7
-        }
-
-        /// Writes one record; returns its size.
-        private static func write(_ name: DNSEncodedName, at base: UnsafeMutableRawPointer) -> Int {
-            base.storeBytes(of: RecordHeader(hash: name.hash, keyLength: UInt8(truncatingIfNeeded: name.key.count),
-                                             answerSetCount: UInt8(truncatingIfNeeded: name.answers.count),
-                                             zone: Int16(truncatingIfNeeded: name.zone), labelCount: UInt8(truncatingIfNeeded: name.labelCount)),
-                            as: RecordHeader.self)
-            var position = MemoryLayout<RecordHeader>.stride
-            for set in name.answers {
-                base.storeBytes(of: AnswerSetDescriptor(type: set.type, count: set.count, length: UInt32(truncatingIfNeeded: set.bytes.count)),
-                                toByteOffset: position, as: AnswerSetDescriptor.self)
-                position += MemoryLayout<AnswerSetDescriptor>.stride
+    /// The hash of the last label of a lower-cased wire name (length byte included); nil
+    /// for the root.
+    static func topLabelHash(_ key: [UInt8]) -> UInt64? {
+        key.withUnsafeBytes { bytes in
+            var offset = 0
+            var last: Int? = nil
+            while offset < bytes.count, bytes[offset] != 0 {
+                last = offset
+                offset += Int(bytes[offset]) + 1
             }
-            name.key.withUnsafeBytes { (base + position).copyMemory(from: $0.baseAddress ?? UnsafeRawPointer(base), byteCount: $0.count) }
-            position += name.key.count
-            for set in name.answers {
-                set.bytes.withUnsafeBytes { (base + position).copyMemory(from: $0.baseAddress ?? UnsafeRawPointer(base), byteCount: $0.count) }
-                position += set.bytes.count
-            }
-            let size = recordSize(name)
-            if size > position { (base + position).initializeMemory(as: UInt8.self, repeating: 0, count: size - position) }
-            return size
+            guard let last, offset < bytes.count else { return nil }
+            return NameHash.hash(bytes, from: last, count: Int(bytes[last]) + 1)
         }
+    }
+
+    deinit {
+        memory.deallocate()
+    }
+
+    private static func recordSize(_ name: DNSEncodedName) -> Int {
+        let size = MemoryLayout<RecordHeader>.stride + name.answers.count * MemoryLayout<AnswerSetDescriptor>.stride + name.key.count
+            + name.answers.reduce(0) { $0 + $1.bytes.count }
+        return (size + 7) & ~7
+    }
+
+    /// Writes one record; returns its size.
+    private static func write(_ name: DNSEncodedName, at base: UnsafeMutableRawPointer) -> Int {
+        base.storeBytes(of: RecordHeader(hash: name.hash, keyLength: UInt8(truncatingIfNeeded: name.key.count),
+                                         answerSetCount: UInt8(truncatingIfNeeded: name.answers.count),
+                                         zone: Int16(truncatingIfNeeded: name.zone), labelCount: UInt8(truncatingIfNeeded: name.labelCount)),
+                        as: RecordHeader.self)
+        var position = MemoryLayout<RecordHeader>.stride
+        for set in name.answers {
+            base.storeBytes(of: AnswerSetDescriptor(type: set.type, count: set.count, length: UInt32(truncatingIfNeeded: set.bytes.count)),
+                            toByteOffset: position, as: AnswerSetDescriptor.self)
+            position += MemoryLayout<AnswerSetDescriptor>.stride
+        }
+        name.key.withUnsafeBytes { (base + position).copyMemory(from: $0.baseAddress ?? UnsafeRawPointer(base), byteCount: $0.count) }
+        position += name.key.count
+        for set in name.answers {
+            set.bytes.withUnsafeBytes { (base + position).copyMemory(from: $0.baseAddress ?? UnsafeRawPointer(base), byteCount: $0.count) }
+            position += set.bytes.count
+        }
+        let size = recordSize(name)
+        if size > position { (base + position).initializeMemory(as: UInt8.self, repeating: 0, count: size - position) }
+        return size
+    }
 
         /// The record of the name of `length` bytes at `start` in `packet` whose hash is `hash`.
     @inline(__always)

@@ -44,6 +44,12 @@ public final class DNSRecordTable: @unchecked Sendable {
     let origins: [DNSName]
     /// Bit n set when some name has n labels; ancestors of other depths are not probed.
     private let depthBits: (UInt64, UInt64)
+    /// The hashes of the last labels of every name (a handful: `local`, `arpa`), or nil
+    /// when there are too many to be worth checking or the root itself is owned. A question
+    /// whose last label is not among them cannot be, or be below, an owned name, so it is
+    /// forwarded without touching the shards: the common case of a forwarded query costs
+    /// no cache miss in the table.
+    private let topLabelHashes: (UInt64, UInt64, UInt64, UInt64)?
 
     /// How many names (including empty non-terminals) the table holds.
     public let nameCount: Int
@@ -77,6 +83,13 @@ public final class DNSRecordTable: @unchecked Sendable {
         directory = .allocate(capacity: shards.count)
         _ = directory.initialize(from: shards.map(\.view))
         depthBits = shards.reduce((0, 0)) { ($0.0 | $1.depthBits.0, $0.1 | $1.depthBits.1) }
+        let tops = Array(shards.reduce(into: Set<UInt64>()) { $0.formUnion($1.topLabelHashes) })
+        if depthBits.0 & 1 == 0, !tops.isEmpty, tops.count <= 4 {
+            // Unused places repeat the first hash.
+            topLabelHashes = (tops[0], tops.count > 1 ? tops[1] : tops[0], tops.count > 2 ? tops[2] : tops[0], tops.count > 3 ? tops[3] : tops[0])
+        } else {
+            topLabelHashes = nil
+        }
         nameCount = shards.reduce(0) { $0 + $1.count }
     }
 
@@ -134,6 +147,15 @@ public final class DNSRecordTable: @unchecked Sendable {
     /// name to forward. `labelCount` is the number of labels of the name.
     func match(_ packet: UnsafeRawBufferPointer, start: Int, length: Int, labelCount: Int) -> Match {
         if nameCount == 0 { return .notOwned }
+        if let tops = topLabelHashes {
+            // The question's last label (label lengths were checked when the query was read).
+            guard labelCount > 0 else { return .notOwned }
+            var offset = start
+            for _ in 1..<labelCount { offset += Int(packet[offset]) + 1 }
+            guard offset < start + length else { return .notOwned }
+            let top = NameHash.hash(packet, from: offset, count: Int(packet[offset]) + 1)
+            guard top == tops.0 || top == tops.1 || top == tops.2 || top == tops.3 else { return .notOwned }
+        }
         let hash = NameHash.hash(packet, from: start, count: length)
         if let record = directory[Self.shard(of: hash)].find(packet, start: start, length: length, hash: hash) { return .name(record) }
         var offset = start
