@@ -12,7 +12,9 @@
 # printed, so that other load on the machine does not favour whoever ran in a quiet moment.
 # SYSCALLS=1 adds syscalls per query, from `perf stat -e raw_syscalls:sys_enter` on the server.
 # Usage: bench/dns.sh   (env: RATE=20000 DURATION=5 ROUNDS=3 NAMES=10000 FORWARDED=5000 THREADS=<cores>
-#                        SYSCALLS=0 AGENT_BIN=<skip the build, run this binary>)
+#                        SYSCALLS=0 AGENT_BIN=<skip the build, run this binary> BASELINE_BIN=<also run this agent>)
+# BASELINE_BIN runs a second agent (e.g. a build of main) in the same rounds, as extra rows
+# "*/baseline", so a change is measured against the code it replaces side by side too.
 # THREADS is both unbound's num-threads and mirror-agent's --dns-threads (dnsmasq has one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,7 +25,7 @@ ROUNDS="${ROUNDS:-3}"
 NAMES="${NAMES:-10000}"
 FORWARDED="${FORWARDED:-5000}"
 THREADS="${THREADS:-$(nproc)}"
-AGENT_PORT=25400 UNBOUND_PORT=25401 UPSTREAM_PORT=25402 DNSMASQ_PORT=25403
+AGENT_PORT=25400 UNBOUND_PORT=25401 UPSTREAM_PORT=25402 DNSMASQ_PORT=25403 BASELINE_PORT=25404
 
 for tool in dnsperf unbound dnsmasq; do
   command -v "$tool" >/dev/null || { echo "error: $tool is missing (scripts/install-deps.sh installs it)" >&2; exit 1; }
@@ -98,6 +100,12 @@ dnsmasq -k --port="$DNSMASQ_PORT" --listen-address=127.0.0.1 --bind-interfaces -
   --server="127.0.0.1#$UPSTREAM_PORT" --cache-size=10000 --pid-file= --user=root >"$work/dnsmasq.log" 2>&1 & dnsmasq_pid=$!; pids+=("$dnsmasq_pid")
 "$agent_bin" run --feed "file:$work/state.yaml" --dns-listen "127.0.0.1:$AGENT_PORT" --upstream "127.0.0.1:$UPSTREAM_PORT" \
   --dns-threads "$THREADS" --log-level warning >"$work/agent.log" 2>&1 & agent_pid=$!; pids+=("$agent_pid")
+labels=(mirrored/unbound mirrored/mirror-agent forwarded/dnsmasq forwarded/mirror-agent)
+if [[ -n "${BASELINE_BIN:-}" ]]; then
+  "$BASELINE_BIN" run --feed "file:$work/state.yaml" --dns-listen "127.0.0.1:$BASELINE_PORT" --upstream "127.0.0.1:$UPSTREAM_PORT" \
+    --dns-threads "$THREADS" --log-level warning >"$work/baseline.log" 2>&1 & baseline_pid=$!; pids+=("$baseline_pid")
+  labels+=(mirrored/baseline forwarded/baseline)
+fi
 
 wait_ready() { # port name
   for _ in $(seq 1 200); do
@@ -107,6 +115,7 @@ wait_ready() { # port name
   echo "error: nothing answers $2 on port $1" >&2; cat "$work"/*.log >&2; exit 1
 }
 wait_ready "$AGENT_PORT" "svc0-paris.bench.svc.cluster.local"
+[[ -n "${BASELINE_BIN:-}" ]] && wait_ready "$BASELINE_PORT" "svc0-paris.bench.svc.cluster.local"
 wait_ready "$UNBOUND_PORT" "svc0-paris.bench.svc.cluster.local"
 wait_ready "$UPSTREAM_PORT" "host0.example.test"
 wait_ready "$DNSMASQ_PORT" "host0.example.test"
@@ -148,6 +157,10 @@ dnsperf -s 127.0.0.1 -p "$AGENT_PORT" -d "$work/mirrored.txt" -n 1 -Q "$RATE" >/
 dnsperf -s 127.0.0.1 -p "$UNBOUND_PORT" -d "$work/mirrored.txt" -n 1 -Q "$RATE" >/dev/null 2>&1 || true
 dnsperf -s 127.0.0.1 -p "$AGENT_PORT" -d "$work/forwarded.txt" -n 1 -Q 5000 >/dev/null 2>&1 || true
 dnsperf -s 127.0.0.1 -p "$DNSMASQ_PORT" -d "$work/forwarded.txt" -n 1 -Q 5000 >/dev/null 2>&1 || true
+if [[ -n "${BASELINE_BIN:-}" ]]; then
+  dnsperf -s 127.0.0.1 -p "$BASELINE_PORT" -d "$work/mirrored.txt" -n 1 -Q "$RATE" >/dev/null 2>&1 || true
+  dnsperf -s 127.0.0.1 -p "$BASELINE_PORT" -d "$work/forwarded.txt" -n 1 -Q 5000 >/dev/null 2>&1 || true
+fi
 
 echo "== measuring: ${RATE} qps for ${DURATION} s per run, ${ROUNDS} rounds, ${THREADS} server thread(s)"
 : > "$work/all-results"
@@ -157,13 +170,17 @@ for ((round = 1; round <= ROUNDS; round++)); do
   run "mirrored/mirror-agent" "$agent_pid" "$AGENT_PORT" "$work/mirrored.txt"
   run "forwarded/dnsmasq" "$dnsmasq_pid" "$DNSMASQ_PORT" "$work/forwarded.txt"
   run "forwarded/mirror-agent" "$agent_pid" "$AGENT_PORT" "$work/forwarded.txt"
+  if [[ -n "${BASELINE_BIN:-}" ]]; then
+    run "mirrored/baseline" "$baseline_pid" "$BASELINE_PORT" "$work/mirrored.txt"
+    run "forwarded/baseline" "$baseline_pid" "$BASELINE_PORT" "$work/forwarded.txt"
+  fi
   cat "$work/results" >> "$work/all-results"
 done
 
 # Median of each column per run label, in the order above.
 median() { sort -g | awk '{v[NR]=$1} END {print v[int((NR + 1) / 2)]}'; }
 : > "$work/results"
-for label in mirrored/unbound mirrored/mirror-agent forwarded/dnsmasq forwarded/mirror-agent; do
+for label in "${labels[@]}"; do
   line=$label
   for column in 2 3 4 5 6; do
     line="$line $(awk -v l="$label" -v c="$column" '$1 == l {print $c}' "$work/all-results" | median)"
@@ -181,4 +198,8 @@ awk '
     print ""
     printf "mirrored names,  mirror-agent / unbound:  CPU per query %.2fx, avg latency %.2fx, p99 %.2fx\n", cpu[2]/cpu[1], avg[2]/avg[1], p99[2]/p99[1]
     printf "forwarded (hit), mirror-agent / dnsmasq:  CPU per query %.2fx, avg latency %.2fx, p99 %.2fx\n", cpu[4]/cpu[3], avg[4]/avg[3], p99[4]/p99[3]
+    if (NR >= 6) {
+      printf "mirrored names,  baseline / unbound:      CPU per query %.2fx, avg latency %.2fx, p99 %.2fx\n", cpu[5]/cpu[1], avg[5]/avg[1], p99[5]/p99[1]
+      printf "forwarded (hit), baseline / dnsmasq:      CPU per query %.2fx, avg latency %.2fx, p99 %.2fx\n", cpu[6]/cpu[3], avg[6]/avg[3], p99[6]/p99[3]
+    }
   }' "$work/results"

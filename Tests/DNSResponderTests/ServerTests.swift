@@ -226,4 +226,16 @@ struct ServerTests {
         try await Task.sleep(for: .milliseconds(50))
         #expect(try open.dig(["+short", "new-paris.default.svc.cluster.local"]).contains("10.9.9.9"))
     }
+
+    @Test("UDP queries up to the receive size are read whole, even when a burst shares one buffer")
+    func largeUDPQuery() async throws {
+        let fixture = try await ServerFixture.start(upstreams: [])
+        defer { Task { await fixture.server.close() } }
+        // An unknown EDNS option makes the query about 1.9 KB; it must be ignored, not cut.
+        let option = String(repeating: "ab", count: 1900)
+        // +noednsneg: dig must not fall back to a small query without EDNS after a FORMERR.
+        let answer = try fixture.dig(["+noednsneg", "+ednsopt=65001:\(option)", "bar-paris.default.svc.cluster.local"])
+        #expect(digStatus(answer) == "NOERROR", "\(answer)")
+        #expect(answer.contains("10.112.0.10") && answer.contains("udp: 1232"))
+    }
 }

@@ -54,23 +54,16 @@ struct DNSQueryProcessor {
             return .forward(query)
         case .below(let zone):
             guard Self.isAnswerableClass(query) else { return reply(DNSResponseWriter.bare(query, packet: packet, rcode: .refused, into: &output)) }
-            return reply(DNSResponseWriter.authoritative(query, packet: packet, rcode: .nameError, table: table, shard: nil, answers: 0..<0, zone: zone,
+            return reply(DNSResponseWriter.authoritative(query, packet: packet, rcode: .nameError, table: table, answers: nil, zone: zone,
                                                           limit: DNSResponseWriter.sizeLimit(for: query, overTCP: overTCP), into: &output))
-        case let .name(shard, index):
+        case .name(let record):
             guard Self.isAnswerableClass(query), query.type != DNSRecordType.axfr.rawValue, query.type != DNSRecordType.ixfr.rawValue else {
                 return reply(DNSResponseWriter.bare(query, packet: packet, rcode: .refused, into: &output))
             }
-            let entry = shard.entries[index]
-            let answers: Range<Int>
-            if query.type == DNSRecordType.any.rawValue {
-                answers = entry.rrsetStart..<(entry.rrsetStart + entry.rrsetCount)
-            } else if let position = shard.rrsetPosition(at: index, type: query.type) ?? shard.rrsetPosition(at: index, type: DNSRecordType.cname.rawValue) {
-                answers = position..<(position + 1)
-            } else {
-                answers = 0..<0
-            }
-            return reply(DNSResponseWriter.authoritative(query, packet: packet, rcode: .noError, table: table, shard: shard, answers: answers,
-                                                          zone: entry.zone,
+            // The data of the asked type, else a CNAME, else nothing (NODATA); ANY gets every set.
+            let answers = query.type == DNSRecordType.any.rawValue ? record.allAnswers() : record.answers(type: query.type)
+            return reply(DNSResponseWriter.authoritative(query, packet: packet, rcode: .noError, table: table, answers: answers,
+                                                          zone: record.zone,
                                                           limit: DNSResponseWriter.sizeLimit(for: query, overTCP: overTCP), into: &output))
         }
     }

@@ -59,51 +59,45 @@ enum DNSResponseWriter {
         if let edns = query.edns { writeOPT(&buffer, edns: edns, rcode: rcode) }
     }
 
-    /// An authoritative response from the record table: the answer sets at positions
-    /// `answers` of `shard` (one type, or all for ANY), or when there are none the SOA of
-    /// `zone` in authority. Truncated to header, question and OPT with TC=1 when it exceeds
-    /// `limit`.
+    /// An authoritative response from the record table: the precomputed `answers` (one
+    /// type, or all for ANY), or when there are none the SOA of `zone` in authority.
+    /// Truncated to header, question and OPT with TC=1 when it exceeds `limit`.
+    @inline(__always)
     static func authoritative(_ query: DNSQueryView, packet: UnsafeRawBufferPointer, rcode: DNSResponseCode,
-                              table: DNSRecordTable, shard: DNSRecordShard?, answers: Range<Int>, zone: Int,
+                              table: DNSRecordTable, answers: DNSAnswerRun?, zone: Int,
                               limit: Int, into buffer: inout ByteBuffer) {
-        var answerLength = 0
-        var answerCount = 0
-        if let shard {
-            for position in answers {
-                answerLength += shard.rrsets[position].length
-                answerCount += Int(shard.rrsets[position].count)
-            }
-        }
+        let answerLength = answers?.length ?? 0
+        let answerCount = answers?.count ?? 0
         let soa: DNSRecordTable.Zone? = zone >= 0 && answerCount == 0 ? table.zones[zone] : nil
         let authorityLength = soa.map { ($0.originLength == 1 ? 1 : 2) + $0.soaLength } ?? 0
         let optLength = query.edns == nil ? 0 : optLength
         let total = query.questionEnd + answerLength + authorityLength + optLength
         let truncated = total > limit
+        let flags = flags(query: query.flags, rcode: rcode, authoritative: true, truncated: truncated)
+        let length = truncated ? query.questionEnd + optLength : total
         buffer.clear()
-        writeHeader(&buffer, id: query.id, flags: flags(query: query.flags, rcode: rcode, authoritative: true, truncated: truncated),
-                    questions: 1, answers: truncated ? 0 : UInt16(truncatingIfNeeded: answerCount), authorities: truncated || soa == nil ? 0 : 1,
-                    additionals: optLength == 0 ? 0 : 1)
-        buffer.writeBytes(UnsafeRawBufferPointer(rebasing: packet[DNSLimits.headerSize..<query.questionEnd]))
-        if !truncated {
-            do {
-                if let shard {
-                    for position in answers {
-                        let answer = shard.rrsets[position]
-                        buffer.writeBytes(UnsafeRawBufferPointer(rebasing: shard.arena[answer.offset..<(answer.offset + answer.length)]))
-                    }
-                }
-                let arena = table.zoneArena
-                if let soa {
+        // One bounds and uniqueness check for the whole response, then plain copies: this
+        // is the path every query for a mirrored name takes.
+        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: length) { out in
+            guard let base = out.baseAddress, let question = packet.baseAddress else { return 0 }
+            var writer = DNSRawWriter(base: base)
+            writer.header(id: query.id, flags: flags, questions: 1, answers: truncated ? 0 : UInt16(truncatingIfNeeded: answerCount),
+                          authorities: truncated || soa == nil ? 0 : 1, additionals: optLength == 0 ? 0 : 1)
+            writer.copy(question + DNSLimits.headerSize, count: query.questionEnd - DNSLimits.headerSize)
+            if !truncated {
+                if let answers, answers.length > 0 { writer.copy(answers.start, count: answers.length) }
+                if let soa, let arena = table.zoneArena.baseAddress {
                     // The SOA owner is the zone origin, a suffix of the question name.
                     if soa.originLength == 1 {
-                        buffer.writeInteger(UInt8(0))
+                        writer.u8(0)
                     } else {
-                        buffer.writeInteger(UInt16(0xC000) | UInt16(DNSLimits.headerSize + query.nameLength - soa.originLength))
+                        writer.u16(UInt16(0xC000) | UInt16(DNSLimits.headerSize + query.nameLength - soa.originLength))
                     }
-                    buffer.writeBytes(UnsafeRawBufferPointer(rebasing: arena[soa.soaOffset..<(soa.soaOffset + soa.soaLength)]))
+                    writer.copy(arena + soa.soaOffset, count: soa.soaLength)
                 }
             }
+            if let edns = query.edns { writer.opt(edns, rcode: rcode) }
+            return writer.offset
         }
-        if let edns = query.edns { writeOPT(&buffer, edns: edns, rcode: rcode) }
     }
 }

@@ -29,12 +29,21 @@ final class DNSSharedResponseCache: Sendable {
 /// When full, an arbitrary entry makes room: eviction is O(1) and memory never grows past
 /// `capacity` entries.
 struct DNSResponseCache: Sendable {
-    struct Entry: Sendable {
+    /// A class, so a hit hands out one reference instead of copying (and retaining) the
+    /// key, the answer bytes and the TTL offsets one by one.
+    final class Entry: Sendable {
         /// The full key, checked on every hit (entries are filed by the key's hash).
-        var key: [UInt8]
-        var answer: DNSUpstreamAnswer
-        var storedAt: NIODeadline
-        var expiresAt: NIODeadline
+        let key: [UInt8]
+        let answer: DNSUpstreamAnswer
+        let storedAt: NIODeadline
+        let expiresAt: NIODeadline
+
+        init(key: [UInt8], answer: DNSUpstreamAnswer, storedAt: NIODeadline, expiresAt: NIODeadline) {
+            self.key = key
+            self.answer = answer
+            self.storedAt = storedAt
+            self.expiresAt = expiresAt
+        }
     }
 
     let capacity: Int
@@ -82,23 +91,32 @@ struct DNSResponseCache: Sendable {
         let flags = DNSResponseWriter.flags(query: query.flags, rcode: rcode, authoritative: false, truncated: truncated, extra: keptFlags)
         buffer.clear()
         let additional = UInt16(bytes[10]) << 8 | UInt16(bytes[11])
-        DNSResponseWriter.writeHeader(&buffer, id: query.id, flags: flags, questions: 1,
-                                      answers: truncated ? 0 : UInt16(bytes[6]) << 8 | UInt16(bytes[7]),
-                                      authorities: truncated ? 0 : UInt16(bytes[8]) << 8 | UInt16(bytes[9]),
-                                      additionals: (truncated ? 0 : additional) + (optLength == 0 ? 0 : 1))
-        buffer.writeBytes(question)
-        if !truncated {
-            let sectionsStart = buffer.writerIndex
-            buffer.writeBytes(bytes[query.questionEnd...])
-            if age > 0 {
-                for offset in answer.ttlOffsets {
-                    let at = sectionsStart + offset - query.questionEnd
-                    if let ttl = buffer.getInteger(at: at, as: UInt32.self) {
-                        buffer.setInteger(ttl > age ? ttl - age : 0, at: at)
+        let sectionsLength = truncated ? 0 : max(bytes.count - query.questionEnd, 0)
+        // One bounds and uniqueness check, then plain stores: every cache hit comes here.
+        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: DNSLimits.headerSize + question.count + sectionsLength + optLength) { out in
+            guard let base = out.baseAddress else { return 0 }
+            var writer = DNSRawWriter(base: base)
+            writer.header(id: query.id, flags: flags, questions: 1,
+                          answers: truncated ? 0 : UInt16(bytes[6]) << 8 | UInt16(bytes[7]),
+                          authorities: truncated ? 0 : UInt16(bytes[8]) << 8 | UInt16(bytes[9]),
+                          additionals: (truncated ? 0 : additional) + (optLength == 0 ? 0 : 1))
+            if let source = question.baseAddress { writer.copy(source, count: question.count) }
+            if sectionsLength > 0 {
+                let sectionsStart = writer.offset
+                bytes.withUnsafeBytes { stored in
+                    if let source = stored.baseAddress { writer.copy(source + query.questionEnd, count: sectionsLength) }
+                }
+                if age > 0 {
+                    for offset in answer.ttlOffsets {
+                        let at = sectionsStart + offset - query.questionEnd
+                        guard at >= sectionsStart, at + 4 <= writer.offset else { continue }
+                        let ttl = UInt32(bigEndian: (base + at).loadUnaligned(as: UInt32.self))
+                        (base + at).storeBytes(of: (ttl > age ? ttl - age : 0).bigEndian, as: UInt32.self)
                     }
                 }
             }
+            if let edns = query.edns { writer.opt(edns, rcode: rcode) }
+            return writer.offset
         }
-        if let edns = query.edns { DNSResponseWriter.writeOPT(&buffer, edns: edns, rcode: rcode) }
     }
 }

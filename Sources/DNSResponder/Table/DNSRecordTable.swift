@@ -26,8 +26,8 @@ public final class DNSRecordTable: @unchecked Sendable {
 
     /// Outcome of looking a question name up.
     enum Match {
-        /// The name exists here (with or without data): its shard and entry.
-        case name(DNSRecordShard, Int)
+        /// The name exists here (with or without data): its record, valid while the table is.
+        case name(DNSRecordShard.Record)
         /// The name does not exist but lies below an owned name: NXDOMAIN with that zone's SOA.
         case below(zone: Int)
         /// Not ours: forward it.
@@ -35,12 +35,21 @@ public final class DNSRecordTable: @unchecked Sendable {
     }
 
     let shards: [DNSRecordShard]
+    /// The shards' lookup views side by side (64 × 16 bytes, so it stays in cache), read by
+    /// every query instead of the shard objects.
+    private let directory: UnsafeMutableBufferPointer<DNSRecordShard.View>
     /// The zones' SOA records, in memory allocated once and freed in `deinit`.
     let zoneArena: UnsafeRawBufferPointer
     let zones: UnsafeBufferPointer<Zone>
     let origins: [DNSName]
     /// Bit n set when some name has n labels; ancestors of other depths are not probed.
     private let depthBits: (UInt64, UInt64)
+    /// The hashes of the last labels of every name (a handful: `local`, `arpa`), or nil
+    /// when there are too many to be worth checking or the root itself is owned. A question
+    /// whose last label is not among them cannot be, or be below, an owned name, so it is
+    /// forwarded without touching the shards: the common case of a forwarded query costs
+    /// no cache miss in the table.
+    private let topLabelHashes: (UInt64, UInt64, UInt64, UInt64)?
 
     /// How many names (including empty non-terminals) the table holds.
     public let nameCount: Int
@@ -71,11 +80,21 @@ public final class DNSRecordTable: @unchecked Sendable {
         self.zones = UnsafeBufferPointer(rebasing: zoneBuffer[0..<zones.zones.count])
         origins = zones.origins
         self.shards = shards
+        directory = .allocate(capacity: shards.count)
+        _ = directory.initialize(from: shards.map(\.view))
         depthBits = shards.reduce((0, 0)) { ($0.0 | $1.depthBits.0, $0.1 | $1.depthBits.1) }
-        nameCount = shards.reduce(0) { $0 + $1.entries.count }
+        let tops = Array(shards.reduce(into: Set<UInt64>()) { $0.formUnion($1.topLabelHashes) })
+        if depthBits.0 & 1 == 0, !tops.isEmpty, tops.count <= 4 {
+            // Unused places repeat the first hash.
+            topLabelHashes = (tops[0], tops.count > 1 ? tops[1] : tops[0], tops.count > 2 ? tops[2] : tops[0], tops.count > 3 ? tops[3] : tops[0])
+        } else {
+            topLabelHashes = nil
+        }
+        nameCount = shards.reduce(0) { $0 + $1.count }
     }
 
     deinit {
+        directory.deallocate()
         zoneArena.deallocate()
         zones.deallocate()
     }
@@ -128,9 +147,17 @@ public final class DNSRecordTable: @unchecked Sendable {
     /// name to forward. `labelCount` is the number of labels of the name.
     func match(_ packet: UnsafeRawBufferPointer, start: Int, length: Int, labelCount: Int) -> Match {
         if nameCount == 0 { return .notOwned }
+        if let tops = topLabelHashes {
+            // The question's last label (label lengths were checked when the query was read).
+            guard labelCount > 0 else { return .notOwned }
+            var offset = start
+            for _ in 1..<labelCount { offset += Int(packet[offset]) + 1 }
+            guard offset < start + length else { return .notOwned }
+            let top = NameHash.hash(packet, from: offset, count: Int(packet[offset]) + 1)
+            guard top == tops.0 || top == tops.1 || top == tops.2 || top == tops.3 else { return .notOwned }
+        }
         let hash = NameHash.hash(packet, from: start, count: length)
-        let shard = shards[Self.shard(of: hash)]
-        if let index = shard.find(packet, start: start, length: length, hash: hash) { return .name(shard, index) }
+        if let record = directory[Self.shard(of: hash)].find(packet, start: start, length: length, hash: hash) { return .name(record) }
         var offset = start
         var depth = labelCount
         while depth > 0 {
@@ -140,9 +167,8 @@ public final class DNSRecordTable: @unchecked Sendable {
             guard present else { continue }
             let suffixLength = start + length - offset
             let suffixHash = NameHash.hash(packet, from: offset, count: suffixLength)
-            let owner = shards[Self.shard(of: suffixHash)]
-            if let index = owner.find(packet, start: offset, length: suffixLength, hash: suffixHash) {
-                return .below(zone: owner.entries[index].zone)
+            if let record = directory[Self.shard(of: suffixHash)].find(packet, start: offset, length: suffixLength, hash: suffixHash) {
+                return .below(zone: record.zone)
             }
         }
         return .notOwned

@@ -94,7 +94,8 @@ enum DNSTableBuilder {
     /// Owner names are the pointer `0xC00C`; names in CNAME, PTR, NS and SOA data point at
     /// the longest suffix they share with the question (the only earlier name there is), so
     /// no per-answer compression table is needed.
-    private static func appendAnswers(_ records: [DNSRecord], type: DNSRecordType, name: DNSName, to arena: inout [UInt8]) throws -> DNSRecordShard.RRSet {
+    private static func appendAnswers(_ records: [DNSRecord], type: DNSRecordType, name: DNSName,
+                                      to arena: inout [UInt8]) throws -> (type: UInt16, count: UInt16) {
         guard records.count <= 65535 else { throw DNSWireError.messageTooLarge }
         let start = arena.count
         for record in records {
@@ -126,7 +127,7 @@ enum DNSTableBuilder {
             arena[lengthOffset] = UInt8(length >> 8)
             arena[lengthOffset + 1] = UInt8(length & 0xFF)
         }
-        return DNSRecordShard.RRSet(type: type.rawValue, count: UInt16(records.count), offset: start, length: arena.count - start)
+        return (type.rawValue, UInt16(records.count))
     }
 
     private static func appendU32(_ value: UInt32, to arena: inout [UInt8]) {
