@@ -70,6 +70,8 @@ step "the feed stops: DNS and traffic carry on from the agent's last state"
 stop_feed
 from_pod dig +short bar-paris.default.svc.cluster.local
 from_pod curl -sS --max-time 3 http://bar-paris/
+echo "the agent says so:"
+show bash -c "ip netns exec $NODE $BIN dump --admin-socket $WORK/admin.sock | head -n 2"
 
 step "the agent's tables, read back from the kernel"
 show ip netns exec "$NODE" "$BIN" dump --nft
