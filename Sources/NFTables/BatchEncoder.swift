@@ -20,6 +20,9 @@ struct BatchEncoder {
 
     private(set) var subjects: [Subject] = []
     private var setID: UInt32 = 1
+    /// The transaction's carried counters while it is encoded (usually empty: one check per
+    /// element list, not per element).
+    private var carried: [ElementAddress: Counter] = [:]
     /// Bytes of element payload per message; the nest length field is 16 bits.
     static let elementBudget = 48 * 1024
 
@@ -27,9 +30,11 @@ struct BatchEncoder {
     /// failing message anyway, and one ack per message would overflow the receive buffer on
     /// large batches (the last ack tells that the whole batch was processed).
     mutating func encode(_ transaction: Transaction, into batch: NetlinkBatch) {
+        carried = transaction.carriedCounters
         for (index, operation) in transaction.operations.enumerated() {
             encode(operation, index: index, into: batch)
         }
+        carried = [:]
         batch.requestAckOnLastMessage()
     }
 
@@ -127,6 +132,7 @@ struct BatchEncoder {
         let family = id.family.protocolFamily
         let writer = ElementWriter()
         defer { writer.free() }
+        let carried = add ? self.carried : [:]
         var start = 0
         while start < elements.count {
             var end = start
@@ -139,7 +145,9 @@ struct BatchEncoder {
                 mnl_attr_put_strz(header, attribute(NFTA_SET_ELEM_LIST_SET), set)
                 let list = mnl_attr_nest_start(header, attribute(NFTA_SET_ELEM_LIST_ELEMENTS))
                 while end < elements.count, Int(header.pointee.nlmsg_len) < Self.elementBudget {
-                    writer.write(elements[end], withData: add, into: header)
+                    let element = elements[end]
+                    let counter = carried.isEmpty ? nil : carried[ElementAddress(table: id, set: set, key: element.key)]
+                    writer.write(element, withData: add, counter: counter, into: header)
                     end += 1
                 }
                 mnl_attr_nest_end(header, list)

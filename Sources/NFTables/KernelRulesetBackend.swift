@@ -75,6 +75,19 @@ public final class KernelRulesetBackend: RulesetBackend {
         }
     }
 
+    public func readCounters(_ elements: [ElementAddress]) throws -> [ElementAddress: Counter] {
+        let reader = RulesetReader(socket: socket, counters: true)
+        var counters: [ElementAddress: Counter] = [:]
+        do {
+            for element in elements {
+                if let counter = try reader.readCounter(element) { counters[element] = counter }
+            }
+        } catch let error as NetlinkError {
+            throw NFTablesError.from(error)
+        }
+        return counters
+    }
+
     /// Names the object behind a failed message: for element messages, the element the kernel
     /// pointed at (its comment names the service), else the chain/set/table.
     private func describe(_ failure: BatchFailure, transaction: Transaction, batch: NetlinkBatch, encoder: BatchEncoder) -> RejectedChange {

@@ -73,7 +73,7 @@ public final class Reconciler {
             let snapshot = try backend.read(tables, counters: false)
             lastReadDuration = clock.now - readStart
             let diffStart = clock.now
-            let transaction = Ruleset.diff(current: snapshot.ruleset, desired: desired, scope: .all)
+            var transaction = Ruleset.diff(current: snapshot.ruleset, desired: desired, scope: .all)
             lastDiffDuration = clock.now - diffStart
             if transaction.isEmpty {
                 generation = snapshot.generation
@@ -82,6 +82,7 @@ public final class Reconciler {
             }
             do {
                 let commitStart = clock.now
+                try carryCounters(&transaction, desired: desired)
                 let next = try backend.commit(transaction, generation: snapshot.generation,
                                               marker: makeMarker(after: snapshot.generation, digest: wanted, desired: desired))
                 lastCommitDuration = clock.now - commitStart
@@ -105,13 +106,14 @@ public final class Reconciler {
         guard let known = generation else { return try reconcile(desired) }
         let clock = ContinuousClock()
         let start = clock.now
-        let transaction = Ruleset.diff(current: scope.previousState(shapedLike: desired), desired: desired, scope: scope)
+        var transaction = Ruleset.diff(current: scope.previousState(shapedLike: desired), desired: desired, scope: scope)
         var next = digest
         if next?.apply(transaction, result: desired) == false { next = nil }
         lastDiffDuration = clock.now - start
         if transaction.isEmpty { return transaction }
         do {
             let commitStart = clock.now
+            try carryCounters(&transaction, desired: desired)
             let marker = next.flatMap { makeMarker(after: known, digest: $0, desired: desired) }
             generation = try backend.commit(transaction, generation: known, marker: marker)
             lastCommitDuration = clock.now - commitStart

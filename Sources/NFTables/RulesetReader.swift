@@ -240,7 +240,7 @@ struct RulesetReader {
     }
 
     /// A `counter` expression's packets and bytes; nil for other expressions.
-    private static func decodeCounter(_ bytes: UnsafeRawBufferPointer) -> Counter? {
+    static func decodeCounter(_ bytes: UnsafeRawBufferPointer) -> Counter? {
         var isCounter = false
         var packets: UInt64 = 0, octets: UInt64 = 0
         NetlinkMessage.forEachAttribute(in: bytes) { type, payload in
