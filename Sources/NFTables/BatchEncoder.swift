@@ -126,15 +126,17 @@ struct BatchEncoder {
 
     /// Element lists go out in messages of about ``elementBudget`` bytes, written by
     /// ``ElementWriter`` without libnftnl objects.
-    private mutating func encodeElements(_ elements: [Element], set: String, id: TableID, add: Bool, index: Int, into batch: NetlinkBatch) {
+    private mutating func encodeElements(_ elements: ElementList, set: String, id: TableID, add: Bool, index: Int, into batch: NetlinkBatch) {
         let type = add ? messageType(NFT_MSG_NEWSETELEM) : messageType(NFT_MSG_DELSETELEM)
         let flags = UInt16(add ? NLM_F_CREATE : 0)
         let family = id.family.protocolFamily
         let writer = ElementWriter()
         defer { writer.free() }
         let carried = add ? self.carried : [:]
+        var iterator = elements.makeIterator()
+        var pending = iterator.next()
         var start = 0
-        while start < elements.count {
+        while pending != nil {
             var end = start
             let slot = subject(index, start ..< start)
             // Room for the budget plus one element of the largest kind (a 250-byte comment, a
@@ -144,8 +146,8 @@ struct BatchEncoder {
                 mnl_attr_put_strz(header, attribute(NFTA_SET_ELEM_LIST_TABLE), id.name)
                 mnl_attr_put_strz(header, attribute(NFTA_SET_ELEM_LIST_SET), set)
                 let list = mnl_attr_nest_start(header, attribute(NFTA_SET_ELEM_LIST_ELEMENTS))
-                while end < elements.count, Int(header.pointee.nlmsg_len) < Self.elementBudget {
-                    let element = elements[end]
+                while let element = pending, Int(header.pointee.nlmsg_len) < Self.elementBudget {
+                    pending = iterator.next()
                     let counter = carried.isEmpty ? nil : carried[ElementAddress(table: id, set: set, key: element.key)]
                     writer.write(element, withData: add, counter: counter, into: header)
                     end += 1

@@ -106,10 +106,10 @@ public final class KernelRulesetBackend: RulesetBackend {
                let position = batch.withMessage(record, { ElementLocator.elementIndex(in: $0, offset: offset) }) {
                 index = range.lowerBound + position
             }
-            let element = elements[min(index, elements.count - 1)]
-            name = element.comment.map { "service \($0)" } ?? "set \(set)"
+            let element = elements.element(atOffset: min(index, elements.count - 1))
+            name = element?.comment.map { "service \($0)" } ?? "set \(set)"
             let verb = if case .addElements = operation { "add" } else { "delete" }
-            change = "\(verb) element \(table) \(set) { \(element) }"
+            change = "\(verb) element \(table) \(set) { \(element.map(\.description) ?? "") }"
         case .addRule(_, let chain, _), .flushChain(_, let chain), .deleteChain(_, let chain):
             name = "chain \(chain)"
             change = operation.command

@@ -11,9 +11,9 @@ public enum Operation: Sendable, Equatable {
     case deleteSet(TableID, String)
     /// Removes every element of a set (no error when it is already empty).
     case flushSet(TableID, String)
-    case addElements(TableID, set: String, [Element])
+    case addElements(TableID, set: String, ElementList)
     /// Only the elements' keys matter; the rest names the owner in errors.
-    case deleteElements(TableID, set: String, [Element])
+    case deleteElements(TableID, set: String, ElementList)
 
     public var table: TableID {
         switch self {
