@@ -88,6 +88,17 @@ public final class KernelRulesetBackend: RulesetBackend {
         return counters
     }
 
+    /// Packets and bytes per service (per element comment), summed over the counted sets of
+    /// `tables`, folded as the kernel's dump arrives (nothing per element is kept). Absent
+    /// tables count nothing.
+    public func serviceCounters(_ tables: [TableID]) throws -> [String: Counter] {
+        do {
+            return try RulesetReader(socket: socket, counters: true).countersByComment(tables)
+        } catch let error as NetlinkError {
+            throw NFTablesError.from(error)
+        }
+    }
+
     /// Names the object behind a failed message: for element messages, the element the kernel
     /// pointed at (its comment names the service), else the chain/set/table.
     private func describe(_ failure: BatchFailure, transaction: Transaction, batch: NetlinkBatch, encoder: BatchEncoder) -> RejectedChange {

@@ -60,6 +60,9 @@ import Sync
         try connect(5)
         let before = try #require(try element())
         #expect(before.set == MirrorTables.chainMap && before.counter.packets == 5, "\(before)")
+        // The per-service totals /metrics reads, folded from the dump, agree.
+        let service = try #require(try verifier.value.read(MirrorTables.tableIDs).ruleset[table]?.elements[before.set]?[key]?.comment)
+        #expect(try verifier.value.serviceCounters(MirrorTables.tableIDs)[service] == before.counter, "totals for \(service)")
 
         // 3 -> 2 targets: the verdict map element is replaced (goto balance-3 -> balance-2).
         let sent = try await harness.apply(state(readyEndpoints: 2))
