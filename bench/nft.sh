@@ -7,7 +7,8 @@
 #
 # Rows:
 #   from-empty   agent: `run --once` (whole process: parse state, translate, program, exit)
-#                and "program" = translate + reconcile as the agent logs it;
+#                and "program" = translate + reconcile as the agent logs it; the RSS line
+#                under it splits the peak into state loading (`check --state`) and the rest;
 #                nft:   `nft -f ruleset.nft` into an empty namespace.
 #   restart      (largest N) agent `run --once` again on the programmed namespace: must send an
 #                empty batch (settled by the reconcile marker when nothing else committed,
@@ -74,6 +75,11 @@ for n in "${SIZES[@]}"; do
     ip netns exec "$nft_ns" nft -f "$WORK/ruleset-$n.nft"
     nft_wall=$(elapsed "$start" "$(now)")
     row from-empty "$n" "$wall" "$program" "$rss" "$nft_wall"
+    # RSS breakdown: `check --state` loads and validates the same state without programming
+    # anything, so the difference is what translation, the nftables model and the batch cost.
+    /usr/bin/time -f "%M" -o "$WORK/rss-check" "$BIN" check --state "$WORK/state-$n.json" >/dev/null 2>&1 || true
+    check_rss=$(( $(tail -n 1 "$WORK/rss-check") / 1024 ))
+    echo "   (RSS: state load (check --state) ${check_rss} MiB, nftables side $(( rss - check_rss )) MiB)"
 
     if [ "$n" = "$LAST" ]; then
         start=$(now)

@@ -20,6 +20,9 @@ struct BatchEncoder {
 
     private(set) var subjects: [Subject] = []
     private var setID: UInt32 = 1
+    /// The transaction's carried counters while it is encoded (usually empty: one check per
+    /// element list, not per element).
+    private var carried: [ElementAddress: Counter] = [:]
     /// Bytes of element payload per message; the nest length field is 16 bits.
     static let elementBudget = 48 * 1024
 
@@ -27,9 +30,11 @@ struct BatchEncoder {
     /// failing message anyway, and one ack per message would overflow the receive buffer on
     /// large batches (the last ack tells that the whole batch was processed).
     mutating func encode(_ transaction: Transaction, into batch: NetlinkBatch) {
+        carried = transaction.carriedCounters
         for (index, operation) in transaction.operations.enumerated() {
             encode(operation, index: index, into: batch)
         }
+        carried = [:]
         batch.requestAckOnLastMessage()
     }
 
@@ -121,14 +126,17 @@ struct BatchEncoder {
 
     /// Element lists go out in messages of about ``elementBudget`` bytes, written by
     /// ``ElementWriter`` without libnftnl objects.
-    private mutating func encodeElements(_ elements: [Element], set: String, id: TableID, add: Bool, index: Int, into batch: NetlinkBatch) {
+    private mutating func encodeElements(_ elements: ElementList, set: String, id: TableID, add: Bool, index: Int, into batch: NetlinkBatch) {
         let type = add ? messageType(NFT_MSG_NEWSETELEM) : messageType(NFT_MSG_DELSETELEM)
         let flags = UInt16(add ? NLM_F_CREATE : 0)
         let family = id.family.protocolFamily
         let writer = ElementWriter()
         defer { writer.free() }
+        let carried = add ? self.carried : [:]
+        var iterator = elements.makeIterator()
+        var pending = iterator.next()
         var start = 0
-        while start < elements.count {
+        while pending != nil {
             var end = start
             let slot = subject(index, start ..< start)
             // Room for the budget plus one element of the largest kind (a 250-byte comment, a
@@ -138,8 +146,10 @@ struct BatchEncoder {
                 mnl_attr_put_strz(header, attribute(NFTA_SET_ELEM_LIST_TABLE), id.name)
                 mnl_attr_put_strz(header, attribute(NFTA_SET_ELEM_LIST_SET), set)
                 let list = mnl_attr_nest_start(header, attribute(NFTA_SET_ELEM_LIST_ELEMENTS))
-                while end < elements.count, Int(header.pointee.nlmsg_len) < Self.elementBudget {
-                    writer.write(elements[end], withData: add, into: header)
+                while let element = pending, Int(header.pointee.nlmsg_len) < Self.elementBudget {
+                    pending = iterator.next()
+                    let counter = carried.isEmpty ? nil : carried[ElementAddress(table: id, set: set, key: element.key)]
+                    writer.write(element, withData: add, counter: counter, into: header)
                     end += 1
                 }
                 mnl_attr_nest_end(header, list)

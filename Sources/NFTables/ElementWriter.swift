@@ -24,8 +24,10 @@ struct ElementWriter {
     func free() { Glibc.free(scratch) }
 
     /// Appends one `NFTA_LIST_ELEM` to the element list being built in `header`. For a deletion
-    /// only the key is written.
-    func write(_ element: Element, withData: Bool, into header: UnsafeMutablePointer<nlmsghdr>) {
+    /// only the key is written. With `counter`, the element's counter expression starts at
+    /// those packets and bytes instead of zero (the set's own `counter` expression is used
+    /// otherwise).
+    func write(_ element: Element, withData: Bool, counter: Counter? = nil, into header: UnsafeMutablePointer<nlmsghdr>) {
         guard let item = mnl_attr_nest_start(header, attribute(NFTA_LIST_ELEM)) else { return }
         putValue(element.key, type: attribute(NFTA_SET_ELEM_KEY), into: header)
         if withData {
@@ -60,6 +62,17 @@ struct ElementWriter {
                 scratch.storeBytes(of: UInt8(length + 1), toByteOffset: 1, as: UInt8.self)
                 scratch.storeBytes(of: 0, toByteOffset: 2 + length, as: UInt8.self)
                 mnl_attr_put(header, attribute(NFTA_SET_ELEM_USERDATA), 3 + length, scratch)
+            }
+            if let counter {
+                // NFTA_SET_ELEM_EXPR { name "counter", data { bytes, packets } }: the kernel
+                // takes it in place of a clone of the set's counter (same expression type).
+                let expression = mnl_attr_nest_start(header, attribute(NFTA_SET_ELEM_EXPR))
+                mnl_attr_put_strz(header, attribute(NFTA_EXPR_NAME), "counter")
+                let data = mnl_attr_nest_start(header, attribute(NFTA_EXPR_DATA))
+                mnl_attr_put_u64(header, attribute(NFTA_COUNTER_BYTES), counter.bytes.bigEndian)
+                mnl_attr_put_u64(header, attribute(NFTA_COUNTER_PACKETS), counter.packets.bigEndian)
+                mnl_attr_nest_end(header, data)
+                mnl_attr_nest_end(header, expression)
             }
         }
         mnl_attr_nest_end(header, item)

@@ -75,6 +75,30 @@ public final class KernelRulesetBackend: RulesetBackend {
         }
     }
 
+    public func readCounters(_ elements: [ElementAddress]) throws -> [ElementAddress: Counter] {
+        let reader = RulesetReader(socket: socket, counters: true)
+        var counters: [ElementAddress: Counter] = [:]
+        do {
+            for element in elements {
+                if let counter = try reader.readCounter(element) { counters[element] = counter }
+            }
+        } catch let error as NetlinkError {
+            throw NFTablesError.from(error)
+        }
+        return counters
+    }
+
+    /// Packets and bytes per service (per element comment), summed over the counted sets of
+    /// `tables`, folded as the kernel's dump arrives (nothing per element is kept). Absent
+    /// tables count nothing.
+    public func serviceCounters(_ tables: [TableID]) throws -> [String: Counter] {
+        do {
+            return try RulesetReader(socket: socket, counters: true).countersByComment(tables)
+        } catch let error as NetlinkError {
+            throw NFTablesError.from(error)
+        }
+    }
+
     /// Names the object behind a failed message: for element messages, the element the kernel
     /// pointed at (its comment names the service), else the chain/set/table.
     private func describe(_ failure: BatchFailure, transaction: Transaction, batch: NetlinkBatch, encoder: BatchEncoder) -> RejectedChange {
@@ -93,10 +117,10 @@ public final class KernelRulesetBackend: RulesetBackend {
                let position = batch.withMessage(record, { ElementLocator.elementIndex(in: $0, offset: offset) }) {
                 index = range.lowerBound + position
             }
-            let element = elements[min(index, elements.count - 1)]
-            name = element.comment.map { "service \($0)" } ?? "set \(set)"
+            let element = elements.element(atOffset: min(index, elements.count - 1))
+            name = element?.comment.map { "service \($0)" } ?? "set \(set)"
             let verb = if case .addElements = operation { "add" } else { "delete" }
-            change = "\(verb) element \(table) \(set) { \(element) }"
+            change = "\(verb) element \(table) \(set) { \(element.map(\.description) ?? "") }"
         case .addRule(_, let chain, _), .flushChain(_, let chain), .deleteChain(_, let chain):
             name = "chain \(chain)"
             change = operation.command

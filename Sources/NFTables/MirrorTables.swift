@@ -19,7 +19,8 @@
 ///   never sees mirrored ClusterIPs), and raw-priority chains with NOTRACK for the DNS address.
 /// The per-port lookup sets carry per-element counters (one per mirrored port: packets and
 /// bytes per service), and every such element's comment names its service. Updates are
-/// incremental: ``set(_:for:)`` changes one port and returns the diff scope it touched.
+/// incremental: ``setRules(_:forService:)`` replaces one service's ports and returns the diff
+/// scope it touched.
 public struct MirrorTables: Sendable {
     public static let tableName = "mirror-agent"
     /// The single-target map is split into this many maps by the low bits of the ClusterIP:
@@ -56,12 +57,19 @@ public struct MirrorTables: Sendable {
     public static let tableIDs = Family.allCases.map { TableID(family: $0, name: tableName) }
 
     public private(set) var desired: Ruleset
-    public private(set) var rules: [String: ServicePortRule] = [:]
+    /// The rules in force, per owning service (``ServicePortRule/service``): what to take out
+    /// again when a service changes. Keyed by the service name the rules already hold (one
+    /// shared string), so no per-port identifier is built or stored.
+    public private(set) var services: [String: [ServicePortRule]] = [:]
     public private(set) var dnsAddresses: [IPAddress]
     private var masqueradeUsers: [TableID: [ValueList: Int]] = [:]
     /// Ports using each `balance-N` chain, per table: beyond the standing counts, the chain
     /// exists while N has users.
     private var balanceUsers: [TableID: [Int: Int]] = [:]
+    /// Ports expected by a bulk build, for sizing a family's maps when it gets its first port
+    /// (zero once used, or when not building in bulk).
+    private var expectedPorts = 0
+    private var sized: Set<Family> = []  // at most one family
 
     /// An empty layout (no services) with NOTRACK for `dnsAddresses`.
     public init(dnsAddresses: [IPAddress] = []) {
@@ -71,29 +79,54 @@ public struct MirrorTables: Sendable {
 
     /// A layout holding `rules`.
     public init(rules: [ServicePortRule], dnsAddresses: [IPAddress] = []) {
-        self.init(dnsAddresses: dnsAddresses)
-        self.rules.reserveCapacity(rules.count)
-        // Room for the expected elements, per family (most clusters are IPv4-only).
-        for id in Self.tableIDs {
-            let count = rules.reduce(0) { $0 + ($1.addresses.contains { $0.family == id.family } ? 1 : 0) }
-            guard count > 0 else { continue }
-            for map in Self.dnatMaps { desired.tables[id]?.elements[map]?.reserveCapacity(count / Self.dnatShards + 16) }
-            desired.tables[id]?.elements[Self.chainMap]?.reserveCapacity(count / 8)
-            desired.tables[id]?.elements[Self.balanceMap]?.reserveCapacity(count / 3)
-        }
-        var scope = DiffScope()
-        for rule in rules {
-            // As set(_:for:) does, with one dictionary operation per rule instead of two.
-            if let old = self.rules.updateValue(rule, forKey: rule.id) { apply(old, adding: false, scope: &scope, track: false) }
-            apply(rule, adding: true, scope: &scope, track: false)
-        }
+        var grouped: [String: [ServicePortRule]] = [:]
+        for rule in rules { grouped[rule.service, default: []].append(rule) }
+        self.init(services: grouped.values, expectedPorts: rules.count, dnsAddresses: dnsAddresses)
     }
 
-    /// Replaces (or with nil removes) the rule with `id`, returning what changed for the diff.
+    /// A layout holding every service's rules, built in one pass: `services` yields the rules
+    /// of one service at a time (each array's rules share their ``ServicePortRule/service``),
+    /// so a caller can translate lazily without materialising all rules first.
+    /// - Parameter expectedPorts: about how many rules there are, to size the maps once.
+    public init(services: some Sequence<[ServicePortRule]>, expectedPorts: Int, dnsAddresses: [IPAddress] = []) {
+        self.init(dnsAddresses: dnsAddresses)
+        self.services.reserveCapacity(expectedPorts)
+        self.expectedPorts = expectedPorts
+        var scope = DiffScope()
+        for rules in services {
+            guard let service = rules.first?.service else { continue }
+            if let old = self.services.updateValue(rules, forKey: service) {
+                for rule in old { apply(rule, adding: false, scope: &scope, track: false) }
+            }
+            for rule in rules { apply(rule, adding: true, scope: &scope, track: false) }
+        }
+        self.expectedPorts = 0
+    }
+
+    /// Replaces the rules of `service` by `rules` (none: the service is gone), returning what
+    /// changed for the diff.
+    @discardableResult
+    public mutating func setRules(_ rules: [ServicePortRule], forService service: String) -> DiffScope {
+        var scope = DiffScope()
+        for rule in services.removeValue(forKey: service) ?? [] { apply(rule, adding: false, scope: &scope, track: true) }
+        for rule in rules { apply(rule, adding: true, scope: &scope, track: true) }
+        if !rules.isEmpty { services[service] = rules }
+        return scope
+    }
+
+    /// Replaces (or with nil removes) the one rule with `id` (``ServicePortRule/id``),
+    /// keeping the other ports of its service; returns what changed for the diff.
     @discardableResult
     public mutating func set(_ rule: ServicePortRule?, for id: String) -> DiffScope {
-        set(rule, for: id, trackScope: true)
+        // `namespace/name/proto/port`: the service is what precedes the last two parts.
+        let service = rule?.service ?? id.split(separator: "/", omittingEmptySubsequences: false).dropLast(2).joined(separator: "/")
+        var rules = (services[service] ?? []).filter { $0.id != id }
+        if let rule { rules.append(rule) }
+        return setRules(rules, forService: service)
     }
+
+    /// Every rule in force, in no particular order.
+    public var rules: some Sequence<ServicePortRule> { services.values.joined() }
 
     /// Changes the DNS listener addresses that get NOTRACK.
     @discardableResult
@@ -110,14 +143,14 @@ public struct MirrorTables: Sendable {
         return scope
     }
 
-    private mutating func set(_ rule: ServicePortRule?, for id: String, trackScope: Bool) -> DiffScope {
-        var scope = DiffScope()
-        if let old = rules.removeValue(forKey: id) { apply(old, adding: false, scope: &scope, track: trackScope) }
-        if let rule {
-            rules[id] = rule
-            apply(rule, adding: true, scope: &scope, track: trackScope)
-        }
-        return scope
+    /// Sizes the single-target maps of the first family that receives a port in a bulk build
+    /// (most clusters are single-stack; the other family's maps grow as needed). The other
+    /// maps are not sized: how many ports have several targets is not known up front, and an
+    /// oversized dictionary of 100k-port scale costs megabytes for nothing.
+    private mutating func sizeForBulk(_ table: inout Table) {
+        guard expectedPorts > 0, sized.isEmpty else { return }
+        sized.insert(table.id.family)
+        for map in Self.dnatMaps { table.elements[map]?.reserveCapacity(expectedPorts / Self.dnatShards + 16) }
     }
 
     /// Adds or removes everything `rule` contributes, in both tables.
@@ -129,6 +162,7 @@ public struct MirrorTables: Sendable {
             let id = TableID(family: family, name: Self.tableName)
             guard var table = desired.tables.removeValue(forKey: id) else { continue }
             defer { desired.tables[id] = table }
+            if adding, expectedPorts > 0 { sizeForBulk(&table) }
             var targets = rule.targets.allSatisfy { $0.address.family == family } ? rule.targets : rule.targets.filter { $0.address.family == family }
             if targets.count > 1 { targets = Array(Set(targets)).sorted() }
 

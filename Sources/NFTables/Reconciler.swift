@@ -69,21 +69,17 @@ public final class Reconciler {
         var attempt = 0
         while true {
             attempt += 1
-            let readStart = clock.now
-            let snapshot = try backend.read(tables, counters: false)
-            lastReadDuration = clock.now - readStart
-            let diffStart = clock.now
-            let transaction = Ruleset.diff(current: snapshot.ruleset, desired: desired, scope: .all)
-            lastDiffDuration = clock.now - diffStart
+            var (transaction, current) = try readAndDiff(desired)
             if transaction.isEmpty {
-                generation = snapshot.generation
+                generation = current
                 digest = wanted
                 return transaction
             }
             do {
                 let commitStart = clock.now
-                let next = try backend.commit(transaction, generation: snapshot.generation,
-                                              marker: makeMarker(after: snapshot.generation, digest: wanted, desired: desired))
+                try carryCounters(&transaction, desired: desired)
+                let next = try backend.commit(transaction, generation: current,
+                                              marker: makeMarker(after: current, digest: wanted, desired: desired))
                 lastCommitDuration = clock.now - commitStart
                 // A full diff was applied atomically: the kernel now holds exactly `desired`.
                 generation = next
@@ -93,6 +89,20 @@ public final class Reconciler {
                 if attempt >= maximumAttempts { throw NFTablesError.generationRace(attempts: attempt) }
             }
         }
+    }
+
+    /// Reads the owned tables and diffs `desired` against them. The snapshot (a second copy
+    /// of every element at 100k services) lives only inside this call: it is freed before the
+    /// batch is encoded and sent, so the peak holds one model, not two.
+    private func readAndDiff(_ desired: Ruleset) throws -> (Transaction, generation: UInt32) {
+        let clock = ContinuousClock()
+        let readStart = clock.now
+        let snapshot = try backend.read(tables, counters: false)
+        lastReadDuration = clock.now - readStart
+        let diffStart = clock.now
+        let transaction = Ruleset.diff(current: snapshot.ruleset, desired: desired, scope: .all)
+        lastDiffDuration = clock.now - diffStart
+        return (transaction, snapshot.generation)
     }
 
     /// Sends the difference for what `scope` names (the objects a change touched, with their
@@ -105,13 +115,14 @@ public final class Reconciler {
         guard let known = generation else { return try reconcile(desired) }
         let clock = ContinuousClock()
         let start = clock.now
-        let transaction = Ruleset.diff(current: scope.previousState(shapedLike: desired), desired: desired, scope: scope)
+        var transaction = Ruleset.diff(current: scope.previousState(shapedLike: desired), desired: desired, scope: scope)
         var next = digest
         if next?.apply(transaction, result: desired) == false { next = nil }
         lastDiffDuration = clock.now - start
         if transaction.isEmpty { return transaction }
         do {
             let commitStart = clock.now
+            try carryCounters(&transaction, desired: desired)
             let marker = next.flatMap { makeMarker(after: known, digest: $0, desired: desired) }
             generation = try backend.commit(transaction, generation: known, marker: marker)
             lastCommitDuration = clock.now - commitStart

@@ -117,7 +117,7 @@ extension Ruleset {
             for rule in table.rules[name] ?? [] { transaction.add(.addRule(id, chain: name, rule)) }
         }
         for name in table.sets.keys.sorted() {
-            transaction.add(.addElements(id, set: name, Array((table.elements[name] ?? [:]).values)))
+            transaction.add(.addElements(id, set: name, ElementList(set: table.elements[name] ?? [:])))
         }
     }
 
@@ -171,7 +171,7 @@ extension Ruleset {
             } else {
                 for key in scope.elementKeys[id]?[name] ?? [] { compare(key) }
             }
-            transaction.add(.deleteElements(id, set: name, removed))
+            transaction.add(.deleteElements(id, set: name, ElementList(removed)))
             additions.append((name, added))
         }
 
@@ -185,7 +185,7 @@ extension Ruleset {
         }
 
         // 4. New elements (their verdicts may point at the chains created above).
-        for (name, elements) in additions { transaction.add(.addElements(id, set: name, elements)) }
+        for (name, elements) in additions { transaction.add(.addElements(id, set: name, ElementList(elements))) }
 
         // 5. Chains and sets no longer wanted.
         for name in chainNames where want.chains[name] == nil && have.chains[name] != nil {

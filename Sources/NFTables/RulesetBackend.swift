@@ -20,11 +20,19 @@ public protocol RulesetBackend: AnyObject {
     /// The current generation and the marker `table` holds (nil when none, or when the
     /// ruleset changed while reading it).
     func readMarker(_ table: TableID) throws -> (generation: UInt32, marker: ReconcileMarker?)
+
+    /// The counters of a few elements, each looked up alone (absent elements and elements
+    /// without a counter are missing from the result). Used to carry a counter over when an
+    /// element is replaced; a backend without counters returns none.
+    func readCounters(_ elements: [ElementAddress]) throws -> [ElementAddress: Counter]
 }
 
 extension RulesetBackend {
     /// Reads `tables` with their counters.
     public func read(_ tables: [TableID]) throws -> KernelSnapshot { try read(tables, counters: true) }
+
+    /// No counters (the default for backends that keep none).
+    public func readCounters(_ elements: [ElementAddress]) throws -> [ElementAddress: Counter] { [:] }
 
     /// Applies `transaction` atomically, without a marker.
     public func commit(_ transaction: Transaction, generation: UInt32?) throws -> UInt32 {

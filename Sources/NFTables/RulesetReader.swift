@@ -93,7 +93,7 @@ struct RulesetReader {
     }
 
     /// Sends a dump request for `type` filtered to this table (and `set` for elements).
-    private func dump(_ type: UInt16, _ id: TableID, set: String? = nil, context: String,
+    func dump(_ type: UInt16, _ id: TableID, set: String? = nil, context: String,
                       onMessage: (NetlinkMessage) throws -> Void) throws {
         try socket.request(context: context, build: { buffer, sequence in
             let header = nftnl_nlmsg_build_hdr(buffer.assumingMemoryBound(to: CChar.self), type, id.family.protocolFamily,
@@ -148,7 +148,7 @@ struct RulesetReader {
         String(decoding: payload.prefix { $0 != 0 }, as: UTF8.self)
     }
 
-    private func readSets(into table: inout Table) throws {
+    func readSets(into table: inout Table) throws {
         let id = table.id
         try dump(messageType(NFT_MSG_GETSET), id, context: "reading the sets of \(id)") { message in
             guard let set = nftnl_set_alloc() else { return }
@@ -240,7 +240,7 @@ struct RulesetReader {
     }
 
     /// A `counter` expression's packets and bytes; nil for other expressions.
-    private static func decodeCounter(_ bytes: UnsafeRawBufferPointer) -> Counter? {
+    static func decodeCounter(_ bytes: UnsafeRawBufferPointer) -> Counter? {
         var isCounter = false
         var packets: UInt64 = 0, octets: UInt64 = 0
         NetlinkMessage.forEachAttribute(in: bytes) { type, payload in

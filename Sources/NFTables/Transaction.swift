@@ -11,9 +11,9 @@ public enum Operation: Sendable, Equatable {
     case deleteSet(TableID, String)
     /// Removes every element of a set (no error when it is already empty).
     case flushSet(TableID, String)
-    case addElements(TableID, set: String, [Element])
+    case addElements(TableID, set: String, ElementList)
     /// Only the elements' keys matter; the rest names the owner in errors.
-    case deleteElements(TableID, set: String, [Element])
+    case deleteElements(TableID, set: String, ElementList)
 
     public var table: TableID {
         switch self {
@@ -62,6 +62,11 @@ extension Substring {
 /// transaction prints itself as nft commands (for logs and `--print-ruleset`-style debugging).
 public struct Transaction: Sendable, Equatable, CustomStringConvertible {
     public private(set) var operations: [Operation] = []
+    /// Initial counters for elements this transaction adds, by where they are added. An element
+    /// that replaces another one (same key, new value: a service whose number of targets
+    /// changed) starts from the old element's packets and bytes instead of zero, so the
+    /// per-service counters `dump` shows survive the replacement. Empty for most batches.
+    public var carriedCounters: [ElementAddress: Counter] = [:]
 
     public init(_ operations: [Operation] = []) {
         self.operations = operations
@@ -98,6 +103,19 @@ public struct Transaction: Sendable, Equatable, CustomStringConvertible {
 
     /// The transaction as an `nft -f` script.
     public var description: String { operations.map(\.command).joined(separator: "\n") }
+}
+
+/// One element of one set: where a counter is read from or carried to.
+public struct ElementAddress: Hashable, Sendable {
+    public var table: TableID
+    public var set: String
+    public var key: ValueList
+
+    public init(table: TableID, set: String, key: ValueList) {
+        self.table = table
+        self.set = set
+        self.key = key
+    }
 }
 
 /// How many objects of each kind a transaction touches.

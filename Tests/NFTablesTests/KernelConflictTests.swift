@@ -24,7 +24,7 @@ struct KernelConflictTests {
         filler.insert(Self.element("10.112.0.10", to: "10.99.9.9", "default/clash-paris"), at: 450)
         var transaction = Transaction()
         transaction.add(.addChain(v4, Chain(name: "extra")))
-        transaction.add(.addElements(v4, set: MirrorTables.dnatMap(for: IPAddress("10.112.0.10")!), filler))
+        transaction.add(.addElements(v4, set: MirrorTables.dnatMap(for: IPAddress("10.112.0.10")!), ElementList(filler)))
         do {
             _ = try backend.value.commit(transaction, generation: nil)
             Issue.record("the kernel accepted a batch re-mapping an existing element")

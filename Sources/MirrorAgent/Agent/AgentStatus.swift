@@ -116,20 +116,7 @@ extension AgentStatus {
     static func kernelCounters() -> [String: Counter] {
         guard let backend = try? KernelRulesetBackend() else { return [:] }
         defer { backend.close() }
-        guard let snapshot = try? backend.read(MirrorTables.tableIDs) else { return [:] }
-        var totals: [String: Counter] = [:]
-        for (id, table) in snapshot.ruleset.tables {
-            let counters = snapshot.counters[id] ?? [:]
-            for (set, elements) in table.elements {
-                for element in elements.values {
-                    guard let service = element.comment, let counter = counters[set]?[element.key] else { continue }
-                    var total = totals[service] ?? Counter(packets: 0, bytes: 0)
-                    total.packets += counter.packets
-                    total.bytes += counter.bytes
-                    totals[service] = total
-                }
-            }
-        }
-        return totals
+        // Summed as the dump arrives: no copy of the ruleset per scrape.
+        return (try? backend.serviceCounters(MirrorTables.tableIDs)) ?? [:]
     }
 }

@@ -18,7 +18,6 @@ actor RulesComponent: MirrorConsumer {
     private let reconciler: Reconciler
     private var layout: MirrorTables
     private var needsFullReconcile = true
-    private var ruleIDs: [ServiceKey: [String]] = [:]
     private let logger: Logger
 
     /// Opens the kernel backend in the current network namespace.
@@ -48,20 +47,17 @@ actor RulesComponent: MirrorConsumer {
         let transaction: Transaction
         do {
             if needsFullReconcile {
-                var rules: [ServicePortRule] = []
-                rules.reserveCapacity(update.store.services.count)
-                ruleIDs = [:]
-                ruleIDs.reserveCapacity(update.store.services.count)
-                let gateways = RulesTranslator.gatewayAddresses(update.store.clusters)
-                for (key, service) in update.store.services {
-                    let translated = RulesTranslator.rules(for: service, clusters: update.store.clusters, gateways: gateways)
-                    ruleIDs[key] = translated.map(\.id)
-                    rules.append(contentsOf: translated)
+                // The previous layout goes first, so two full models never coexist; services
+                // are translated one at a time as the layout takes them (no array of all rules).
+                let dnsAddresses = layout.dnsAddresses
+                layout = MirrorTables(dnsAddresses: dnsAddresses)
+                let clusters = update.store.clusters
+                let gateways = RulesTranslator.gatewayAddresses(clusters)
+                let services = update.store.services.values.lazy.map {
+                    RulesTranslator.rules(for: $0, clusters: clusters, gateways: gateways)
                 }
-                let translated = ContinuousClock.now - start
-                layout = MirrorTables(rules: rules, dnsAddresses: layout.dnsAddresses)
+                layout = MirrorTables(services: services, expectedPorts: update.store.services.count, dnsAddresses: dnsAddresses)
                 logger.debug("translated mirror state", metadata: [
-                    "rules_ms": "\(String(format: "%.3f", translated.milliseconds))",
                     "duration_ms": "\(String(format: "%.3f", (ContinuousClock.now - start).milliseconds))",
                 ])
                 transaction = try reconciler.reconcile(layout.desired)
@@ -101,15 +97,10 @@ actor RulesComponent: MirrorConsumer {
     }
 
     /// Replaces the rules of one service (removing them when it is gone); returns the scope.
+    /// The layout keys rules by the service name they carry (``ServiceKey/description``).
     private func retranslate(_ key: ServiceKey, store: MirrorStore) -> DiffScope {
-        var scope = DiffScope()
-        let old = ruleIDs.removeValue(forKey: key) ?? []
         let fresh = store.services[key].map { RulesTranslator.rules(for: $0, clusters: store.clusters) } ?? []
-        let freshIDs = Set(fresh.map(\.id))
-        for id in old where !freshIDs.contains(id) { scope.formUnion(layout.set(nil, for: id)) }
-        for rule in fresh { scope.formUnion(layout.set(rule, for: rule.id)) }
-        if !fresh.isEmpty { ruleIDs[key] = fresh.map(\.id) }
-        return scope
+        return layout.setRules(fresh, forService: key.description)
     }
 
     /// Whether the kernel holds exactly the desired tables.

@@ -53,13 +53,9 @@ enum RulesTranslator {
 
     /// The whole layout for a store.
     static func layout(for store: MirrorStore, dnsAddresses: [IPAddress]) -> MirrorTables {
-        var rules: [ServicePortRule] = []
-        rules.reserveCapacity(store.services.count)
         let gateways = gatewayAddresses(store.clusters)
-        for service in store.services.values {
-            rules.append(contentsOf: Self.rules(for: service, clusters: store.clusters, gateways: gateways))
-        }
-        return MirrorTables(rules: rules, dnsAddresses: dnsAddresses)
+        let services = store.services.values.lazy.map { rules(for: $0, clusters: store.clusters, gateways: gateways) }
+        return MirrorTables(services: services, expectedPorts: store.services.count, dnsAddresses: dnsAddresses)
     }
 
     /// The services whose rules a change may alter: those changed, and those depending on a
