@@ -71,7 +71,7 @@ start_agent() {
     --tls-cert "$WORK/tls/agent.crt" --tls-key "$WORK/tls/agent.key" --ca "$WORK/tls/ca.crt" \
     --state-dir "$WORK/agent-state" --admin-socket "$WORK/admin.sock" \
     --dns-address "$DNS_ADDRESS" --dns-listen "$DNS_ADDRESS:53" --upstream "$UPSTREAM" \
-    --http-listen 127.0.0.1:9153 --drift-check-interval 2 >>"$WORK/agent-$1.log" 2>&1 &
+    --http-listen 127.0.0.1:9153 --drift-check-interval 2 --feed-max-backoff 1 >>"$WORK/agent-$1.log" 2>&1 &
   echo $! >"$WORK/agent-$1.pid"
   # Ready when this agent (not another one sharing the port) has programmed its rules and
   # opened DNS with its records.

@@ -23,6 +23,9 @@ struct FeedClientOptions: ParsableArguments {
     @Option(help: ArgumentHelp("Seconds without any byte (the feed bookmarks every few seconds) before the connection is dropped and retried.", valueName: "seconds"))
     var feedSilenceTimeout: Int = 15
 
+    @Option(help: ArgumentHelp("Longest wait between reconnect attempts while the feed is unreachable (the wait starts at 250 ms and doubles, with jitter, up to this).", valueName: "seconds"))
+    var feedMaxBackoff: Int = 30
+
     /// The endpoint when `feed` is an http(s) URL, nil for other sources (file:).
     /// - Throws: `ValidationError` when the URL or the TLS flags do not fit together.
     func endpoint(for feed: String) throws -> FeedEndpoint? {
@@ -49,6 +52,7 @@ struct FeedClientOptions: ParsableArguments {
             }
         }
         guard feedSilenceTimeout > 0 else { throw ValidationError("--feed-silence-timeout must be at least 1 second") }
+        guard feedMaxBackoff > 0 else { throw ValidationError("--feed-max-backoff must be at least 1 second") }
         return endpoint
     }
 
@@ -66,6 +70,7 @@ struct FeedClientOptions: ParsableArguments {
         }
         var configuration = FeedClient.Configuration(endpoint: endpoint, tls: tls, stateDirectory: stateDir)
         configuration.silenceTimeout = .seconds(Int64(feedSilenceTimeout))
+        configuration.maxBackoff = .seconds(feedMaxBackoff)
         if let link { configuration.onLinkChange = { link.record($0) } }
         return FeedClient(configuration: configuration, logger: logger)
     }
