@@ -12,8 +12,9 @@
 public struct ServiceTable: Sequence, Equatable, Sendable {
     public typealias Element = (key: ServiceKey, value: MirroredService)
 
-    /// Every service, in no particular order.
-    public private(set) var values: [MirroredService] = []
+    /// Every service, in no particular order. Chunked, so that changing one service of a
+    /// table that is still shared (the agent keeps the last store) copies one chunk.
+    public private(set) var values = ChunkedArray<MirroredService>()
     /// Positions in `values`, by key.
     private var index = PositionIndex()
 
