@@ -109,3 +109,10 @@ func printMallocStats(_ label: String) {
     unsafeBitCast(symbol, to: (@convention(c) () -> Void).self)()
     #endif
 }
+
+/// CPU time (user + system) this process has used: steadier than wall time on a shared machine.
+func processCPUSeconds() -> Double {
+    var time = timespec()
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &time)
+    return Double(time.tv_sec) + Double(time.tv_nsec) / 1e9
+}

@@ -135,11 +135,13 @@ do {
         store = MirrorStore()
         if arguments.contains("--malloc-stats") { printMallocStats("before load") }
         let loadClock = ContinuousClock.now
+        let loadCPU = processCPUSeconds()
         let restored = try file.load()?.store  // the change set (what to program) is dropped
+        let loadedCPU = (processCPUSeconds() - loadCPU) * 1000
         let loaded = seconds(ContinuousClock.now - loadClock) * 1000
         if arguments.contains("--malloc-stats") { printMallocStats("after load (restored store held)") }
         precondition(restored?.services.count == services + 1)
-        print(String(format: "persist: save %.1f ms, load %.1f ms for %d services", saved, loaded, services + 1))
+        print(String(format: "persist: save %.1f ms, load %.1f ms (%.1f ms CPU) for %d services", saved, loaded, loadedCPU, services + 1))
     case "publisher":
         try await runPublisherMicro(services: try intArgument("services", arguments))
     case "run":
