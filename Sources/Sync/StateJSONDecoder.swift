@@ -212,6 +212,19 @@ struct StateJSONDecoder {
 
     // MARK: helpers
 
+    /// Reads an object whose possible fields are `names` (for envelopes around the model:
+    /// feed events, the persisted feed state), calling `read` with each field's number in
+    /// `names`; `read` must consume the value. Unknown and repeated fields are refused.
+    mutating func object(fields names: [StaticString], _ read: (inout Self, Int) throws -> Void) throws {
+        var seen = FieldSet()
+        var object = try cursor.openObject()
+        while let key = try cursor.nextKey(&object) {
+            guard let field = names.firstIndex(where: { key.spells($0) }) else { throw JSONCursor.Mismatch() }
+            try seen.mark(field)
+            try read(&self, field)
+        }
+    }
+
     mutating func optionalString() throws -> String? {
         cursor.skipNull() ? nil : try cursor.string()
     }

@@ -14,33 +14,24 @@ extension FeedEvent {
     /// the interning tables.
     static let interningThreshold = 64 << 10
 
+    /// An event's possible fields, numbered for ``StateJSONDecoder/object(fields:_:)``.
+    private static let eventFields: [StaticString] = ["type", "revision", "epoch", "state", "cluster", "service", "name", "namespace", "mirroredName"]
+
     static func decodeFast(_ bytes: UnsafeRawBufferPointer) throws -> FeedEvent {
         var decoder = StateJSONDecoder(bytes.assumingMemoryBound(to: UInt8.self), interning: bytes.count > interningThreshold)
         var type: String?, revision: UInt64?, epoch: String?, state: MirrorState?
         var cluster: Cluster?, service: MirroredService?, name: String?, namespace: String?, mirroredName: String?
-        var seen = FieldSet()
-        var object = try decoder.cursor.openObject()
-        while let key = try decoder.cursor.nextKey(&object) {
-            if key.spells("type") {
-                try seen.mark(0); type = try decoder.cursor.string()
-            } else if key.spells("revision") {
-                try seen.mark(1); revision = try decoder.cursor.uint64()
-            } else if key.spells("epoch") {
-                try seen.mark(2); epoch = try decoder.cursor.string()
-            } else if key.spells("state") {
-                try seen.mark(3); state = try decoder.state()
-            } else if key.spells("cluster") {
-                try seen.mark(4); cluster = try decoder.cluster()
-            } else if key.spells("service") {
-                try seen.mark(5); service = try decoder.service()
-            } else if key.spells("name") {
-                try seen.mark(6); name = try decoder.cursor.string()
-            } else if key.spells("namespace") {
-                try seen.mark(7); namespace = try decoder.cursor.string()
-            } else if key.spells("mirroredName") {
-                try seen.mark(8); mirroredName = try decoder.cursor.string()
-            } else {
-                throw JSONCursor.Mismatch()
+        try decoder.object(fields: eventFields) { d, field in
+            switch field {
+            case 0: type = try d.cursor.string()
+            case 1: revision = try d.cursor.uint64()
+            case 2: epoch = try d.cursor.string()
+            case 3: state = try d.state()
+            case 4: cluster = try d.cluster()
+            case 5: service = try d.service()
+            case 6: name = try d.cursor.string()
+            case 7: namespace = try d.cursor.string()
+            default: mirroredName = try d.cursor.string()
             }
         }
         try decoder.cursor.finish()

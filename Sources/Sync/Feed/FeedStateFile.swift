@@ -132,19 +132,12 @@ extension FeedStateFile {
     fileprivate static func decodeFast(_ bytes: UnsafeRawBufferPointer) throws -> Document {
         var decoder = StateJSONDecoder(bytes.assumingMemoryBound(to: UInt8.self))
         var format: Int?, epoch: String?, revision: UInt64?, state: MirrorState?
-        var seen = FieldSet()
-        var object = try decoder.cursor.openObject()
-        while let key = try decoder.cursor.nextKey(&object) {
-            if key.spells("format") {
-                try seen.mark(0); format = try decoder.cursor.int()
-            } else if key.spells("epoch") {
-                try seen.mark(1); epoch = try decoder.optionalString()
-            } else if key.spells("revision") {
-                try seen.mark(2); revision = try decoder.cursor.uint64()
-            } else if key.spells("state") {
-                try seen.mark(3); state = try decoder.state()
-            } else {
-                throw JSONCursor.Mismatch()
+        try decoder.object(fields: ["format", "epoch", "revision", "state"]) { d, field in
+            switch field {
+            case 0: format = try d.cursor.int()
+            case 1: epoch = try d.optionalString()
+            case 2: revision = try d.cursor.uint64()
+            default: state = try d.state()
             }
         }
         try decoder.cursor.finish()
