@@ -21,6 +21,18 @@ public struct ChunkedArray<Element>: RandomAccessCollection, MutableCollection {
 
     public init() {}
 
+    /// `count` copies of `element`.
+    public init(repeating element: Element, count: Int) {
+        var remaining = count
+        chunks.reserveCapacity((count + Self.chunkMask) >> Self.chunkShift)
+        while remaining > 0 {
+            let size = Swift.min(remaining, Self.chunkSize)
+            chunks.append([Element](repeating: element, count: size))
+            remaining -= size
+        }
+        self.count = count
+    }
+
     public var startIndex: Int { 0 }
     public var endIndex: Int { count }
 

@@ -28,6 +28,15 @@ import Testing
         #expect(Array(chunked) == model && chunked.count == model.count)
     }
 
+    @Test func repeatingFillsWholeAndPartialChunks() {
+        for count in [0, 1, 511, 512, 513, 2048] {
+            var filled = ChunkedArray(repeating: 7, count: count)
+            #expect(filled.count == count && filled.allSatisfy { $0 == 7 })
+            filled.append(8)
+            #expect(filled.count == count + 1 && filled.last == 8 && Array(filled.dropLast()) == Array(repeating: 7, count: count))
+        }
+    }
+
     @Test func aCopyChangesAloneAcrossChunks() {
         var original = ChunkedArray<String>()
         for i in 0..<1500 { original.append("s\(i)") }
