@@ -98,3 +98,21 @@ func percentile(_ sorted: [Double], _ p: Double) -> Double {
     let rank = Int((p / 100 * Double(sorted.count)).rounded(.up)) - 1
     return sorted[max(0, min(sorted.count - 1, rank))]
 }
+
+/// Prints glibc's allocator totals to stderr (`malloc_stats`, looked up at run time: Swift's
+/// Glibc module does not import `malloc.h`); "in use bytes" before and after a step is that
+/// step's heap. Does nothing where there is no such function.
+func printMallocStats(_ label: String) {
+    FileHandle.standardError.write(Data("== malloc_stats \(label)\n".utf8))
+    #if canImport(Glibc)
+    guard let symbol = dlsym(dlopen(nil, RTLD_NOW), "malloc_stats") else { return }
+    unsafeBitCast(symbol, to: (@convention(c) () -> Void).self)()
+    #endif
+}
+
+/// CPU time (user + system) this process has used: steadier than wall time on a shared machine.
+func processCPUSeconds() -> Double {
+    var time = timespec()
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &time)
+    return Double(time.tv_sec) + Double(time.tv_nsec) / 1e9
+}

@@ -11,6 +11,9 @@
 //       p50/p99 of the time from the file's rename to the last watcher having applied it.
 //   FeedBench clients --url URL --watchers K --initial R --changes C [--wire] [TLS flags]
 //       one process of watchers (started by `run`); reports on stdout.
+//   FeedBench persist --services N [--malloc-stats]
+//       save and load of the agent's persisted feed state; with --malloc-stats, glibc's heap
+//       totals before the load and with the restored store held (stderr).
 //   FeedBench micro [--services N]
 //       the client's CPU per delta (decode, validate and apply one 16-endpoint service) in a
 //       store of N services (default 1000).
@@ -127,9 +130,18 @@ do {
         let clock = ContinuousClock.now
         try file.save(store, epoch: "e")
         let saved = seconds(ContinuousClock.now - clock) * 1000
+        // The restored store's heap: what the agent holds after a restart (the source store
+        // is dropped first, so nothing is shared with it).
+        store = MirrorStore()
+        if arguments.contains("--malloc-stats") { printMallocStats("before load") }
         let loadClock = ContinuousClock.now
-        _ = try file.load()
-        print(String(format: "persist: save %.1f ms, load %.1f ms for %d services", saved, seconds(ContinuousClock.now - loadClock) * 1000, services + 1))
+        let loadCPU = processCPUSeconds()
+        let restored = try file.load()?.store  // the change set (what to program) is dropped
+        let loadedCPU = (processCPUSeconds() - loadCPU) * 1000
+        let loaded = seconds(ContinuousClock.now - loadClock) * 1000
+        if arguments.contains("--malloc-stats") { printMallocStats("after load (restored store held)") }
+        precondition(restored?.services.count == services + 1)
+        print(String(format: "persist: save %.1f ms, load %.1f ms (%.1f ms CPU) for %d services", saved, loaded, loadedCPU, services + 1))
     case "publisher":
         try await runPublisherMicro(services: try intArgument("services", arguments))
     case "run":

@@ -21,6 +21,9 @@ public enum DNSLabel {
     /// 1–15 characters, lowercase alphanumerics and '-', at least one letter, no '--'.
     public static func isValidPortName(_ text: String) -> Bool {
         guard text.utf8.count <= 15, isValid(text) else { return false }
-        return text.utf8.contains { $0 >= 0x61 && $0 <= 0x7A } && !text.contains("--")
+        // Byte scans: `String.contains("--")` resolves to Foundation's `range(of:)` here, which
+        // was a tenth of a 100k-service load (one named port per service).
+        let bytes = text.utf8
+        return bytes.contains { $0 >= 0x61 && $0 <= 0x7A } && !zip(bytes, bytes.dropFirst()).contains { $0 == 0x2D && $1 == 0x2D }
     }
 }

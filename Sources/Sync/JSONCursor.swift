@@ -120,11 +120,34 @@ struct JSONCursor {
             value = sum
             index += 1
         }
+        try checkIntegerEnd(start: start)
+        return value
+    }
+
+    /// Refuses integers without digits, with a leading zero (`07`), or with a fraction or an
+    /// exponent after the digits that started at `start`.
+    private func checkIntegerEnd(start: Int) throws {
         let digits = index - start
         guard digits > 0, !(digits > 1 && bytes[start] == UInt8(ascii: "0")) else { throw Mismatch() }
         if index < bytes.count, bytes[index] == UInt8(ascii: ".") || bytes[index] | 0x20 == UInt8(ascii: "e") {
             throw Mismatch()
         }
+    }
+
+    /// A non-negative JSON integer within `UInt64`'s range (revisions): no sign, fraction or
+    /// exponent.
+    mutating func uint64() throws -> UInt64 {
+        skipWhitespace()
+        let start = index
+        var value: UInt64 = 0
+        while index < bytes.count, case let digit = bytes[index] &- UInt8(ascii: "0"), digit < 10 {
+            let (times, o1) = value.multipliedReportingOverflow(by: 10)
+            let (sum, o2) = times.addingReportingOverflow(UInt64(digit))
+            guard !o1, !o2 else { throw Mismatch() }
+            value = sum
+            index += 1
+        }
+        try checkIntegerEnd(start: start)
         return value
     }
 

@@ -170,6 +170,13 @@ public struct MirrorStore: Sendable {
     // MARK: helpers
 
     private static func diff(old: ServiceTable, new: ServiceTable, changes: inout ChangeSet) {
+        // A first snapshot (a restart) adds everything: size the set once instead of
+        // rehashing 100k keys through a dozen doublings.
+        if old.isEmpty {
+            changes.addedServices.reserveCapacity(new.count)
+            for service in new.values { changes.addedServices.insert(service.key) }
+            return
+        }
         for service in new.values {
             let key = service.key
             if let previous = old[key] {

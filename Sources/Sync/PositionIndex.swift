@@ -44,7 +44,9 @@ struct PositionIndex: Sendable {
 
     private static let tagMask: UInt64 = 0xFFF << 52
 
-    private var buckets: [UInt64] = []
+    /// Chunked like the services they index: a store that is still shared copies one chunk
+    /// of buckets per change, not the whole table (2 MiB at 100k services).
+    private var buckets = ChunkedArray<UInt64>()
     private(set) var count = 0
 
     init() {}
@@ -102,14 +104,14 @@ struct PositionIndex: Sendable {
         var size = Swift.max(16, buckets.count)
         while size < capacity * 2 { size *= 2 }
         let old = buckets
-        buckets = Array(repeating: 0, count: size)
+        buckets = ChunkedArray(repeating: 0, count: size)
         for stored in old where stored != 0 {
             if let entry = Entry(bucket: stored) { place(stored, hash: rehash(entry)) }
         }
     }
 
     mutating func removeAll() {
-        buckets = []
+        buckets = ChunkedArray()
         count = 0
     }
 

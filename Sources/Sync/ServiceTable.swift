@@ -12,8 +12,9 @@
 public struct ServiceTable: Sequence, Equatable, Sendable {
     public typealias Element = (key: ServiceKey, value: MirroredService)
 
-    /// Every service, in no particular order.
-    public private(set) var values: [MirroredService] = []
+    /// Every service, in no particular order. Chunked, so that changing one service of a
+    /// table that is still shared (the agent keeps the last store) copies one chunk.
+    public private(set) var values = ChunkedArray<MirroredService>()
     /// Positions in `values`, by key.
     private var index = PositionIndex()
 
@@ -49,15 +50,17 @@ public struct ServiceTable: Sequence, Equatable, Sendable {
     /// service it replaced.
     @discardableResult
     mutating func updateValue(_ service: MirroredService) -> (position: Int, old: MirroredService?) {
+        // Hashed once for the lookup and the insert (a 100k-service snapshot inserts them all).
         let view = ServiceKeyView(service)
-        if let position = position(of: view) {
+        let hash = view.hashValue
+        if let position = position(of: view, hash: hash) {
             let old = values[position]
             values[position] = service
             return (position, old)
         }
         values.append(service)
         let position = values.count - 1
-        index.insert(.init(position: position), hash: view.hashValue, rehash: rehash)
+        index.insert(.init(position: position), hash: hash, rehash: rehash)
         return (position, nil)
     }
 
@@ -85,8 +88,9 @@ public struct ServiceTable: Sequence, Equatable, Sendable {
         index.reserveCapacity(count, rehash: rehash)
     }
 
-    private func position(of key: ServiceKeyView) -> Int? {
-        index.first(hash: key.hashValue) { ServiceKeyView(values[$0.position]) == key }?.position
+    private func position(of key: ServiceKeyView, hash: Int? = nil) -> Int? {
+        guard !values.isEmpty else { return nil }
+        return index.first(hash: hash ?? key.hashValue) { ServiceKeyView(values[$0.position]) == key }?.position
     }
 
     private var rehash: (PositionIndex.Entry) -> Int {

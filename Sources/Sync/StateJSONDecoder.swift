@@ -1,32 +1,44 @@
-/// Decodes a JSON state document straight into a ``MirrorState``, one pass over the bytes.
+/// Decodes mirror-state JSON straight into model values, one pass over the bytes: whole
+/// states (state files, the agent's persisted feed state, feed snapshots) and single clusters
+/// and services (feed upsert events). The one set of model decoders in the package; every
+/// fast JSON path goes through it, on ``JSONCursor``.
 ///
 /// This is the fast path for big states (a restart with 100k services must be ready in well
 /// under a second). It accepts exactly the documents the strict `Codable` form accepts with
 /// the same result (defaults filled, `null` meaning absent, unknown fields refused), or a
-/// subset of them: whatever it does not accept it refuses without explanation, and
-/// ``MirrorState/init(parsing:)`` falls back to the readers that explain.
+/// subset of them: whatever it does not accept it refuses without explanation
+/// (``JSONCursor/Mismatch``), and the caller falls back to a reader that explains
+/// (``MirrorState/init(parsing:)``'s readers, or `JSONDecoder` for feed lines).
 ///
-/// Repeated values are stored once: strings such as namespaces and cluster names, and whole
-/// port lists (most services of a cluster expose the same ports), share one copy-on-write
-/// buffer across services.
+/// Repeated values are stored once when interning is on: strings such as namespaces and
+/// cluster names, and whole port lists (most services of a cluster expose the same ports),
+/// share one copy-on-write buffer across services.
 struct StateJSONDecoder {
-    private var cursor: JSONCursor
+    /// The reader, for callers that decode an envelope around the model objects (feed
+    /// events, the persisted feed state).
+    var cursor: JSONCursor
+    private let interning: Bool
     private var strings = Interner<String>()
     private var portLists = Interner<[ServicePort]>()
 
-    /// Decodes `bytes`; nil when the document is not one this decoder accepts.
+    /// Decodes a whole state document; nil when it is not one this decoder accepts.
     static func decode(_ bytes: UnsafeBufferPointer<UInt8>) -> MirrorState? {
-        var decoder = StateJSONDecoder(cursor: JSONCursor(bytes))
-        return try? decoder.state()
+        var decoder = StateJSONDecoder(bytes)
+        guard let state = try? decoder.state(), (try? decoder.cursor.finish()) != nil else { return nil }
+        return state
     }
 
-    private init(cursor: JSONCursor) {
-        self.cursor = cursor
+    /// A decoder over `bytes`, which must outlive it. Interning pays for many objects (a
+    /// state); for a single cluster or service it is only overhead.
+    init(_ bytes: UnsafeBufferPointer<UInt8>, interning: Bool = true) {
+        self.cursor = JSONCursor(bytes)
+        self.interning = interning
     }
 
-    private mutating func state() throws -> MirrorState {
+    /// Reads one state object (not what follows it).
+    mutating func state() throws -> MirrorState {
         var state = MirrorState()
-        var seen = Seen()
+        var seen = FieldSet()
         var object = try cursor.openObject()
         while let key = try cursor.nextKey(&object) {
             if key.spells("clusterDomain") {
@@ -42,14 +54,13 @@ struct StateJSONDecoder {
                 throw JSONCursor.Mismatch()
             }
         }
-        try cursor.finish()
         return state
     }
 
-    private mutating func cluster() throws -> Cluster {
+    mutating func cluster() throws -> Cluster {
         var name: String?
         var cluster = Cluster(name: "")
-        var seen = Seen()
+        var seen = FieldSet()
         var object = try cursor.openObject()
         while let key = try cursor.nextKey(&object) {
             if key.spells("name") {
@@ -73,7 +84,7 @@ struct StateJSONDecoder {
     private mutating func gateway() throws -> Gateway {
         var addresses: [String]?
         var gateway = Gateway(addresses: [])
-        var seen = Seen()
+        var seen = FieldSet()
         var object = try cursor.openObject()
         while let key = try cursor.nextKey(&object) {
             if key.spells("addresses") {
@@ -97,10 +108,10 @@ struct StateJSONDecoder {
         return gateway
     }
 
-    private mutating func service() throws -> MirroredService {
+    mutating func service() throws -> MirroredService {
         var name: String?, namespace: String?, mode: MirrorMode?, ips: [String]?
         var service = MirroredService(name: "", namespace: "", mode: .gateway, ips: [], ports: [])
-        var seen = Seen()
+        var seen = FieldSet()
         var object = try cursor.openObject()
         while let key = try cursor.nextKey(&object) {
             if key.spells("name") {
@@ -121,7 +132,8 @@ struct StateJSONDecoder {
                 ips = try list { try $0.cursor.string() }
             } else if key.spells("ports") {
                 try seen.mark(5)
-                service.ports = portLists.intern(try optionalList { try $0.port() } ?? [])
+                let ports = try optionalList { try $0.port() } ?? []
+                service.ports = interning ? portLists.intern(ports) : ports
             } else if key.spells("endpoints") {
                 try seen.mark(6)
                 service.endpoints = try optionalList { try $0.endpoint() } ?? []
@@ -140,7 +152,7 @@ struct StateJSONDecoder {
     private mutating func port() throws -> ServicePort {
         var number: Int?, targetPort: Int?
         var port = ServicePort(port: 0)
-        var seen = Seen()
+        var seen = FieldSet()
         var object = try cursor.openObject()
         while let key = try cursor.nextKey(&object) {
             if key.spells("name") {
@@ -174,7 +186,7 @@ struct StateJSONDecoder {
     private mutating func endpoint() throws -> Endpoint {
         var ip: String?
         var endpoint = Endpoint(ip: "")
-        var seen = Seen()
+        var seen = FieldSet()
         var object = try cursor.openObject()
         while let key = try cursor.nextKey(&object) {
             if key.spells("ip") {
@@ -200,7 +212,20 @@ struct StateJSONDecoder {
 
     // MARK: helpers
 
-    private mutating func optionalString() throws -> String? {
+    /// Reads an object whose possible fields are `names` (for envelopes around the model:
+    /// feed events, the persisted feed state), calling `read` with each field's number in
+    /// `names`; `read` must consume the value. Unknown and repeated fields are refused.
+    mutating func object(fields names: [StaticString], _ read: (inout Self, Int) throws -> Void) throws {
+        var seen = FieldSet()
+        var object = try cursor.openObject()
+        while let key = try cursor.nextKey(&object) {
+            guard let field = names.firstIndex(where: { key.spells($0) }) else { throw JSONCursor.Mismatch() }
+            try seen.mark(field)
+            try read(&self, field)
+        }
+    }
+
+    mutating func optionalString() throws -> String? {
         cursor.skipNull() ? nil : try cursor.string()
     }
 
@@ -222,18 +247,20 @@ struct StateJSONDecoder {
     /// Up to 15 UTF-8 bytes a string lives inside its 16-byte value: only longer ones have a
     /// heap buffer worth sharing.
     private mutating func interned(_ text: String) -> String {
-        text.utf8.count > 15 ? strings.intern(text) : text
+        interning && text.utf8.count > 15 ? strings.intern(text) : text
     }
+}
 
-    /// Fields already read in one object: a repeated key is refused (`Codable` and the
-    /// explaining reader disagree on which copy wins).
-    private struct Seen {
-        private var bits: UInt32 = 0
-        mutating func mark(_ field: Int) throws {
-            let bit = UInt32(1) << field
-            guard bits & bit == 0 else { throw JSONCursor.Mismatch() }
-            bits |= bit
-        }
+/// Fields already read in one object: a repeated key is refused (`Codable` and the explaining
+/// readers disagree on which copy wins).
+struct FieldSet {
+    private var bits: UInt32 = 0
+
+    /// Records field number `field` (0–31); throws when it was already read.
+    mutating func mark(_ field: Int) throws {
+        let bit = UInt32(1) << field
+        guard bits & bit == 0 else { throw JSONCursor.Mismatch() }
+        bits |= bit
     }
 }
 

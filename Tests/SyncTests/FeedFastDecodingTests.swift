@@ -56,7 +56,6 @@ import Testing
     /// Outside the subset: the fast path declines and the decoder decides (decodes or names
     /// the error).
     @Test(arguments: [
-        #"{"type":"deleteCluster","revision":5,"name":"ber\u006cin"}"#,  // escape
         #"{"type":"deleteCluster","revision":5,"name":"a","name":"b"}"#,  // repeated field
         #"{"type":"deleteCluster","revision":5,"name":"a","future":1}"#,  // unknown field
         #"{"type":"upsertService","revision":3,"service":{"name":"a","namespace":"b","mode":"gateway","ips":["10.0.0.1"],"ports":[{"port":80.0}]}}"#,
@@ -84,6 +83,18 @@ import Testing
         case .success(let expected): #expect((try? FeedEvent.decode(line: ByteBuffer(string: text))) == expected)
         case .failure: #expect(throws: FeedProtocolError.self) { try FeedEvent.decode(line: ByteBuffer(string: text)) }
         }
+    }
+
+    /// Escapes are inside the shared reader's subset (it also reads state files): decoded
+    /// exactly as the decoder decodes them.
+    @Test(arguments: [
+        #"{"type":"deleteCluster","revision":5,"name":"ber\u006cin"}"#,
+        #"{"type":"deleteCluster","revision":5,"name":"\"q\"\\\/\b\f\n\r\t \ud83d\ude00 caf\u00e9"}"#,
+    ])
+    func escapesDecodeTheSame(text: String) throws {
+        let (fast, reference) = both(text)
+        #expect(fast != nil)
+        #expect(fast == (try reference.get()))
     }
 
     /// Invalid UTF-8 inside a string is refused by both.

@@ -6,7 +6,7 @@ import NIOCore
 ///
 /// `JSONEncoder` builds a generic value tree first: a 100k-service state took ~3 s to
 /// persist and as long to encode as a snapshot. This writer costs a small fraction of that.
-/// Its output is plain JSON that `JSONDecoder` and ``FeedJSONScanner`` both read;
+/// Its output is plain JSON that `JSONDecoder` and ``StateJSONDecoder`` both read;
 /// `FeedFastDecodingTests` checks the round trip, including strings that need escapes.
 struct FeedJSONWriter {
     private(set) var buffer: ByteBuffer

@@ -126,23 +126,22 @@ extension FeedStateFile {
         return writer.buffer
     }
 
-    /// Reads a file in the form ``encode(_:)`` writes; anything else throws
-    /// ``FeedJSONScanner/Unsupported`` and goes to `JSONDecoder`, which names the problem.
+    /// Reads a file in the form ``encode(_:)`` writes, with the model decoders that read
+    /// state files and feed snapshots (``StateJSONDecoder``); anything else throws
+    /// ``JSONCursor/Mismatch`` and goes to `JSONDecoder`, which names the problem.
     fileprivate static func decodeFast(_ bytes: UnsafeRawBufferPointer) throws -> Document {
-        var scanner = FeedJSONScanner(bytes)
+        var decoder = StateJSONDecoder(bytes.assumingMemoryBound(to: UInt8.self))
         var format: Int?, epoch: String?, revision: UInt64?, state: MirrorState?
-        var seen = FeedFieldSet()
-        try scanner.object { s, key in
-            switch key {
-            case "format": try seen.insert(0); format = try s.int()
-            case "epoch": try seen.insert(1); epoch = try s.null() ? nil : try s.string()
-            case "revision": try seen.insert(2); revision = try s.unsigned()
-            case "state": try seen.insert(3); state = try s.mirrorState()
-            default: throw FeedJSONScanner.Unsupported()
+        try decoder.object(fields: ["format", "epoch", "revision", "state"]) { d, field in
+            switch field {
+            case 0: format = try d.cursor.int()
+            case 1: epoch = try d.optionalString()
+            case 2: revision = try d.cursor.uint64()
+            default: state = try d.state()
             }
         }
-        try scanner.end()
-        guard let format, let revision, let state else { throw FeedJSONScanner.Unsupported() }
+        try decoder.cursor.finish()
+        guard let format, let revision, let state else { throw JSONCursor.Mismatch() }
         return Document(format: format, epoch: epoch, revision: revision, state: state)
     }
 }
