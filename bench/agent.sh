@@ -13,7 +13,7 @@
 #                      feed-event-to-kernel time                                 target ≤ 5 ms
 #                      (the first figure also holds the feed's file detection and fan-out)
 #
-#   bench/agent.sh [N]        default 100000;  REPEAT=5 change rounds
+#   bench/agent.sh [N]        default 100000;  REPEAT=5 change rounds; KEEP=1 keeps the logs
 #
 # The feed runs in the same namespace over plain HTTP (--insecure) on loopback. Needs root.
 set -euo pipefail
@@ -32,7 +32,7 @@ FEED_PID="" AGENT_PID=""
 cleanup() {
     for pid in $AGENT_PID $FEED_PID; do kill "$pid" 2>/dev/null || true; done
     ip netns del "$NS" 2>/dev/null || true
-    rm -rf "$WORK"
+    if [ -n "${KEEP:-}" ]; then echo "kept $WORK" >&2; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
 ip netns add "$NS"
