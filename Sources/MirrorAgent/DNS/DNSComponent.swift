@@ -98,20 +98,18 @@ actor DNSComponent: MirrorConsumer {
 
     /// A full table for `store`, and the names several services share (those cannot be
     /// patched one service at a time).
+    ///
+    /// Each service is translated and encoded on its own, straight into the table's compact
+    /// form, so the records of 100k services never exist as one list of names and records.
+    /// Services are taken in the store's order (deterministic for a given state).
     private static func buildTable(_ store: MirrorStore, ttl: UInt32) throws -> (DNSRecordTable, Set<DNSName>) {
-        var content = try DNSRecordTranslator.base(for: store, ttl: ttl)
-        var firstOwner: [DNSName: ServiceKey] = [:]
-        var shared: Set<DNSName> = []
-        for key in store.services.keys.sorted() {
-            guard let service = store.services[key] else { continue }
-            let fragment = try DNSRecordTranslator.fragment(for: service, zone: store.clusterDomain, ttl: ttl)
-            for name in Set(DNSRecordTranslator.names(of: fragment)) {
-                if let owner = firstOwner.updateValue(key, forKey: name), owner != key { shared.insert(name) }
-            }
-            content.ownedNames += fragment.ownedNames
-            content.records += fragment.records
+        var builder = DNSRecordTableBuilder(zones: try DNSRecordTranslator.zones(for: store, ttl: ttl))
+        try builder.add(try DNSRecordTranslator.base(for: store, ttl: ttl))
+        for (_, service) in store.services {
+            try builder.add(try DNSRecordTranslator.fragment(for: service, zone: store.clusterDomain, ttl: ttl))
         }
-        return (try DNSRecordTable(content), shared)
+        let shared = builder.repeatedNames
+        return (builder.build(), shared)
     }
 
     /// The patched table, or nil when the change needs a full build.
