@@ -92,11 +92,21 @@ public struct DNSName: Hashable, Sendable, CustomStringConvertible {
     }
 
     /// The number of labels, root excluded (`cluster.local` has 2).
-    public var labelCount: Int { labels.count }
+    public var labelCount: Int {
+        var count = 0
+        var position = 0
+        while position < wire.count, wire[position] != 0 {
+            position += Int(wire[position]) + 1
+            count += 1
+        }
+        return count
+    }
 
-    /// The same name in lower case (ASCII only, as DNS defines it).
+    /// The same name in lower case (ASCII only, as DNS defines it); the name itself (no
+    /// copy) when it has no upper-case letter, the usual case for Kubernetes names.
     public func lowercased() -> DNSName {
-        DNSName(uncheckedWire: wire.map(DNSName.lowercase))
+        guard wire.contains(where: { $0 >= 0x41 && $0 <= 0x5A }) else { return self }
+        return DNSName(uncheckedWire: wire.map(DNSName.lowercase))
     }
 
     /// The name one label up, or `nil` for the root.

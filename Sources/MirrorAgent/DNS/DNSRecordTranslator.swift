@@ -105,15 +105,30 @@ enum DNSRecordTranslator {
 
     /// `10.0.112.10.in-addr.arpa` for 10.112.0.10; nibble form under `ip6.arpa` for IPv6.
     static func reverseName(_ text: String) throws -> DNSName? {
+        // Written as wire bytes directly: one of these per ClusterIP at every full build.
+        var wire: [UInt8] = []
         switch addressData(text) {
         case .a(let bytes)?:
-            return try DNSName(bytes.reversed().map(String.init).joined(separator: ".") + ".in-addr.arpa")
+            wire.reserveCapacity(30)
+            for byte in bytes.reversed() {
+                let digits = Array(String(byte).utf8)
+                wire.append(UInt8(digits.count))
+                wire += digits
+            }
+            wire += Self.inAddrArpa
         case .aaaa(let bytes)?:
-            let digits = Array("0123456789abcdef")
-            let nibbles = bytes.reversed().flatMap { [digits[Int($0 & 0xF)], digits[Int($0 >> 4)]] }
-            return try DNSName(nibbles.map(String.init).joined(separator: ".") + ".ip6.arpa")
+            wire.reserveCapacity(74)
+            for byte in bytes.reversed() {
+                wire += [1, Self.hexDigits[Int(byte & 0xF)], 1, Self.hexDigits[Int(byte >> 4)]]
+            }
+            wire += Self.ip6Arpa
         default:
             return nil
         }
+        return try DNSName(wire: wire)
     }
+
+    private static let hexDigits = Array("0123456789abcdef".utf8)
+    private static let inAddrArpa: [UInt8] = [7] + Array("in-addr".utf8) + [4] + Array("arpa".utf8) + [0]
+    private static let ip6Arpa: [UInt8] = [3] + Array("ip6".utf8) + [4] + Array("arpa".utf8) + [0]
 }
