@@ -49,3 +49,52 @@ struct TableBuilderTests {
         #expect(try TableFixture.process(query, table: parts).raw == TableFixture.process(query, table: whole).raw)
     }
 }
+
+@Suite("parts removed by their head")
+struct TablePartTests {
+    /// A service with an SRV (and so a `_tcp` non-terminal) and a PTR outside its subtree.
+    static func service(_ index: Int, address: UInt8) throws -> (DNSTableContent, DNSName) {
+        var content = try TablePatchTests.service(index, address: address)
+        let name = content.ownedNames[0]
+        let reverse = try DNSName("\(address).\(index % 256).0.10.in-addr.arpa")
+        content.ownedNames.append(reverse)
+        content.records.append(DNSRecord(name: reverse, ttl: 5, data: .ptr(name)))
+        return (content, name)
+    }
+
+    static let zones = TablePatchTests.zones + [(try? DNSZone.standard(origin: DNSName("in-addr.arpa"), serial: 1, negativeTTL: 5))].compactMap { $0 }
+
+    @Test("a head lists its part's names; patching by those names equals a rebuild")
+    func removeByHead() throws {
+        let services = try (0..<200).map { try Self.service($0, address: 1) }
+        var builder = DNSRecordTableBuilder(zones: Self.zones)
+        for (content, head) in services { try builder.add(content, head: head) }
+        let table = builder.build()
+
+        let names = try #require(table.partNames(head: try DNSName("SVC5.ns.svc.cluster.local")))
+        #expect(Set(names) == Set(try ["svc5.ns.svc.cluster.local", "_tcp.svc5.ns.svc.cluster.local",
+                                       "_http._tcp.svc5.ns.svc.cluster.local", "1.5.0.10.in-addr.arpa"].map(DNSName.init)))
+        #expect(table.partNames(head: try DNSName("svc999.ns.svc.cluster.local")) == nil)
+
+        // Change service 5's address (new PTR name), remove service 6, using only the heads.
+        let changed = try Self.service(5, address: 2)
+        let removed = try #require(table.partNames(head: services[5].1)) + #require(table.partNames(head: services[6].1))
+        let patched = try table.patched(removing: removed, adding: [DNSTablePart(changed.0, head: changed.1)], zones: Self.zones)
+        var after = services
+        after[5] = changed
+        after.remove(at: 6)
+        var rebuilt = DNSRecordTableBuilder(zones: Self.zones)
+        for (content, head) in after { try rebuilt.add(content, head: head) }
+        let expected = rebuilt.build()
+        #expect(patched.nameCount == expected.nameCount)
+        for (name, type) in [("svc5.ns.svc.cluster.local", DNSRecordType.a), ("1.5.0.10.in-addr.arpa", .ptr), ("2.5.0.10.in-addr.arpa", .ptr),
+                             ("svc6.ns.svc.cluster.local", .a), ("_tcp.svc6.ns.svc.cluster.local", .a), ("1.6.0.10.in-addr.arpa", .ptr),
+                             ("_http._tcp.svc5.ns.svc.cluster.local", .srv), ("svc7.ns.svc.cluster.local", .any)] {
+            let query = try TableFixture.query(name, type)
+            #expect(try TableFixture.process(query, table: patched).raw == TableFixture.process(query, table: expected).raw, "\(name) \(type)")
+        }
+        let expectedNames = Set(try ["svc5.ns.svc.cluster.local", "_tcp.svc5.ns.svc.cluster.local",
+                                     "_http._tcp.svc5.ns.svc.cluster.local", "2.5.0.10.in-addr.arpa"].map(DNSName.init))
+        #expect(patched.partNames(head: changed.1).map(Set.init) == expectedNames)
+    }
+}

@@ -14,6 +14,11 @@ struct DNSEncodedName: Sendable {
     /// Index into the table's zones, or -1.
     var zone: Int
     var answers: [AnswerSet]
+    /// For the head of a part (``DNSRecordTableBuilder/add(_:head:)``), the part's other
+    /// names, so the part can be removed later knowing only its head: per name one byte,
+    /// 1 when the name is below the head (its labels down to the head's follow, then a
+    /// zero byte) or 0 (its whole wire form follows). Empty for other names.
+    var companions: [UInt8] = []
 
     /// Adds `other`'s answer sets to this name's: records of a type both have are joined
     /// into one set (this name's first), other types are appended. Used when two parts of
@@ -32,6 +37,8 @@ struct DNSEncodedName: Sendable {
                 answers.append(set)
             }
         }
+        guard companions.count + other.companions.count <= 65535 else { throw DNSWireError.messageTooLarge }
+        companions += other.companions
     }
 }
 
@@ -53,12 +60,12 @@ extension DNSRecordShard {
             let at = offset + MemoryLayout<RecordHeader>.stride + index * MemoryLayout<AnswerSetDescriptor>.stride
             size += Int(run.loadUnaligned(fromByteOffset: at, as: AnswerSetDescriptor.self).length)
         }
-        return (size + 7) & ~7
+        return (size + Int(header.companionLength) + 7) & ~7
     }
 
     static func recordSize(_ name: DNSEncodedName) -> Int {
         let size = MemoryLayout<RecordHeader>.stride + name.answers.count * MemoryLayout<AnswerSetDescriptor>.stride + name.key.count
-            + name.answers.reduce(0) { $0 + $1.bytes.count }
+            + name.answers.reduce(0) { $0 + $1.bytes.count } + name.companions.count
         return (size + 7) & ~7
     }
 
@@ -71,7 +78,8 @@ extension DNSRecordShard {
         run.withUnsafeMutableBytes { bytes in
             let header = RecordHeader(hash: name.hash, keyLength: UInt8(truncatingIfNeeded: name.key.count),
                                       answerSetCount: UInt8(truncatingIfNeeded: name.answers.count),
-                                      zone: Int16(truncatingIfNeeded: name.zone), labelCount: UInt8(truncatingIfNeeded: name.labelCount))
+                                      zone: Int16(truncatingIfNeeded: name.zone), labelCount: UInt8(truncatingIfNeeded: name.labelCount),
+                                      companionLength: UInt16(truncatingIfNeeded: name.companions.count))
             bytes.storeBytes(of: header, toByteOffset: start, as: RecordHeader.self)
             var position = start + MemoryLayout<RecordHeader>.stride
             for set in name.answers {
@@ -79,7 +87,7 @@ extension DNSRecordShard {
                                  toByteOffset: position, as: AnswerSetDescriptor.self)
                 position += MemoryLayout<AnswerSetDescriptor>.stride
             }
-            for part in [name.key] + name.answers.map(\.bytes) {
+            for part in [name.key] + name.answers.map(\.bytes) + [name.companions] {
                 UnsafeMutableRawBufferPointer(rebasing: bytes[position..<position + part.count]).copyBytes(from: part)
                 position += part.count
             }
@@ -103,6 +111,52 @@ extension DNSRecordShard {
             answers.append(DNSEncodedName.AnswerSet(type: set.type, count: set.count, bytes: Array(run[position..<position + Int(set.length)])))
             position += Int(set.length)
         }
-        return DNSEncodedName(key: key, hash: header.hash, labelCount: Int(header.labelCount), zone: Int(header.zone), answers: answers)
+        let companions = Array(run[position..<position + Int(header.companionLength)])
+        return DNSEncodedName(key: key, hash: header.hash, labelCount: Int(header.labelCount), zone: Int(header.zone), answers: answers,
+                              companions: companions)
+    }
+}
+
+extension DNSEncodedName {
+    /// The companion list for a head `key` and the part's other names (lower-cased wire).
+    static func companions(head key: [UInt8], names: [[UInt8]]) -> [UInt8] {
+        var bytes: [UInt8] = []
+        for name in names where name != key {
+            if name.count > key.count, name.suffix(key.count).elementsEqual(key), isLabelBoundary(name.count - key.count, in: name) {
+                bytes.append(1)
+                bytes += name.prefix(name.count - key.count)
+                bytes.append(0)
+            } else {
+                bytes.append(0)
+                bytes += name
+            }
+        }
+        return bytes
+    }
+
+    /// The names a companion list holds, given its head's wire name.
+    static func names(inCompanions bytes: UnsafeRawBufferPointer, head key: [UInt8]) -> [DNSName] {
+        var names: [DNSName] = []
+        var offset = 0
+        while offset < bytes.count {
+            let below = bytes[offset] == 1
+            offset += 1
+            var wire: [UInt8] = []
+            while offset < bytes.count, bytes[offset] != 0 {
+                let length = Int(bytes[offset])
+                wire += bytes[offset..<min(offset + 1 + length, bytes.count)]
+                offset += 1 + length
+            }
+            offset += 1
+            if below { wire += key } else { wire.append(0) }
+            names.append(DNSName(uncheckedWire: wire))
+        }
+        return names
+    }
+
+    private static func isLabelBoundary(_ position: Int, in wire: [UInt8]) -> Bool {
+        var offset = 0
+        while offset < position { offset += Int(wire[offset]) + 1 }
+        return offset == position
     }
 }

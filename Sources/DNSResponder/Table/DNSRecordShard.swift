@@ -10,7 +10,8 @@
 ///
 /// Record layout (8-byte aligned): ``RecordHeader`` (16 bytes), `answerSetCount` ×
 /// ``AnswerSetDescriptor`` (8 bytes each), the key, the answer sets' bytes in descriptor
-/// order (so an ANY answer is one contiguous run), padding.
+/// order (so an ANY answer is one contiguous run), the companion list of a part's head
+/// (usually empty; never read by a query), padding.
 final class DNSRecordShard: @unchecked Sendable {
     struct RecordHeader {
         var hash: UInt64
@@ -20,7 +21,8 @@ final class DNSRecordShard: @unchecked Sendable {
         var labelCount: UInt8
         /// ``removedFlag`` on a record a builder replaced (merged into a later one).
         var flags: UInt8 = 0
-        var padding: (UInt8, UInt8) = (0, 0)
+        /// Bytes of the companion list after the answers (see ``DNSEncodedName/companions``).
+        var companionLength: UInt16 = 0
     }
 
     /// Marks a superseded record in a run being built; shards never hold one.
@@ -59,6 +61,13 @@ final class DNSRecordShard: @unchecked Sendable {
                 bytes += Int(set.length)
             }
             return cname ?? DNSAnswerRun(start: bytes, length: 0, count: 0)
+        }
+
+        /// The companion list's bytes (see ``DNSEncodedName/companions``).
+        var companions: UnsafeRawBufferPointer {
+            let header = self.header
+            let answers = allAnswers()
+            return UnsafeRawBufferPointer(start: answers.start + answers.length, count: Int(header.companionLength))
         }
 
         /// Every answer set, one after the other (for ANY).

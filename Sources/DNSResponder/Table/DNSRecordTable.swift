@@ -111,9 +111,17 @@ public final class DNSRecordTable: @unchecked Sendable {
     ///   origins in the same order (build a new table instead), or
     ///   ``DNSWireError/messageTooLarge`` as ``init(_:)``.
     public func patched(removing removed: [DNSName], adding added: DNSTableContent) throws -> DNSRecordTable {
-        let zones = DNSTableBuilder.zones(added.zones)
+        try patched(removing: removed, adding: [DNSTablePart(added)], zones: added.zones)
+    }
+
+    /// Like ``patched(removing:adding:)``, with the added names given as parts, each
+    /// encoded on its own and possibly with a head (see ``DNSRecordTableBuilder/add(_:head:)``).
+    /// The parts' own `zones` are ignored; `zones` replace the table's.
+    public func patched(removing removed: [DNSName], adding parts: [DNSTablePart], zones newZones: [DNSZone]) throws -> DNSRecordTable {
+        let zones = DNSTableBuilder.zones(newZones)
         guard zones.origins == origins else { throw DNSTableError.zonesChanged }
-        let names = try DNSTableBuilder.encode(added, origins: zones.origins)
+        var names: [DNSEncodedName] = []
+        for part in parts { names += try DNSTableBuilder.encode(part.content, origins: zones.origins, head: part.head) }
         var dropping = [[[UInt8]]](repeating: [], count: Self.shardCount)
         var adding = [[DNSEncodedName]](repeating: [], count: Self.shardCount)
         var touched = Set<Int>()
@@ -138,6 +146,18 @@ public final class DNSRecordTable: @unchecked Sendable {
             shards[index] = DNSRecordShard.make(run)
         }
         return DNSRecordTable(zones: zones, shards: shards)
+    }
+
+    /// The names of the part whose head is `head` (the head first), as given when it was
+    /// added with that head; nil when `head` is not in the table. A head added without
+    /// companions (or by an older build of the table) lists only itself.
+    public func partNames(head: DNSName) -> [DNSName]? {
+        let key = head.lowercased().wire
+        return key.withUnsafeBytes { bytes -> [DNSName]? in
+            let hash = NameHash.hash(bytes, from: 0, count: bytes.count)
+            guard let record = shards[Self.shard(of: hash)].find(bytes, start: 0, length: bytes.count, hash: hash) else { return nil }
+            return [DNSName(uncheckedWire: key)] + DNSEncodedName.names(inCompanions: record.companions, head: key)
+        }
     }
 
     /// Whether `name` exists in the table (with data or as an empty non-terminal).
@@ -180,6 +200,18 @@ public final class DNSRecordTable: @unchecked Sendable {
             }
         }
         return .notOwned
+    }
+}
+
+/// Names given to a table together: one mirrored service's, say.
+public struct DNSTablePart: Sendable {
+    public var content: DNSTableContent
+    /// The name under which the table lists the part's other names, or nil.
+    public var head: DNSName?
+
+    public init(_ content: DNSTableContent, head: DNSName? = nil) {
+        self.content = content
+        self.head = head
     }
 }
 

@@ -32,10 +32,14 @@ public struct DNSRecordTableBuilder {
     /// Encodes and adds one part. `part.zones` is ignored; the names below an owned name of
     /// `part` get empty non-terminals as in ``DNSRecordTable/init(_:)``.
     ///
+    /// - Parameter head: one of the part's names (e.g. a service's name) under which the
+    ///   table remembers the part's other names, so that a later patch can remove the part
+    ///   knowing only its head (``DNSRecordTable/partNames(head:)``), without keeping
+    ///   the content it came from. Costs the bytes of those names in the table.
     /// - Throws: ``DNSWireError/messageTooLarge`` when one name's records cannot fit a DNS
     ///   message; the builder is then unchanged for the names not yet added.
-    public mutating func add(_ part: DNSTableContent) throws {
-        for name in try DNSTableBuilder.encode(part, origins: zones.origins) {
+    public mutating func add(_ part: DNSTableContent, head: DNSName? = nil) throws {
+        for name in try DNSTableBuilder.encode(part, origins: zones.origins, head: head) {
             try add(name)
         }
     }

@@ -21,7 +21,9 @@ enum DNSTableBuilder {
     }
 
     /// Every name of `content`, encoded; zone indexes refer to `origins`.
-    static func encode(_ content: DNSTableContent, origins: [DNSName]) throws -> [DNSEncodedName] {
+    /// With `head` (one of the content's names), that name's record lists every other name
+    /// of the content (``DNSEncodedName/companions``).
+    static func encode(_ content: DNSTableContent, origins: [DNSName], head: DNSName? = nil) throws -> [DNSEncodedName] {
         // Names in first-seen order, with their records. A part of a few names (one
         // service) is grouped by linear search: cheaper than hashing for a handful.
         let small = content.ownedNames.count + content.records.count <= 16
@@ -77,6 +79,10 @@ enum DNSTableBuilder {
             guard answers.count <= 255, name.wire.count <= 255 else { throw DNSWireError.messageTooLarge }
             encoded.append(DNSEncodedName(key: name.wire, hash: name.wire.withUnsafeBytes { NameHash.hash($0, from: 0, count: $0.count) },
                                           labelCount: name.labelCount, zone: zone(of: name, origins: origins), answers: answers))
+        }
+        if let head, let index = encoded.firstIndex(where: { $0.key == head.lowercased().wire }) {
+            encoded[index].companions = DNSEncodedName.companions(head: encoded[index].key, names: encoded.map(\.key))
+            guard encoded[index].companions.count <= 65535 else { throw DNSWireError.messageTooLarge }
         }
         return encoded
     }

@@ -73,6 +73,12 @@ enum DNSRecordTranslator {
         return content
     }
 
+    /// A service's own name, `<svc>-<cluster>.<ns>.svc.<zone>`, from its key: the head
+    /// under which the table lists the other names of the service's fragment.
+    static func head(of key: ServiceKey, zone: String) throws -> DNSName {
+        try DNSName("\(key.mirroredName).\(key.namespace).svc.\(zone)")
+    }
+
     /// The names a fragment creates.
     static func names(of fragment: DNSTableContent) -> [DNSName] {
         fragment.ownedNames + fragment.records.map(\.name)
