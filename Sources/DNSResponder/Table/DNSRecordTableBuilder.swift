@@ -24,9 +24,21 @@ public struct DNSRecordTableBuilder {
     public private(set) var repeatedNames: Set<DNSName> = []
 
     /// A builder for a table speaking for `zones` (deduplicated by origin, first wins).
-    public init(zones: [DNSZone]) {
+    ///
+    /// - Parameter expectedNames: roughly how many names will be added, so that the
+    ///   per-shard buffers are sized once instead of growing by copies.
+    public init(zones: [DNSZone], expectedNames: Int = 0) {
         self.zones = DNSTableBuilder.zones(zones)
-        runs = Array(repeating: ShardRun(), count: DNSRecordTable.shardCount)
+        let perShard = expectedNames / DNSRecordTable.shardCount
+        runs = (0..<DNSRecordTable.shardCount).map { _ in
+            var run = ShardRun()
+            if perShard > 0 {
+                // About one cache line per record (header, descriptor, key, one answer).
+                run.bytes.reserveCapacity(perShard * 96)
+                run.offsets.reserveCapacity(perShard + perShard / 8)
+            }
+            return run
+        }
     }
 
     /// Encodes and adds one part. `part.zones` is ignored; the names below an owned name of

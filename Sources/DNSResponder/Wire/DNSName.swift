@@ -37,6 +37,10 @@ public struct DNSName: Hashable, Sendable, CustomStringConvertible {
             self = .root
             return
         }
+        if let wire = Self.plainWire(text) {
+            self.wire = wire
+            return
+        }
         var wire: [UInt8] = []
         var label: [UInt8] = []
         var bytes = Array(text.utf8)[...]
@@ -77,6 +81,35 @@ public struct DNSName: Hashable, Sendable, CustomStringConvertible {
             throw DNSWireError.badNameText(text, reason: "longer than 255 bytes in wire form")
         }
         self.wire = wire
+    }
+
+    /// The wire form of a name without escapes and within the limits, in one pass over
+    /// the text (most names: every service name at every table build); nil for anything
+    /// else, which the general parser then handles or reports.
+    private static func plainWire(_ text: String) -> [UInt8]? {
+        var wire: [UInt8] = [0]
+        wire.reserveCapacity(text.utf8.count + 2)
+        var labelStart = 0
+        for byte in text.utf8 {
+            if byte == UInt8(ascii: "\\") { return nil }
+            if byte == UInt8(ascii: ".") {
+                let length = wire.count - labelStart - 1
+                guard length > 0, length <= DNSLimits.maxLabelLength else { return nil }
+                wire[labelStart] = UInt8(length)
+                labelStart = wire.count
+                wire.append(0)
+            } else {
+                wire.append(byte)
+            }
+        }
+        let length = wire.count - labelStart - 1
+        guard length <= DNSLimits.maxLabelLength else { return nil }
+        if length > 0 {
+            wire[labelStart] = UInt8(length)
+            wire.append(0)
+        }
+        guard wire.count <= DNSLimits.maxNameLength else { return nil }
+        return wire
     }
 
     /// The labels, leftmost first, root excluded.

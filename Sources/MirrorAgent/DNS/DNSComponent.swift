@@ -110,11 +110,12 @@ actor DNSComponent: MirrorConsumer {
     /// form, so the records of 100k services never exist as one list of names and records.
     /// Services are taken in the store's order (deterministic for a given state).
     private static func buildTable(_ store: MirrorStore, ttl: UInt32) throws -> (DNSRecordTable, Set<DNSName>) {
-        var builder = DNSRecordTableBuilder(zones: try DNSRecordTranslator.zones(for: store, ttl: ttl))
+        // Most services give two names (their own and a PTR).
+        var builder = DNSRecordTableBuilder(zones: try DNSRecordTranslator.zones(for: store, ttl: ttl), expectedNames: store.services.count * 2)
         try builder.add(try DNSRecordTranslator.base(for: store, ttl: ttl))
-        for (key, service) in store.services {
-            try builder.add(try DNSRecordTranslator.fragment(for: service, zone: store.clusterDomain, ttl: ttl),
-                            head: try DNSRecordTranslator.head(of: key, zone: store.clusterDomain))
+        for (_, service) in store.services {
+            let fragment = try DNSRecordTranslator.fragment(for: service, zone: store.clusterDomain, ttl: ttl)
+            try builder.add(fragment, head: DNSRecordTranslator.head(of: fragment))
         }
         let shared = builder.repeatedNames
         return (builder.build(), shared)
@@ -138,7 +139,7 @@ actor DNSComponent: MirrorConsumer {
             guard let service = store.services[key] else { continue }
             let fragment = try DNSRecordTranslator.fragment(for: service, zone: store.clusterDomain, ttl: ttl)
             addedNames += DNSRecordTranslator.names(of: fragment)
-            parts.append(DNSTablePart(fragment, head: try DNSRecordTranslator.head(of: key, zone: store.clusterDomain)))
+            parts.append(DNSTablePart(fragment, head: DNSRecordTranslator.head(of: fragment)))
         }
         let removedSet = Set(removed)
         // A name another service also provides cannot be patched one service at a time.

@@ -53,6 +53,7 @@ enum DNSRecordTranslator {
 
     /// Everything one service contributes (no zones). Every name it creates is listed in
     /// `ownedNames` or owns a record, so removing the service removes exactly these names.
+    /// The service's own name comes first in `ownedNames` (see ``head(of:)``).
     static func fragment(for service: MirroredService, zone: String, ttl: UInt32) throws -> DNSTableContent {
         var content = DNSTableContent()
         let name = try DNSName(service.dnsName(zone: zone))
@@ -77,6 +78,12 @@ enum DNSRecordTranslator {
     /// under which the table lists the other names of the service's fragment.
     static func head(of key: ServiceKey, zone: String) throws -> DNSName {
         try DNSName("\(key.mirroredName).\(key.namespace).svc.\(zone)")
+    }
+
+    /// The service's own name in a fragment made by ``fragment(for:zone:ttl:)`` (its first
+    /// owned name), the same as ``head(of:zone:)`` for its key.
+    static func head(of fragment: DNSTableContent) -> DNSName? {
+        fragment.ownedNames.first
     }
 
     /// The names a fragment creates.
