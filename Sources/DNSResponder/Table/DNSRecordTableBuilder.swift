@@ -26,17 +26,15 @@ public struct DNSRecordTableBuilder {
     /// A builder for a table speaking for `zones` (deduplicated by origin, first wins).
     ///
     /// - Parameter expectedNames: roughly how many names will be added, so that the
-    ///   per-shard buffers are sized once instead of growing by copies.
+    ///   per-shard indexes are sized once instead of rehashing as they grow.
     public init(zones: [DNSZone], expectedNames: Int = 0) {
         self.zones = DNSTableBuilder.zones(zones)
         let perShard = expectedNames / DNSRecordTable.shardCount
         runs = (0..<DNSRecordTable.shardCount).map { _ in
             var run = ShardRun()
-            if perShard > 0 {
-                // About one cache line per record (header, descriptor, key, one answer).
-                run.bytes.reserveCapacity(perShard * 96)
-                run.offsets.reserveCapacity(perShard + perShard / 8)
-            }
+            // Only the index: reserving the record bytes too left more freed memory behind in
+            // the allocator than the doubling it saves (measured at 100k services).
+            if perShard > 0 { run.offsets.reserveCapacity(perShard + perShard / 8) }
             return run
         }
     }
