@@ -10,8 +10,8 @@
 ///
 /// Record layout (8-byte aligned): ``RecordHeader`` (16 bytes), `answerSetCount` ×
 /// ``AnswerSetDescriptor`` (8 bytes each), the key, the answer sets' bytes in descriptor
-/// order (so an ANY answer is one contiguous run), the companion list of a part's head
-/// (usually empty; never read by a query), padding.
+/// order (so an ANY answer is one contiguous run), the companion list (only on a part's
+/// head; never read by a query), padding.
 final class DNSRecordShard: @unchecked Sendable {
     struct RecordHeader {
         var hash: UInt64
@@ -96,6 +96,8 @@ final class DNSRecordShard: @unchecked Sendable {
     private let recordsEnd: Int
     /// How many names the shard holds.
     let count: Int
+    /// Bytes allocated for slots and records.
+    var byteCount: Int { recordsEnd }
     /// Bit n set when some name has n labels.
     let depthBits: (UInt64, UInt64)
     /// The hashes (``NameHash``) of the last labels of its names (`local`, `arpa`, …).

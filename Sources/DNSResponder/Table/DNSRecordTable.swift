@@ -56,6 +56,10 @@ public final class DNSRecordTable: @unchecked Sendable {
     /// How many names (including empty non-terminals) the table holds.
     public let nameCount: Int
 
+    /// Bytes the table's shards hold (hash slots and records), for logs and sizing;
+    /// shards shared with another table (after a patch) count in both.
+    public var byteCount: Int { shards.reduce(0) { $0 + $1.byteCount } }
+
     /// An empty table: owns nothing, forwards everything.
     public convenience init() {
         self.init(zones: DNSTableBuilder.Zones(), shards: (0..<Self.shardCount).map { _ in DNSRecordShard.make([]) })

@@ -42,7 +42,11 @@ actor DNSComponent: MirrorConsumer {
         var table: DNSRecordTable?
         var shared: Set<DNSName> = []
         if let initial {
+            let clock = ContinuousClock()
+            let started = clock.now
             (table, shared) = try Self.buildTable(initial.store, ttl: options.ttl)
+            logger.info("DNS records built", metadata: ["revision": "\(initial.store.revision)", "names": "\(table?.nameCount ?? 0)",
+                                                        "bytes": "\(table?.byteCount ?? 0)", "took": "\(clock.now - started)"])
         }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: options.threadCount)
         let server = try await DNSServer.start(configuration: configuration, table: table, group: group, logger: logger)
@@ -94,6 +98,7 @@ actor DNSComponent: MirrorConsumer {
         table = next
         server.replaceTable(next)
         logger.info("DNS records updated", metadata: ["revision": "\(store.revision)", "names": "\(next.nameCount)", "table": "\(mode)",
+                                                      "bytes": "\(next.byteCount)",
                                                       "took": "\(clock.now - started)"])
     }
 
