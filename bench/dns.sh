@@ -11,7 +11,7 @@
 # Each run is repeated ROUNDS times, alternating servers, and the median of each figure is
 # printed, so that other load on the machine does not favour whoever ran in a quiet moment.
 # SYSCALLS=1 adds syscalls per query, from `perf stat -e raw_syscalls:sys_enter` on the server.
-# Usage: bench/dns.sh   (env: RATE=20000 DURATION=5 ROUNDS=3 NAMES=10000 FORWARDED=5000 THREADS=<cores>
+# Usage: bench/dns.sh   (env: RATE=20000 DURATION=5 ROUNDS=3 NAMES=10000 (up to 1.5M) FORWARDED=5000 THREADS=<cores>
 #                        SYSCALLS=0 AGENT_BIN=<skip the build, run this binary> BASELINE_BIN=<also run this agent>)
 # BASELINE_BIN runs a second agent (e.g. a build of main) in the same rounds, as extra rows
 # "*/baseline", so a change is measured against the code it replaces side by side too.
@@ -54,7 +54,7 @@ echo "== generating $NAMES mirrored services and $FORWARDED forwarded names"
   echo "  - {name: paris, gateway: {addresses: [\"10.99.1.2\"], port: 4143}}"
   echo "services:"
   for ((i = 0; i < NAMES; i++)); do
-    echo "  - {name: svc$i, namespace: bench, cluster: paris, mode: gateway, ips: [\"10.100.$((i / 250)).$((i % 250 + 1))\"], ports: [{name: http, protocol: TCP, port: 80}]}"
+    echo "  - {name: svc$i, namespace: bench, cluster: paris, mode: gateway, ips: [\"10.$((100 + i / 62500)).$((i / 250 % 250)).$((i % 250 + 1))\"], ports: [{name: http, protocol: TCP, port: 80}]}"
   done
 } > "$work/state.yaml"
 for ((i = 0; i < NAMES; i++)); do echo "svc$i-paris.bench.svc.cluster.local A"; done > "$work/mirrored.txt"
@@ -81,7 +81,7 @@ CONF
 {
   echo '  local-zone: "cluster.local." static'
   for ((i = 0; i < NAMES; i++)); do
-    echo "  local-data: \"svc$i-paris.bench.svc.cluster.local. 5 IN A 10.100.$((i / 250)).$((i % 250 + 1))\""
+    echo "  local-data: \"svc$i-paris.bench.svc.cluster.local. 5 IN A 10.$((100 + i / 62500)).$((i / 250 % 250)).$((i % 250 + 1))\""
   done
 } > "$work/mirrored-data"
 {
@@ -108,7 +108,7 @@ if [[ -n "${BASELINE_BIN:-}" ]]; then
 fi
 
 wait_ready() { # port name
-  for _ in $(seq 1 200); do
+  for _ in $(seq 1 600); do
     if dig @127.0.0.1 -p "$1" +time=1 +tries=1 +short "$2" 2>/dev/null | grep -q .; then return 0; fi
     sleep 0.1
   done

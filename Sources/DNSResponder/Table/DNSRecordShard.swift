@@ -1,21 +1,3 @@
-/// One name's precomputed answers, independent of where they are stored: what a shard is
-/// built from, and what a patch copies unchanged from the old shard to the new one.
-struct DNSEncodedName: Sendable {
-    struct AnswerSet: Sendable {
-        var type: UInt16
-        var count: UInt16
-        var bytes: [UInt8]
-    }
-
-    /// The lower-cased wire name.
-    var key: [UInt8]
-    var hash: UInt64
-    var labelCount: Int
-    /// Index into the table's zones, or -1.
-    var zone: Int
-    var answers: [AnswerSet]
-}
-
 /// A slice of a ``DNSRecordTable``: the names whose hash falls into it, with their answers,
 /// in one block of manually allocated memory (written once in `init`, freed in `deinit`).
 /// Immutable after `init`, hence `@unchecked Sendable`.
@@ -28,7 +10,8 @@ struct DNSEncodedName: Sendable {
 ///
 /// Record layout (8-byte aligned): ``RecordHeader`` (16 bytes), `answerSetCount` ×
 /// ``AnswerSetDescriptor`` (8 bytes each), the key, the answer sets' bytes in descriptor
-/// order (so an ANY answer is one contiguous run), padding.
+/// order (so an ANY answer is one contiguous run), the companion list (only on a part's
+/// head; never read by a query), padding.
 final class DNSRecordShard: @unchecked Sendable {
     struct RecordHeader {
         var hash: UInt64
@@ -36,8 +19,14 @@ final class DNSRecordShard: @unchecked Sendable {
         var answerSetCount: UInt8
         var zone: Int16
         var labelCount: UInt8
-        var padding: (UInt8, UInt8, UInt8) = (0, 0, 0)
+        /// ``removedFlag`` on a record a builder replaced (merged into a later one).
+        var flags: UInt8 = 0
+        /// Bytes of the companion list after the answers (see ``DNSEncodedName/companions``).
+        var companionLength: UInt16 = 0
     }
+
+    /// Marks a superseded record in a run being built; shards never hold one.
+    static let removedFlag: UInt8 = 1
 
     struct AnswerSetDescriptor {
         var type: UInt16
@@ -74,6 +63,13 @@ final class DNSRecordShard: @unchecked Sendable {
             return cname ?? DNSAnswerRun(start: bytes, length: 0, count: 0)
         }
 
+        /// The companion list's bytes (see ``DNSEncodedName/companions``).
+        var companions: UnsafeRawBufferPointer {
+            let header = self.header
+            let answers = allAnswers()
+            return UnsafeRawBufferPointer(start: answers.start + answers.length, count: Int(header.companionLength))
+        }
+
         /// Every answer set, one after the other (for ANY).
         @inline(__always)
         func allAnswers() -> DNSAnswerRun {
@@ -100,85 +96,81 @@ final class DNSRecordShard: @unchecked Sendable {
     private let recordsEnd: Int
     /// How many names the shard holds.
     let count: Int
+    /// Bytes allocated for slots and records.
+    var byteCount: Int { recordsEnd }
     /// Bit n set when some name has n labels.
     let depthBits: (UInt64, UInt64)
     /// The hashes (``NameHash``) of the last labels of its names (`local`, `arpa`, …).
     let topLabelHashes: Set<UInt64>
 
-    init(_ names: [DNSEncodedName]) {
+    /// A shard holding the live records of `run`: records laid out as described above, one
+    /// after the other (as ``append(_:to:)`` and ``appendRecords(dropping:to:)`` write them);
+    /// records flagged ``removedFlag`` are skipped. The bytes are copied, `run` may go.
+    init(records run: UnsafeRawBufferPointer) {
+        var live = 0
+        var liveBytes = 0
+        var offset = 0
+        while offset < run.count {
+            let size = Self.recordSize(in: run, at: offset)
+            if run.loadUnaligned(fromByteOffset: offset, as: RecordHeader.self).flags & Self.removedFlag == 0 {
+                live += 1
+                liveBytes += size
+            }
+            offset += size
+        }
         var capacity = 16
-        while capacity < names.count * 2 { capacity <<= 1 }
-        var size = capacity * MemoryLayout<UInt64>.stride
-        let recordsStart = size
-        for name in names { size += Self.recordSize(name) }
-        memory = UnsafeMutableRawPointer.allocate(byteCount: max(size, 8), alignment: 8)
+        while capacity < live * 2 { capacity <<= 1 }
+        let recordsStart = capacity * MemoryLayout<UInt64>.stride
+        memory = UnsafeMutableRawPointer.allocate(byteCount: recordsStart + max(liveBytes, 8), alignment: 8)
         memory.initializeMemory(as: UInt64.self, repeating: 0, count: capacity)
         let slots = memory.assumingMemoryBound(to: UInt64.self)
-        var offset = recordsStart
         var bits: (UInt64, UInt64) = (0, 0)
         var tops = Set<UInt64>()
-        for name in names {
-            if let top = Self.topLabelHash(name.key) { tops.insert(top) }
-            var slot = Int(truncatingIfNeeded: name.hash) & (capacity - 1)
+        var target = recordsStart
+        offset = 0
+        while offset < run.count {
+            let size = Self.recordSize(in: run, at: offset)
+            let header = run.loadUnaligned(fromByteOffset: offset, as: RecordHeader.self)
+            defer { offset += size }
+            guard header.flags & Self.removedFlag == 0 else { continue }
+            UnsafeMutableRawBufferPointer(start: memory + target, count: size).copyMemory(from: UnsafeRawBufferPointer(rebasing: run[offset..<offset + size]))
+            let key = UnsafeRawBufferPointer(start: memory + target + Self.keyOffset(header), count: Int(header.keyLength))
+            if let top = Self.topLabelHash(key) { tops.insert(top) }
+            var slot = Int(truncatingIfNeeded: header.hash) & (capacity - 1)
             while slots[slot] != 0 { slot = (slot + 1) & (capacity - 1) }
-            slots[slot] = (name.hash & 0xFFFF_FFFF_0000_0000) | UInt64(offset)
-            offset += Self.write(name, at: memory + offset)
-            if name.labelCount < 64 { bits.0 |= 1 << UInt64(name.labelCount) } else { bits.1 |= 1 << UInt64(min(name.labelCount, 127) - 64) }
+            slots[slot] = (header.hash & 0xFFFF_FFFF_0000_0000) | UInt64(target)
+            target += size
+            let labels = Int(header.labelCount)
+            if labels < 64 { bits.0 |= 1 << UInt64(labels) } else { bits.1 |= 1 << UInt64(min(labels, 127) - 64) }
         }
         self.recordsStart = recordsStart
-        recordsEnd = offset
+        recordsEnd = target
         view = View(memory: UnsafeRawPointer(memory), slotMask: capacity - 1)
-        count = names.count
+        count = live
         depthBits = bits
         topLabelHashes = tops
     }
 
+    /// A shard holding the live records of `run`.
+    static func make(_ run: [UInt8]) -> DNSRecordShard {
+        run.withUnsafeBytes { DNSRecordShard(records: $0) }
+    }
+
     /// The hash of the last label of a lower-cased wire name (length byte included); nil
     /// for the root.
-    static func topLabelHash(_ key: [UInt8]) -> UInt64? {
-        key.withUnsafeBytes { bytes in
-            var offset = 0
-            var last: Int? = nil
-            while offset < bytes.count, bytes[offset] != 0 {
-                last = offset
-                offset += Int(bytes[offset]) + 1
-            }
-            guard let last, offset < bytes.count else { return nil }
-            return NameHash.hash(bytes, from: last, count: Int(bytes[last]) + 1)
+    static func topLabelHash(_ bytes: UnsafeRawBufferPointer) -> UInt64? {
+        var offset = 0
+        var last: Int? = nil
+        while offset < bytes.count, bytes[offset] != 0 {
+            last = offset
+            offset += Int(bytes[offset]) + 1
         }
+        guard let last, offset < bytes.count else { return nil }
+        return NameHash.hash(bytes, from: last, count: Int(bytes[last]) + 1)
     }
 
     deinit {
         memory.deallocate()
-    }
-
-    private static func recordSize(_ name: DNSEncodedName) -> Int {
-        let size = MemoryLayout<RecordHeader>.stride + name.answers.count * MemoryLayout<AnswerSetDescriptor>.stride + name.key.count
-            + name.answers.reduce(0) { $0 + $1.bytes.count }
-        return (size + 7) & ~7
-    }
-
-    /// Writes one record; returns its size.
-    private static func write(_ name: DNSEncodedName, at base: UnsafeMutableRawPointer) -> Int {
-        base.storeBytes(of: RecordHeader(hash: name.hash, keyLength: UInt8(truncatingIfNeeded: name.key.count),
-                                         answerSetCount: UInt8(truncatingIfNeeded: name.answers.count),
-                                         zone: Int16(truncatingIfNeeded: name.zone), labelCount: UInt8(truncatingIfNeeded: name.labelCount)),
-                        as: RecordHeader.self)
-        var position = MemoryLayout<RecordHeader>.stride
-        for set in name.answers {
-            base.storeBytes(of: AnswerSetDescriptor(type: set.type, count: set.count, length: UInt32(truncatingIfNeeded: set.bytes.count)),
-                            toByteOffset: position, as: AnswerSetDescriptor.self)
-            position += MemoryLayout<AnswerSetDescriptor>.stride
-        }
-        name.key.withUnsafeBytes { (base + position).copyMemory(from: $0.baseAddress ?? UnsafeRawPointer(base), byteCount: $0.count) }
-        position += name.key.count
-        for set in name.answers {
-            set.bytes.withUnsafeBytes { (base + position).copyMemory(from: $0.baseAddress ?? UnsafeRawPointer(base), byteCount: $0.count) }
-            position += set.bytes.count
-        }
-        let size = recordSize(name)
-        if size > position { (base + position).initializeMemory(as: UInt8.self, repeating: 0, count: size - position) }
-        return size
     }
 
         /// The record of the name of `length` bytes at `start` in `packet` whose hash is `hash`.
@@ -218,33 +210,23 @@ final class DNSRecordShard: @unchecked Sendable {
         }
     }
 
-    /// Every name as it was encoded, except those whose key is in `dropping`.
-    func encodedNames(dropping: Set<[UInt8]>) -> [DNSEncodedName] {
-        var names: [DNSEncodedName] = []
-        names.reserveCapacity(count)
+    /// Appends the bytes of every record whose key is not in `dropping` to `run`, as they
+    /// are (no decoding: a patch copies an untouched name with one `memcpy`).
+    func appendRecords(dropping: [[UInt8]], to run: inout [UInt8]) {
+        let hashes = Set(dropping.map { key in key.withUnsafeBytes { NameHash.hash($0, from: 0, count: $0.count) } })
+        run.reserveCapacity(run.count + recordsEnd - recordsStart)
         var offset = recordsStart
         while offset < recordsEnd {
             let base = UnsafeRawPointer(memory) + offset
+            let size = Self.recordSize(in: UnsafeRawBufferPointer(start: base, count: recordsEnd - offset), at: 0)
+            offset += size
             let header = base.load(as: RecordHeader.self)
-            var position = MemoryLayout<RecordHeader>.stride
-            var descriptors: [AnswerSetDescriptor] = []
-            for _ in 0..<Int(header.answerSetCount) {
-                descriptors.append(base.load(fromByteOffset: position, as: AnswerSetDescriptor.self))
-                position += MemoryLayout<AnswerSetDescriptor>.stride
+            if hashes.contains(header.hash) {
+                let key = UnsafeRawBufferPointer(start: base + Self.keyOffset(header), count: Int(header.keyLength))
+                if dropping.contains(where: { $0.elementsEqual(key) }) { continue }
             }
-            let key = Array(UnsafeRawBufferPointer(start: base + position, count: Int(header.keyLength)))
-            position += key.count
-            var answers: [DNSEncodedName.AnswerSet] = []
-            for set in descriptors {
-                answers.append(DNSEncodedName.AnswerSet(type: set.type, count: set.count,
-                                                        bytes: Array(UnsafeRawBufferPointer(start: base + position, count: Int(set.length)))))
-                position += Int(set.length)
-            }
-            let name = DNSEncodedName(key: key, hash: header.hash, labelCount: Int(header.labelCount), zone: Int(header.zone), answers: answers)
-            offset += Self.recordSize(name)
-            if !dropping.contains(key) { names.append(name) }
+            run.append(contentsOf: UnsafeRawBufferPointer(start: base, count: size))
         }
-        return names
     }
 }
 

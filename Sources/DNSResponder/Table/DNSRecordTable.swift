@@ -42,6 +42,8 @@ public final class DNSRecordTable: @unchecked Sendable {
     let zoneArena: UnsafeRawBufferPointer
     let zones: UnsafeBufferPointer<Zone>
     let origins: [DNSName]
+    /// The zones as built, kept so that a patch that leaves them alone can reuse them.
+    let zoneSet: DNSTableBuilder.Zones
     /// Bit n set when some name has n labels; ancestors of other depths are not probed.
     private let depthBits: (UInt64, UInt64)
     /// The hashes of the last labels of every name (a handful: `local`, `arpa`), or nil
@@ -54,24 +56,29 @@ public final class DNSRecordTable: @unchecked Sendable {
     /// How many names (including empty non-terminals) the table holds.
     public let nameCount: Int
 
+    /// Bytes the table's shards hold (hash slots and records), for logs and sizing;
+    /// shards shared with another table (after a patch) count in both.
+    public var byteCount: Int { shards.reduce(0) { $0 + $1.byteCount } }
+
     /// An empty table: owns nothing, forwards everything.
     public convenience init() {
-        self.init(zones: DNSTableBuilder.Zones(), shards: (0..<Self.shardCount).map { _ in DNSRecordShard([]) })
+        self.init(zones: DNSTableBuilder.Zones(), shards: (0..<Self.shardCount).map { _ in DNSRecordShard.make([]) })
     }
 
     /// Builds the table.
     ///
     /// - Throws: ``DNSWireError/messageTooLarge`` when the records of one name and type
     ///   cannot fit a DNS message.
+    ///   For a large table built from many parts, ``DNSRecordTableBuilder`` avoids holding
+    ///   the whole content at once.
     public convenience init(_ content: DNSTableContent) throws {
-        let zones = DNSTableBuilder.zones(content.zones)
-        let names = try DNSTableBuilder.encode(content, origins: zones.origins)
-        var perShard = [[DNSEncodedName]](repeating: [], count: Self.shardCount)
-        for name in names { perShard[Self.shard(of: name.hash)].append(name) }
-        self.init(zones: zones, shards: perShard.map(DNSRecordShard.init))
+        var builder = DNSRecordTableBuilder(zones: content.zones)
+        try builder.add(content)
+        let table = builder.build()
+        self.init(zones: table.zoneSet, shards: table.shards)
     }
 
-    private init(zones: DNSTableBuilder.Zones, shards: [DNSRecordShard]) {
+    init(zones: DNSTableBuilder.Zones, shards: [DNSRecordShard]) {
         let arena = UnsafeMutableRawBufferPointer.allocate(byteCount: max(zones.arena.count, 1), alignment: 8)
         arena.copyBytes(from: zones.arena)
         zoneArena = UnsafeRawBufferPointer(rebasing: arena[0..<zones.arena.count])
@@ -79,6 +86,7 @@ public final class DNSRecordTable: @unchecked Sendable {
         _ = zoneBuffer.initialize(from: zones.zones)
         self.zones = UnsafeBufferPointer(rebasing: zoneBuffer[0..<zones.zones.count])
         origins = zones.origins
+        zoneSet = zones
         self.shards = shards
         directory = .allocate(capacity: shards.count)
         _ = directory.initialize(from: shards.map(\.view))
@@ -107,29 +115,53 @@ public final class DNSRecordTable: @unchecked Sendable {
     ///   origins in the same order (build a new table instead), or
     ///   ``DNSWireError/messageTooLarge`` as ``init(_:)``.
     public func patched(removing removed: [DNSName], adding added: DNSTableContent) throws -> DNSRecordTable {
-        let zones = DNSTableBuilder.zones(added.zones)
+        try patched(removing: removed, adding: [DNSTablePart(added)], zones: added.zones)
+    }
+
+    /// Like ``patched(removing:adding:)``, with the added names given as parts, each
+    /// encoded on its own and possibly with a head (see ``DNSRecordTableBuilder/add(_:head:)``).
+    /// The parts' own `zones` are ignored; `zones` replace the table's.
+    public func patched(removing removed: [DNSName], adding parts: [DNSTablePart], zones newZones: [DNSZone]) throws -> DNSRecordTable {
+        let zones = DNSTableBuilder.zones(newZones)
         guard zones.origins == origins else { throw DNSTableError.zonesChanged }
-        let names = try DNSTableBuilder.encode(added, origins: zones.origins)
-        var dropping = [Set<[UInt8]>](repeating: [], count: Self.shardCount)
+        var names: [DNSEncodedName] = []
+        for part in parts { names += try DNSTableBuilder.encode(part.content, origins: zones.origins, head: part.head) }
+        var dropping = [[[UInt8]]](repeating: [], count: Self.shardCount)
         var adding = [[DNSEncodedName]](repeating: [], count: Self.shardCount)
         var touched = Set<Int>()
         for name in removed {
             let key = name.lowercased().wire
             let shard = Self.shard(of: key.withUnsafeBytes { NameHash.hash($0, from: 0, count: $0.count) })
-            dropping[shard].insert(key)
+            dropping[shard].append(key)
             touched.insert(shard)
         }
         for name in names {
             let shard = Self.shard(of: name.hash)
-            dropping[shard].insert(name.key)
+            dropping[shard].append(name.key)
             adding[shard].append(name)
             touched.insert(shard)
         }
         var shards = self.shards
         for index in touched {
-            shards[index] = DNSRecordShard(shards[index].encodedNames(dropping: dropping[index]) + adding[index])
+            // Untouched names are copied as bytes; only the added ones are written anew.
+            var run: [UInt8] = []
+            shards[index].appendRecords(dropping: dropping[index], to: &run)
+            for name in adding[index] { DNSRecordShard.append(name, to: &run) }
+            shards[index] = DNSRecordShard.make(run)
         }
         return DNSRecordTable(zones: zones, shards: shards)
+    }
+
+    /// The names of the part whose head is `head` (the head first), as given when it was
+    /// added with that head; nil when `head` is not in the table. A head added without
+    /// companions (or by an older build of the table) lists only itself.
+    public func partNames(head: DNSName) -> [DNSName]? {
+        let key = head.lowercased().wire
+        return key.withUnsafeBytes { bytes -> [DNSName]? in
+            let hash = NameHash.hash(bytes, from: 0, count: bytes.count)
+            guard let record = shards[Self.shard(of: hash)].find(bytes, start: 0, length: bytes.count, hash: hash) else { return nil }
+            return [DNSName(uncheckedWire: key)] + DNSEncodedName.names(inCompanions: record.companions, head: key)
+        }
     }
 
     /// Whether `name` exists in the table (with data or as an empty non-terminal).
@@ -172,6 +204,18 @@ public final class DNSRecordTable: @unchecked Sendable {
             }
         }
         return .notOwned
+    }
+}
+
+/// Names given to a table together: one mirrored service's, say.
+public struct DNSTablePart: Sendable {
+    public var content: DNSTableContent
+    /// The name under which the table lists the part's other names, or nil.
+    public var head: DNSName?
+
+    public init(_ content: DNSTableContent, head: DNSName? = nil) {
+        self.content = content
+        self.head = head
     }
 }
 

@@ -21,42 +21,54 @@ enum DNSTableBuilder {
     }
 
     /// Every name of `content`, encoded; zone indexes refer to `origins`.
-    static func encode(_ content: DNSTableContent, origins: [DNSName]) throws -> [DNSEncodedName] {
-        // Names in first-seen order, with their records.
+    /// With `head` (one of the content's names), that name's record lists every other name
+    /// of the content (``DNSEncodedName/companions``).
+    static func encode(_ content: DNSTableContent, origins: [DNSName], head: DNSName? = nil) throws -> [DNSEncodedName] {
+        // Names in first-seen order, with their records. A part of a few names (one
+        // service) is grouped by linear search: cheaper than hashing for a handful.
+        let small = content.ownedNames.count + content.records.count <= 16
         var order: [DNSName] = []
-        var recordsByName: [DNSName: [DNSRecord]] = [:]
+        var recordsByIndex: [[DNSRecord]] = []
+        var indexByName: [DNSName: Int] = [:]
         order.reserveCapacity(content.ownedNames.count + content.records.count)
-        recordsByName.reserveCapacity(content.ownedNames.count + content.records.count)
-        func add(_ name: DNSName) {
-            if recordsByName[name] == nil {
-                recordsByName[name] = []
-                order.append(name)
+        if !small { indexByName.reserveCapacity(content.ownedNames.count + content.records.count) }
+        @discardableResult
+        func add(_ name: DNSName) -> Int {
+            if small {
+                if let index = order.firstIndex(of: name) { return index }
+            } else if let index = indexByName[name] {
+                return index
             }
+            if !small { indexByName[name] = order.count }
+            order.append(name)
+            recordsByIndex.append([])
+            return order.count - 1
         }
-        let apexes = Set(content.ownedNames.map { $0.lowercased() })
-        for name in content.ownedNames { add(name.lowercased()) }
+        let apexList = content.ownedNames.map { $0.lowercased() }
+        let apexSet = small ? [] : Set(apexList)
+        func isApex(_ name: DNSName) -> Bool { small ? apexList.contains(name) : apexSet.contains(name) }
+        for name in apexList { add(name) }
         for record in content.records {
             var normalized = record
             normalized.name = record.name.lowercased()
-            add(normalized.name)
-            recordsByName[normalized.name, default: []].append(normalized)
+            recordsByIndex[add(normalized.name)].append(normalized)
         }
         // Empty non-terminals: names between a record owner and the owned name above it
         // (`_tcp.bar-paris…` between `_http._tcp.bar-paris…` and `bar-paris…`).
-        for name in order where !apexes.contains(name) {
+        for name in order where !isApex(name) {
             var chain: [DNSName] = []
             var candidate = name.parent
-            while let parent = candidate, !apexes.contains(parent) {
+            while let parent = candidate, !isApex(parent) {
                 chain.append(parent)
                 candidate = parent.parent
             }
-            if candidate != nil { chain.forEach(add) }
+            if candidate != nil { chain.forEach { add($0) } }
         }
 
         var encoded: [DNSEncodedName] = []
         encoded.reserveCapacity(order.count)
-        for name in order {
-            let records = recordsByName[name] ?? []
+        for (index, name) in order.enumerated() {
+            let records = index < recordsByIndex.count ? recordsByIndex[index] : []
             var types: [DNSRecordType] = []
             for record in records where !types.contains(record.type) { types.append(record.type) }
             var answers: [DNSEncodedName.AnswerSet] = []
@@ -67,6 +79,10 @@ enum DNSTableBuilder {
             guard answers.count <= 255, name.wire.count <= 255 else { throw DNSWireError.messageTooLarge }
             encoded.append(DNSEncodedName(key: name.wire, hash: name.wire.withUnsafeBytes { NameHash.hash($0, from: 0, count: $0.count) },
                                           labelCount: name.labelCount, zone: zone(of: name, origins: origins), answers: answers))
+        }
+        if let head, let index = encoded.firstIndex(where: { $0.key == head.lowercased().wire }) {
+            encoded[index].companions = DNSEncodedName.companions(head: encoded[index].key, names: encoded.map(\.key))
+            guard encoded[index].companions.count <= 65535 else { throw DNSWireError.messageTooLarge }
         }
         return encoded
     }

@@ -37,6 +37,10 @@ public struct DNSName: Hashable, Sendable, CustomStringConvertible {
             self = .root
             return
         }
+        if let wire = Self.plainWire(text) {
+            self.wire = wire
+            return
+        }
         var wire: [UInt8] = []
         var label: [UInt8] = []
         var bytes = Array(text.utf8)[...]
@@ -79,6 +83,35 @@ public struct DNSName: Hashable, Sendable, CustomStringConvertible {
         self.wire = wire
     }
 
+    /// The wire form of a name without escapes and within the limits, in one pass over
+    /// the text (most names: every service name at every table build); nil for anything
+    /// else, which the general parser then handles or reports.
+    private static func plainWire(_ text: String) -> [UInt8]? {
+        var wire: [UInt8] = [0]
+        wire.reserveCapacity(text.utf8.count + 2)
+        var labelStart = 0
+        for byte in text.utf8 {
+            if byte == UInt8(ascii: "\\") { return nil }
+            if byte == UInt8(ascii: ".") {
+                let length = wire.count - labelStart - 1
+                guard length > 0, length <= DNSLimits.maxLabelLength else { return nil }
+                wire[labelStart] = UInt8(length)
+                labelStart = wire.count
+                wire.append(0)
+            } else {
+                wire.append(byte)
+            }
+        }
+        let length = wire.count - labelStart - 1
+        guard length <= DNSLimits.maxLabelLength else { return nil }
+        if length > 0 {
+            wire[labelStart] = UInt8(length)
+            wire.append(0)
+        }
+        guard wire.count <= DNSLimits.maxNameLength else { return nil }
+        return wire
+    }
+
     /// The labels, leftmost first, root excluded.
     public var labels: [ArraySlice<UInt8>] {
         var result: [ArraySlice<UInt8>] = []
@@ -92,11 +125,21 @@ public struct DNSName: Hashable, Sendable, CustomStringConvertible {
     }
 
     /// The number of labels, root excluded (`cluster.local` has 2).
-    public var labelCount: Int { labels.count }
+    public var labelCount: Int {
+        var count = 0
+        var position = 0
+        while position < wire.count, wire[position] != 0 {
+            position += Int(wire[position]) + 1
+            count += 1
+        }
+        return count
+    }
 
-    /// The same name in lower case (ASCII only, as DNS defines it).
+    /// The same name in lower case (ASCII only, as DNS defines it); the name itself (no
+    /// copy) when it has no upper-case letter, the usual case for Kubernetes names.
     public func lowercased() -> DNSName {
-        DNSName(uncheckedWire: wire.map(DNSName.lowercase))
+        guard wire.contains(where: { $0 >= 0x41 && $0 <= 0x5A }) else { return self }
+        return DNSName(uncheckedWire: wire.map(DNSName.lowercase))
     }
 
     /// The name one label up, or `nil` for the root.

@@ -7,8 +7,11 @@ import Sync
 /// The DNS responder as a part of the agent: starts the servers, then turns every mirror
 /// update into a record table and swaps it in.
 ///
-/// A change to some services patches only the table shards holding their names (the
-/// names a service had are recomputed from the previous state). The table is built afresh
+/// A change to some services patches only the table shards holding their names. The names
+/// a service had are read back from the table itself (each service is added with its name
+/// as the part's head, see ``DNSRecordTableBuilder/add(_:head:)``), so the component keeps
+/// no previous ``MirrorStore``: holding one would make the feed copy the whole store at
+/// its next delta, and keep two stores alive after a state file is reloaded. The table is built afresh
 /// for the first state, a new cluster domain, or when a touched name is shared by several
 /// services (two services on one ClusterIP share its PTR name), since a patch replaces a
 /// name's records as a whole. A state that cannot be translated is reported and the
@@ -18,7 +21,6 @@ actor DNSComponent: MirrorConsumer {
     private let ttl: UInt32
     private let logger: Logger
     private var table: DNSRecordTable?
-    private var previous: MirrorStore?
     /// Names contributed by more than one service at the last full build.
     private var sharedNames: Set<DNSName> = []
 
@@ -40,12 +42,16 @@ actor DNSComponent: MirrorConsumer {
         var table: DNSRecordTable?
         var shared: Set<DNSName> = []
         if let initial {
+            let clock = ContinuousClock()
+            let started = clock.now
             (table, shared) = try Self.buildTable(initial.store, ttl: options.ttl)
+            logger.info("DNS records built", metadata: ["revision": "\(initial.store.revision)", "names": "\(table?.nameCount ?? 0)",
+                                                        "bytes": "\(table?.byteCount ?? 0)", "took": "\(clock.now - started)"])
         }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: options.threadCount)
         let server = try await DNSServer.start(configuration: configuration, table: table, group: group, logger: logger)
         let component = DNSComponent(server: server, ttl: options.ttl, logger: logger)
-        if let initial, let table { await component.adopt(table, store: initial.store, sharedNames: shared) }
+        if let table { await component.adopt(table, sharedNames: shared) }
         return component
     }
 
@@ -63,9 +69,8 @@ actor DNSComponent: MirrorConsumer {
     /// The bound addresses (ports resolved).
     nonisolated var localAddresses: [SocketAddress] { server.localAddresses }
 
-    private func adopt(_ table: DNSRecordTable, store: MirrorStore, sharedNames: Set<DNSName>) {
+    private func adopt(_ table: DNSRecordTable, sharedNames: Set<DNSName>) {
         self.table = table
-        self.previous = store
         self.sharedNames = sharedNames
     }
 
@@ -75,18 +80,25 @@ actor DNSComponent: MirrorConsumer {
         let store = update.store
         let next: DNSRecordTable
         let mode: String
-        if let table, let previous, !update.changes.clusterDomainChanged,
-           let patched = try patch(table, from: previous, to: store, changes: update.changes) {
-            next = patched
-            mode = "patched"
-        } else {
-            next = try build(store)
-            mode = "built"
+        do {
+            if let table, !update.changes.clusterDomainChanged,
+               let patched = try patch(table, to: store, changes: update.changes) {
+                next = patched
+                mode = "patched"
+            } else {
+                next = try build(store)
+                mode = "built"
+            }
+        } catch {
+            // The server keeps answering from the last table, but the next change set is
+            // relative to a state that table does not reflect: build the next one whole.
+            table = nil
+            throw error
         }
         table = next
-        previous = store
         server.replaceTable(next)
         logger.info("DNS records updated", metadata: ["revision": "\(store.revision)", "names": "\(next.nameCount)", "table": "\(mode)",
+                                                      "bytes": "\(next.byteCount)",
                                                       "took": "\(clock.now - started)"])
     }
 
@@ -98,40 +110,46 @@ actor DNSComponent: MirrorConsumer {
 
     /// A full table for `store`, and the names several services share (those cannot be
     /// patched one service at a time).
+    ///
+    /// Each service is translated and encoded on its own, straight into the table's compact
+    /// form, so the records of 100k services never exist as one list of names and records.
+    /// Services are taken in the store's order (deterministic for a given state).
     private static func buildTable(_ store: MirrorStore, ttl: UInt32) throws -> (DNSRecordTable, Set<DNSName>) {
-        var content = try DNSRecordTranslator.base(for: store, ttl: ttl)
-        var firstOwner: [DNSName: ServiceKey] = [:]
-        var shared: Set<DNSName> = []
-        for key in store.services.keys.sorted() {
-            guard let service = store.services[key] else { continue }
+        // Most services give two names (their own and a PTR).
+        var builder = DNSRecordTableBuilder(zones: try DNSRecordTranslator.zones(for: store, ttl: ttl), expectedNames: store.services.count * 2)
+        try builder.add(try DNSRecordTranslator.base(for: store, ttl: ttl))
+        for (_, service) in store.services {
             let fragment = try DNSRecordTranslator.fragment(for: service, zone: store.clusterDomain, ttl: ttl)
-            for name in Set(DNSRecordTranslator.names(of: fragment)) {
-                if let owner = firstOwner.updateValue(key, forKey: name), owner != key { shared.insert(name) }
-            }
-            content.ownedNames += fragment.ownedNames
-            content.records += fragment.records
+            try builder.add(fragment, head: DNSRecordTranslator.head(of: fragment))
         }
-        return (try DNSRecordTable(content), shared)
+        let shared = builder.repeatedNames
+        return (builder.build(), shared)
     }
 
     /// The patched table, or nil when the change needs a full build.
-    private func patch(_ table: DNSRecordTable, from previous: MirrorStore, to store: MirrorStore, changes: ChangeSet) throws -> DNSRecordTable? {
-        var removed: Set<DNSName> = []
+    ///
+    /// The cluster domain is the same as the table's (a new one always rebuilds), so a
+    /// service's head name is found from its key alone.
+    private func patch(_ table: DNSRecordTable, to store: MirrorStore, changes: ChangeSet) throws -> DNSRecordTable? {
+        var removed: [DNSName] = []
         for key in changes.removedServices.union(changes.changedServices) {
-            guard let old = previous.services[key] else { continue }
-            removed.formUnion(DNSRecordTranslator.names(of: try DNSRecordTranslator.fragment(for: old, zone: previous.clusterDomain, ttl: ttl)))
+            // A service the table does not hold (e.g. its state was rejected at the last build)
+            // leaves nothing to remove by head: rebuild.
+            guard let names = table.partNames(head: try DNSRecordTranslator.head(of: key, zone: store.clusterDomain)) else { return nil }
+            removed += names
         }
-        var added = DNSTableContent(zones: try DNSRecordTranslator.zones(for: store, ttl: ttl))
+        var parts: [DNSTablePart] = []
+        var addedNames: [DNSName] = []
         for key in changes.addedServices.union(changes.changedServices) {
             guard let service = store.services[key] else { continue }
             let fragment = try DNSRecordTranslator.fragment(for: service, zone: store.clusterDomain, ttl: ttl)
-            added.ownedNames += fragment.ownedNames
-            added.records += fragment.records
+            addedNames += DNSRecordTranslator.names(of: fragment)
+            parts.append(DNSTablePart(fragment, head: DNSRecordTranslator.head(of: fragment)))
         }
-        let addedNames = Set(DNSRecordTranslator.names(of: added))
+        let removedSet = Set(removed)
         // A name another service also provides cannot be patched one service at a time.
-        guard removed.isDisjoint(with: sharedNames),
-              addedNames.allSatisfy({ removed.contains($0) || !table.contains($0) }) else { return nil }
-        return try table.patched(removing: Array(removed), adding: added)
+        guard removedSet.isDisjoint(with: sharedNames),
+              addedNames.allSatisfy({ removedSet.contains($0) || !table.contains($0) }) else { return nil }
+        return try table.patched(removing: removed, adding: parts, zones: try DNSRecordTranslator.zones(for: store, ttl: ttl))
     }
 }

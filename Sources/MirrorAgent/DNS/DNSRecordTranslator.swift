@@ -53,6 +53,7 @@ enum DNSRecordTranslator {
 
     /// Everything one service contributes (no zones). Every name it creates is listed in
     /// `ownedNames` or owns a record, so removing the service removes exactly these names.
+    /// The service's own name comes first in `ownedNames` (see ``head(of:)``).
     static func fragment(for service: MirroredService, zone: String, ttl: UInt32) throws -> DNSTableContent {
         var content = DNSTableContent()
         let name = try DNSName(service.dnsName(zone: zone))
@@ -71,6 +72,18 @@ enum DNSRecordTranslator {
             try addService(service, at: clusterSetName, ttl: ttl, to: &content)
         }
         return content
+    }
+
+    /// A service's own name, `<svc>-<cluster>.<ns>.svc.<zone>`, from its key: the head
+    /// under which the table lists the other names of the service's fragment.
+    static func head(of key: ServiceKey, zone: String) throws -> DNSName {
+        try DNSName("\(key.mirroredName).\(key.namespace).svc.\(zone)")
+    }
+
+    /// The service's own name in a fragment made by ``fragment(for:zone:ttl:)`` (its first
+    /// owned name), the same as ``head(of:zone:)`` for its key.
+    static func head(of fragment: DNSTableContent) -> DNSName? {
+        fragment.ownedNames.first
     }
 
     /// The names a fragment creates.
@@ -105,15 +118,30 @@ enum DNSRecordTranslator {
 
     /// `10.0.112.10.in-addr.arpa` for 10.112.0.10; nibble form under `ip6.arpa` for IPv6.
     static func reverseName(_ text: String) throws -> DNSName? {
+        // Written as wire bytes directly: one of these per ClusterIP at every full build.
+        var wire: [UInt8] = []
         switch addressData(text) {
         case .a(let bytes)?:
-            return try DNSName(bytes.reversed().map(String.init).joined(separator: ".") + ".in-addr.arpa")
+            wire.reserveCapacity(30)
+            for byte in bytes.reversed() {
+                let digits = Array(String(byte).utf8)
+                wire.append(UInt8(digits.count))
+                wire += digits
+            }
+            wire += Self.inAddrArpa
         case .aaaa(let bytes)?:
-            let digits = Array("0123456789abcdef")
-            let nibbles = bytes.reversed().flatMap { [digits[Int($0 & 0xF)], digits[Int($0 >> 4)]] }
-            return try DNSName(nibbles.map(String.init).joined(separator: ".") + ".ip6.arpa")
+            wire.reserveCapacity(74)
+            for byte in bytes.reversed() {
+                wire += [1, Self.hexDigits[Int(byte & 0xF)], 1, Self.hexDigits[Int(byte >> 4)]]
+            }
+            wire += Self.ip6Arpa
         default:
             return nil
         }
+        return try DNSName(wire: wire)
     }
+
+    private static let hexDigits = Array("0123456789abcdef".utf8)
+    private static let inAddrArpa: [UInt8] = [7] + Array("in-addr".utf8) + [4] + Array("arpa".utf8) + [0]
+    private static let ip6Arpa: [UInt8] = [3] + Array("ip6".utf8) + [4] + Array("arpa".utf8) + [0]
 }

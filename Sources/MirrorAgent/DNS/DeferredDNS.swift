@@ -42,9 +42,11 @@ actor DeferredDNS: MirrorConsumer {
             return
         }
         do {
+            let clock = ContinuousClock()
+            let began = clock.now
             guard let started = try await DNSComponent.start(options: options, initial: update, logger: logger) else { return }
             component = started
-            logger.info("DNS records loaded", metadata: ["revision": "\(update.store.revision)"])
+            logger.info("DNS records loaded", metadata: ["revision": "\(update.store.revision)", "took": "\(clock.now - began)"])
             await onStart(started)
         } catch {
             printError("mirror-agent run: \(error)")
