@@ -54,8 +54,8 @@ gateway() { # NS TARGET_IP — a plain TCP relay standing in for the multicluste
   echo $! >"$RUN_DIR/$1-gw.pid"
 }
 
-wait_port() { # NS IP PORT
-  for _ in $(seq 1 50); do
+wait_port() { # NS IP PORT — up to 30 s: python's start can take seconds on a loaded machine
+  for _ in $(seq 1 300); do
     in_ns "$1" bash -c "exec 3<>/dev/tcp/$2/$3" 2>/dev/null && return 0
     sleep 0.1
   done

@@ -10,7 +10,7 @@ struct UpstreamHealthTests {
         defer { unbound.stop() }
         // Nothing listens on the dead port: queries to it go unanswered.
         let deadPort = freePort()
-        let fixture = try await ServerFixture.start(upstreams: [deadPort, unbound.port], timeout: .milliseconds(300))
+        let fixture = try await ServerFixture.start(upstreams: [deadPort, unbound.port], timeout: .milliseconds(1500))
         defer { Task { await fixture.server.close() } }
 
         let before = await fixture.server.statistics().upstreams
@@ -36,7 +36,7 @@ struct UpstreamHealthTests {
         #expect(live.answers == UInt64(DNSUpstreamHealth.unhealthyAfter))
         #expect(live.timeouts == 0 && live.errors == 0)
         #expect(live.healthy)
-        #expect(live.latencyMicroseconds > 0 && live.latencyMicroseconds < 300_000)
+        #expect(live.latencyMicroseconds > 0 && live.latencyMicroseconds < 1_500_000)
     }
 
     @Test("a refused TCP connection counts as an error, a truncated UDP answer as a TCP retry")
@@ -45,7 +45,7 @@ struct UpstreamHealthTests {
         let unbound = try UnboundServer(localData: ["huge.example.test. 300 IN TXT \(txt)", "huge2.example.test. 300 IN TXT \(txt)"])
         defer { unbound.stop() }
         let deadPort = freePort()
-        let fixture = try await ServerFixture.start(upstreams: [deadPort, unbound.port], timeout: .milliseconds(300))
+        let fixture = try await ServerFixture.start(upstreams: [deadPort, unbound.port], timeout: .milliseconds(1500))
         defer { Task { await fixture.server.close() } }
 
         // A TCP client: forwarded over TCP; the dead port refuses the connection at once.
