@@ -31,6 +31,7 @@ final class NodeAgent: Sendable {
         if merged > 1 {
             logger.debug("coalesced a burst of mirror updates", metadata: ["updates": "\(merged)", "revision": "\(update.store.revision)"])
         }
+        for part in parts { await part.consumer.prepare(update) }
         for part in parts {
             let start = ContinuousClock.now
             var failure: (any Error)?

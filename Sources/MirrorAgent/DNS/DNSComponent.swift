@@ -35,13 +35,18 @@ actor DNSComponent: MirrorConsumer {
     /// With `initial`, the listeners open already holding its records: during a rolling
     /// restart the new agent shares the port (SO_REUSEPORT) and must never answer a mirrored
     /// name from an empty table (it would forward it, and the upstream says NXDOMAIN).
-    static func start(options: DNSOptions, initial: MirrorUpdate? = nil, logger: Logger) async throws -> DNSComponent? {
+    /// `prebuilt`: the table for `initial`, already built by ``buildTable(_:ttl:)`` (so the
+    /// agent can build it while nftables is being programmed).
+    static func start(options: DNSOptions, initial: MirrorUpdate? = nil, prebuilt: (DNSRecordTable, Set<DNSName>)? = nil,
+                      logger: Logger) async throws -> DNSComponent? {
         guard !options.disabled else { return nil }
         let configuration = DNSServerConfiguration(listen: try options.listenAddresses(), access: try options.accessList(),
                                                    forwarding: DNSForwardingConfiguration(upstreams: try options.upstreamAddresses()))
         var table: DNSRecordTable?
         var shared: Set<DNSName> = []
-        if let initial {
+        if let prebuilt {
+            (table, shared) = prebuilt
+        } else if let initial {
             let clock = ContinuousClock()
             let started = clock.now
             (table, shared) = try Self.buildTable(initial.store, ttl: options.ttl)
@@ -114,7 +119,7 @@ actor DNSComponent: MirrorConsumer {
     /// Each service is translated and encoded on its own, straight into the table's compact
     /// form, so the records of 100k services never exist as one list of names and records.
     /// Services are taken in the store's order (deterministic for a given state).
-    private static func buildTable(_ store: MirrorStore, ttl: UInt32) throws -> (DNSRecordTable, Set<DNSName>) {
+    static func buildTable(_ store: MirrorStore, ttl: UInt32) throws -> (DNSRecordTable, Set<DNSName>) {
         // Most services give two names (their own and a PTR).
         var builder = DNSRecordTableBuilder(zones: try DNSRecordTranslator.zones(for: store, ttl: ttl), expectedNames: store.services.count * 2)
         try builder.add(try DNSRecordTranslator.base(for: store, ttl: ttl))

@@ -15,6 +15,8 @@ actor DeferredDNS: MirrorConsumer {
     private let onStart: @Sendable (DNSComponent) async -> Void
     private var component: DNSComponent?
     private var stopped = false
+    /// The first table, being built while nftables is programmed (see ``prepare(_:)``).
+    private var firstTable: (revision: UInt64, build: Task<(DNSRecordTable, Set<DNSName>), any Error>)?
 
     init(options: DNSOptions, logger: Logger, onStart: @escaping @Sendable (DNSComponent) async -> Void) {
         self.options = options
@@ -35,6 +37,16 @@ actor DeferredDNS: MirrorConsumer {
         return await component.statistics()
     }
 
+    /// Before the first state is applied, starts building its table on another thread, so a
+    /// restarting agent builds DNS while nftables reconciles; `apply` still opens DNS only after
+    /// nftables is done (the agent's order), with the table ready.
+    func prepare(_ update: MirrorUpdate) {
+        guard !stopped, component == nil, firstTable == nil, !options.disabled else { return }
+        let store = update.store
+        let ttl = options.ttl
+        firstTable = (store.revision, Task.detached { try DNSComponent.buildTable(store, ttl: ttl) })
+    }
+
     func apply(_ update: MirrorUpdate) async throws {
         guard !stopped else { return }
         if let component {
@@ -44,7 +56,12 @@ actor DeferredDNS: MirrorConsumer {
         do {
             let clock = ContinuousClock()
             let began = clock.now
-            guard let started = try await DNSComponent.start(options: options, initial: update, logger: logger) else { return }
+            var prebuilt: (DNSRecordTable, Set<DNSName>)?
+            if let firstTable, firstTable.revision == update.store.revision {
+                prebuilt = try await firstTable.build.value
+            }
+            firstTable = nil
+            guard let started = try await DNSComponent.start(options: options, initial: update, prebuilt: prebuilt, logger: logger) else { return }
             component = started
             logger.info("DNS records loaded", metadata: ["revision": "\(update.store.revision)", "took": "\(clock.now - began)"])
             await onStart(started)
