@@ -5,20 +5,54 @@
 /// as the dictionary key and again inside the element. At 100k mirrored ports, spread over
 /// sixteen maps whose hash tables are at most three-quarters full, every slot pays for both
 /// copies whether it is used or not. Here a slot holds the key and only the rest of the
-/// element (data and comment), and ``Element`` values are rebuilt when read, which costs a
-/// copy of a few words.
+/// element (data and comment, 40 bytes), and ``Element`` values are rebuilt when read, which
+/// costs a copy of a few words.
 public struct ElementSet: Sendable, Equatable, ExpressibleByDictionaryLiteral {
     /// An element without its key (what a slot holds besides the key).
     public struct Stored: Hashable, Sendable {
-        var data: ElementData?
+        /// The mapped value in the shapes the agent's maps use, so a slot does not carry a
+        /// 40-byte ``ValueList`` for an address and a port (24 bytes instead of 40).
+        enum Data: Hashable, Sendable {
+            case none
+            /// `addr . port`, the value of every DNAT and balance-targets element.
+            case target(high: UInt64, low: UInt64, port: UInt16, v6: Bool)
+            case verdict(Verdict)
+            /// Any other value list (boxed: rare here).
+            indirect case values(ValueList)
+        }
+
+        var data: Data
         var comment: String?
 
         init(_ element: Element) {
-            data = element.data
             comment = element.comment
+            switch element.data {
+            case nil:
+                data = .none
+            case .verdict(let verdict)?:
+                data = .verdict(verdict)
+            case .values(let values)?:
+                if values.count == 2, case .address(let address) = values[0], case .port(let port) = values[1] {
+                    data = .target(high: address.high, low: address.low, port: port, v6: address.family == .ip6)
+                } else {
+                    data = .values(values)
+                }
+            }
         }
 
-        func element(_ key: ValueList) -> Element { Element(key: key, data: data, comment: comment) }
+        func element(_ key: ValueList) -> Element {
+            let value: ElementData?
+            switch data {
+            case .none: value = nil
+            case .verdict(let verdict): value = .verdict(verdict)
+            case .values(let values): value = .values(values)
+            case .target(let high, let low, let port, let v6):
+                // Without an array literal: this runs for every element the encoder and the diff read.
+                let address = IPAddress(high: high, low: low, family: v6 ? .ip6 : .ip)
+                value = .values(ValueList(count: 2, .address(address), .port(port), .proto(0), .proto(0)))
+            }
+            return Element(key: key, data: value, comment: comment)
+        }
     }
 
     private var storage: [ValueList: Stored]
