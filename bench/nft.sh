@@ -4,6 +4,7 @@
 # namespace. Prints wall times, the ratio and the agent's peak RSS.
 #
 #   bench/nft.sh [N ...]        default: 1000 10000 100000
+#   AGENT_BIN=/path/to/mirror-agent bench/nft.sh 100000   the same rows for another build
 #
 # Rows:
 #   from-empty   agent: `run --once` (whole process: parse state, translate, program, exit)
@@ -26,9 +27,13 @@ export PATH="/opt/swift/usr/bin:$PATH"
 [ "$(id -u)" = 0 ] || { echo "bench/nft.sh: needs root (network namespaces, nftables)" >&2; exit 1; }
 SIZES=("$@"); [ ${#SIZES[@]} -gt 0 ] || SIZES=(1000 10000 100000)
 
-echo "== building (release)" >&2
-swift build -c release --product mirror-agent >/dev/null
-BIN="$PWD/.build/release/mirror-agent"
+if [ -n "${AGENT_BIN:-}" ]; then
+    BIN="$AGENT_BIN" # another build (e.g. the code a change replaces), to run the rows against it
+else
+    echo "== building (release)" >&2
+    swift build -c release --product mirror-agent >/dev/null
+    BIN="$PWD/.build/release/mirror-agent"
+fi
 NO_DNS=(--no-dns)
 WORK=$(mktemp -d /tmp/nft-bench.XXXXXX)
 NAMESPACES=()

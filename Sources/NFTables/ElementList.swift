@@ -7,7 +7,7 @@
 public struct ElementList: Sequence, Sendable, Equatable, ExpressibleByArrayLiteral {
     private enum Storage: Sendable {
         case list([Element])
-        case set([ValueList: Element])
+        case set(ElementSet)
     }
 
     private let storage: Storage
@@ -17,7 +17,7 @@ public struct ElementList: Sequence, Sendable, Equatable, ExpressibleByArrayLite
     }
 
     /// Every element of a set, by key, without copying it.
-    public init(set elements: [ValueList: Element]) {
+    public init(set elements: ElementSet) {
         storage = .set(elements)
     }
 
@@ -41,13 +41,16 @@ public struct ElementList: Sequence, Sendable, Equatable, ExpressibleByArrayLite
         guard offset >= 0, offset < count else { return nil }
         switch storage {
         case .list(let elements): return elements[offset]
-        case .set(let elements): return elements.values[elements.values.index(elements.values.startIndex, offsetBy: offset)]
+        case .set(let elements):
+            var iterator = elements.values.makeIterator()
+            for _ in 0 ..< offset { _ = iterator.next() }
+            return iterator.next()
         }
     }
 
     public struct Iterator: IteratorProtocol {
         fileprivate var list: IndexingIterator<[Element]>?
-        fileprivate var set: Dictionary<ValueList, Element>.Values.Iterator?
+        fileprivate var set: ElementSet.Values.Iterator?
 
         public mutating func next() -> Element? {
             if list != nil { return list?.next() }
@@ -66,7 +69,7 @@ public struct ElementList: Sequence, Sendable, Equatable, ExpressibleByArrayLite
     public static func == (lhs: ElementList, rhs: ElementList) -> Bool {
         if case .list(let a) = lhs.storage, case .list(let b) = rhs.storage { return a == b }
         guard lhs.count == rhs.count else { return false }
-        var byKey: [ValueList: Element] = [:]
+        var byKey = ElementSet()
         for element in lhs { byKey[element.key] = element }
         return rhs.allSatisfy { byKey[$0.key] == $0 }
     }

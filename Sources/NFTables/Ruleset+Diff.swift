@@ -65,7 +65,7 @@ public struct DiffScope: Sendable {
             var table = Table(id: id)
             table.sets = want.sets
             for (set, values) in previousElements[id] ?? [:] {
-                var elements: [ValueList: Element] = [:]
+                var elements = ElementSet()
                 for (key, value) in values { if let value { elements[key] = value } }
                 table.elements[set] = elements
             }
@@ -157,7 +157,7 @@ extension Ruleset {
             }
             if scope.everything {
                 var found = 0
-                for (key, old) in had {
+                for (key, old) in had.entries {
                     let new = wanted[key]
                     if new != nil { found += 1 }
                     if old == new { continue }
@@ -166,7 +166,7 @@ extension Ruleset {
                 }
                 // Every wanted key was among the had keys: nothing new to look for.
                 if found != wanted.count {
-                    for key in wanted.keys where had.index(forKey: key) == nil { compare(key) }
+                    for key in wanted.keys where !had.contains(key) { compare(key) }
                 }
             } else {
                 for key in scope.elementKeys[id]?[name] ?? [] { compare(key) }

@@ -9,7 +9,7 @@ public struct Table: Sendable, Equatable {
     public var rules: [String: [Rule]] = [:]
     public var sets: [String: NFTSet] = [:]
     /// Elements per set name, by key.
-    public var elements: [String: [ValueList: Element]] = [:]
+    public var elements: [String: ElementSet] = [:]
 
     public init(id: TableID) {
         self.id = id

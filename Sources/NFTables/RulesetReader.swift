@@ -174,7 +174,7 @@ struct RulesetReader {
     /// expression costs more than the kernel's dump itself.
     private func readElements(of set: NFTSet, into table: inout Table, counters: inout [ValueList: Counter]) throws {
         let id = table.id
-        var elements: [ValueList: Element] = [:]
+        var elements = ElementSet()
         try dump(messageType(NFT_MSG_GETSETELEM), id, set: set.name, context: "reading the elements of \(id) \(set.name)") { message in
             for attribute in message.nfnetlinkAttributes where attribute.type == UInt16(NFTA_SET_ELEM_LIST_ELEMENTS.rawValue) {
                 NetlinkMessage.forEachAttribute(in: attribute.payload) { _, item in

@@ -12,9 +12,10 @@ import Sync
 /// masqueraded.
 enum RulesTranslator {
     /// The rules for one service, one per port. `gateways` (from ``gatewayAddresses(_:)``)
-    /// saves parsing each gateway address again for every service of a large state.
+    /// saves parsing each gateway address again for every service of a large state, and lets
+    /// the ports that use their gateway's own port share one target array.
     static func rules(for service: MirroredService, clusters: [String: Cluster],
-                      gateways: [String: [IPAddress]]? = nil) -> [ServicePortRule] {
+                      gateways: [String: GatewayTargets]? = nil) -> [ServicePortRule] {
         let addresses = service.ips.compactMap(IPAddress.init)
         let name = service.key.description
         return service.ports.compactMap { port in
@@ -24,19 +25,37 @@ enum RulesTranslator {
         }
     }
 
+    /// A cluster's gateway addresses, parsed once, and the targets they make at the gateway's
+    /// own port.
+    struct GatewayTargets {
+        var addresses: [IPAddress]
+        /// Shared by every port that goes to the gateway's port (most of a large state): one
+        /// array per cluster instead of one per mirrored port.
+        var atGatewayPort: [ServicePortRule.Target]
+    }
+
     /// Every cluster's gateway addresses, parsed once.
-    static func gatewayAddresses(_ clusters: [String: Cluster]) -> [String: [IPAddress]] {
-        clusters.compactMapValues { $0.gateway?.addresses.compactMap(IPAddress.init) }
+    static func gatewayAddresses(_ clusters: [String: Cluster]) -> [String: GatewayTargets] {
+        clusters.compactMapValues { cluster in
+            guard let gateway = cluster.gateway else { return nil }
+            let addresses = gateway.addresses.compactMap(IPAddress.init)
+            let port = UInt16(exactly: gateway.port)
+            return GatewayTargets(addresses: addresses, atGatewayPort: port.map { port in
+                addresses.map { ServicePortRule.Target(address: $0, port: port, masquerade: cluster.masquerade) }
+            } ?? [])
+        }
     }
 
     /// Where connections to `port` of `service` may go right now.
     static func targets(of service: MirroredService, port: ServicePort, clusters: [String: Cluster],
-                        gateways: [String: [IPAddress]]? = nil) -> [ServicePortRule.Target] {
+                        gateways: [String: GatewayTargets]? = nil) -> [ServicePortRule.Target] {
         switch service.mode {
         case .gateway:
             guard let cluster = service.cluster.flatMap({ clusters[$0] }), let gateway = cluster.gateway, gateway.alive,
                   let gatewayPort = UInt16(exactly: port.gatewayPort ?? gateway.port) else { return [] }
-            let addresses = service.cluster.flatMap { gateways?[$0] } ?? gateway.addresses.compactMap(IPAddress.init)
+            let cached = service.cluster.flatMap { gateways?[$0] }
+            if let cached, gatewayPort == UInt16(exactly: gateway.port) { return cached.atGatewayPort }
+            let addresses = cached?.addresses ?? gateway.addresses.compactMap(IPAddress.init)
             return addresses.map {
                 ServicePortRule.Target(address: $0, port: gatewayPort, masquerade: cluster.masquerade)
             }
