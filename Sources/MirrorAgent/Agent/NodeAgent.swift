@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import Logging
 import NIOCore
 import Netlink
@@ -45,6 +48,23 @@ final class NodeAgent: Sendable {
             await board.recordSync(part: part.name, duration: ContinuousClock.now - start, error: failure)
         }
         await board.recordUpdate(update.store, merged: merged)
+        if Self.isLarge(update) { Self.returnFreedMemory() }
+    }
+
+    /// Whether `update` rebuilt much of the state (the first one, a snapshot): building it used
+    /// large transient buffers (decoded JSON, kernel read-back, the batch) now freed.
+    private static func isLarge(_ update: MirrorUpdate) -> Bool {
+        let changes = update.changes
+        return changes.clusterDomainChanged || changes.addedServices.count + changes.removedServices.count + changes.changedServices.count > 1_000
+    }
+
+    /// Hands the heap's free pages back to the kernel: glibc keeps them after a big build, so
+    /// the agent's RSS would otherwise stay at its peak for good.
+    private static func returnFreedMemory() {
+        // malloc_trim is glibc's (malloc.h is not in Swift's Glibc module): looked up once.
+        typealias Trim = @convention(c) (Int) -> Int32
+        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "malloc_trim") else { return }
+        _ = unsafeBitCast(symbol, to: Trim.self)(0)
     }
 
     /// Creates the dummy interface and puts the DNS listener addresses on it, so pods reach
