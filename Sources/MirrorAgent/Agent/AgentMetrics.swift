@@ -38,13 +38,6 @@ final class AgentMetrics: Sendable {
         registry.makeGauge(descriptor: descriptor, labels: labels)
     }
 
-    /// Sets a counter another part keeps to its current total (it only ever grows there).
-    private func mirror(_ descriptor: MetricNameDescriptor, _ labels: [(String, String)], _ total: UInt64) {
-        let series = counter(descriptor, labels)
-        series.reset()
-        series.increment(by: Int64(clamping: total))
-    }
-
     // MARK: Events
 
     static var syncs: MetricNameDescriptor { name("syncs", "total", "Mirror updates applied, per part.") }
@@ -99,7 +92,7 @@ final class AgentMetrics: Sendable {
                         counters: [String: (packets: UInt64, bytes: UInt64)]) -> String {
         if let feed {
             gauge(Self.feedConnected).set(to: feed.connected ? 1 : 0)
-            mirror(Self.feedReconnects, [], UInt64(feed.reconnects))
+            counter(Self.feedReconnects, []).set(total: UInt64(feed.reconnects))
         }
         gauge(Self.ready).set(to: ready ? 1 : 0)
         gauge(Self.revision).set(to: Double(store.revision))
@@ -107,17 +100,17 @@ final class AgentMetrics: Sendable {
         gauge(Self.clusters).set(to: Double(store.clusters.count))
         gauge(Self.deadClusters).set(to: Double(store.clusters.values.filter { $0.gateway?.alive == false }.count))
         if let dns {
-            for (code, count) in dns.answeredByCode { mirror(Self.dnsQueries, [("outcome", code)], count) }
-            mirror(Self.dnsQueries, [("outcome", "forwarded")], dns.forwarded)
-            mirror(Self.dnsQueries, [("outcome", "dropped")], dns.dropped)
-            mirror(Self.dnsCacheHits, [], dns.cacheHits)
+            for (code, count) in dns.answeredByCode { counter(Self.dnsQueries, [("outcome", code)]).set(total: count) }
+            counter(Self.dnsQueries, [("outcome", "forwarded")]).set(total: dns.forwarded)
+            counter(Self.dnsQueries, [("outcome", "dropped")]).set(total: dns.dropped)
+            counter(Self.dnsCacheHits, []).set(total: dns.cacheHits)
             for health in dns.upstreams {
                 let labels = [("upstream", health.upstream)]
-                mirror(Self.upstreamQueries, labels, health.queriesSent)
-                mirror(Self.upstreamAnswers, labels, health.answers)
-                mirror(Self.upstreamTimeouts, labels, health.timeouts)
-                mirror(Self.upstreamErrors, labels, health.errors)
-                mirror(Self.upstreamTruncated, labels, health.truncatedRetries)
+                counter(Self.upstreamQueries, labels).set(total: health.queriesSent)
+                counter(Self.upstreamAnswers, labels).set(total: health.answers)
+                counter(Self.upstreamTimeouts, labels).set(total: health.timeouts)
+                counter(Self.upstreamErrors, labels).set(total: health.errors)
+                counter(Self.upstreamTruncated, labels).set(total: health.truncatedRetries)
                 gauge(Self.upstreamHealthy, labels).set(to: health.healthy ? 1 : 0)
                 gauge(Self.upstreamLatency, labels).set(to: Double(health.latencyMicroseconds) / 1_000_000)
             }
@@ -138,8 +131,8 @@ final class AgentMetrics: Sendable {
             registry.unregisterCounter(counter(Self.serviceBytes, [("service", service)]))
         }
         for (service, figures) in shown {
-            mirror(Self.servicePackets, [("service", service)], figures.packets)
-            mirror(Self.serviceBytes, [("service", service)], figures.bytes)
+            counter(Self.servicePackets, [("service", service)]).set(total: figures.packets)
+            counter(Self.serviceBytes, [("service", service)]).set(total: figures.bytes)
         }
     }
 }

@@ -48,9 +48,7 @@ public final class FeedMetrics: Sendable {
                 registry.makeGauge(descriptor: descriptor).set(to: Double(value))
             }
             func counter(_ descriptor: MetricNameDescriptor, _ total: UInt64, _ labels: [(String, String)] = []) {
-                let series = registry.makeCounter(descriptor: descriptor, labels: labels)
-                series.reset()
-                series.increment(by: Int64(clamping: total))
+                registry.makeCounter(descriptor: descriptor, labels: labels).set(total: total)
             }
             gauge(name("watchers", "", "Open watch streams."), v.watchers)
             gauge(name("revision", "", "Revision of the state the feed serves."), Int(clamping: v.revision))
