@@ -10,10 +10,12 @@ final class FeedLinkRecorder: Sendable {
         var connected = false
         /// When the current stream was established, or when the last one was lost.
         var since: Date?
-        /// Streams established after the first one.
-        var reconnects = 0
+        /// Streams established so far.
         var established = 0
         var lastError: String?
+
+        /// Streams established after the first one.
+        var reconnects: Int { max(0, established - 1) }
     }
 
     private let state = NIOLockedValueBox(Link())
@@ -24,7 +26,6 @@ final class FeedLinkRecorder: Sendable {
         state.withLockedValue { link in
             switch event {
             case .established:
-                if link.established > 0 { link.reconnects += 1 }
                 link.established += 1
                 link.connected = true
                 link.since = Date()

@@ -23,7 +23,6 @@ actor StatusBoard {
     private(set) var ready = false
     private var lastChange: Date?
     private var updates = 0
-    private var feedError: String?
     private(set) var parts: [String: PartRecord]
     /// Reads the DNS responder's query counters, once it runs.
     private var dnsStatistics: (@Sendable () async -> DNSStatistics?)?
@@ -86,10 +85,6 @@ actor StatusBoard {
         parts[part, default: PartRecord(enabled: true)].detail[key] = value
     }
 
-    func recordFeedError(_ error: String?) {
-        feedError = error
-    }
-
     /// Whether the agent programs nftables (and so has kernel counters to show).
     var programsNFTables: Bool { parts["nftables"]?.enabled == true }
 
@@ -127,12 +122,12 @@ actor StatusBoard {
 extension StatusBoard {
     private func feedStatus() -> AgentStatus.Feed {
         var feed = AgentStatus.Feed(source: source, ready: ready, revision: store.revision, lastChange: lastChange,
-                                    updates: updates, lastError: feedError)
+                                    updates: updates, lastError: nil)
         if let link = feedLink?.link {
             feed.connected = link.connected
             feed.since = link.since
             feed.reconnects = link.reconnects
-            feed.lastError = feed.lastError ?? link.lastError
+            feed.lastError = link.lastError
         }
         return feed
     }
