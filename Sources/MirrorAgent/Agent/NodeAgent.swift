@@ -61,11 +61,14 @@ final class NodeAgent: Sendable {
     /// Hands the heap's free pages back to the kernel: glibc keeps them after a big build, so
     /// the agent's RSS would otherwise stay at its peak for good.
     private static func returnFreedMemory() {
-        // malloc_trim is glibc's (malloc.h is not in Swift's Glibc module): looked up once.
-        typealias Trim = @convention(c) (Int) -> Int32
-        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "malloc_trim") else { return }
-        _ = unsafeBitCast(symbol, to: Trim.self)(0)
+        _ = mallocTrim?(0)
     }
+
+    /// glibc's `malloc_trim` (malloc.h is not in Swift's Glibc module), looked up once.
+    private static let mallocTrim: (@convention(c) (Int) -> Int32)? = {
+        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "malloc_trim") else { return nil }
+        return unsafeBitCast(symbol, to: (@convention(c) (Int) -> Int32).self)
+    }()
 
     /// Creates the dummy interface and puts the DNS listener addresses on it, so pods reach
     /// the agent at a fixed link-local address (as with NodeLocal DNSCache). On a kernel
