@@ -63,11 +63,7 @@ struct FeedJSONWriter {
 
     mutating func write(_ service: MirroredService) {
         raw("{")
-        if let cluster = service.cluster {
-            raw("\"cluster\":")
-            string(cluster)
-            raw(",")
-        }
+        leadingMember("cluster", service.cluster)
         if !service.endpoints.isEmpty {
             raw("\"endpoints\":")
             array(service.endpoints) { $0.write($1) }
@@ -88,16 +84,8 @@ struct FeedJSONWriter {
 
     mutating func write(_ port: ServicePort) {
         raw("{")
-        if let gatewayPort = port.gatewayPort {
-            raw("\"gatewayPort\":")
-            int(gatewayPort)
-            raw(",")
-        }
-        if let name = port.name {
-            raw("\"name\":")
-            string(name)
-            raw(",")
-        }
+        leadingMember("gatewayPort", port.gatewayPort.map { .int($0) })
+        leadingMember("name", port.name)
         raw("\"port\":")
         int(port.port)
         raw(",\"protocol\":")
@@ -109,16 +97,8 @@ struct FeedJSONWriter {
 
     mutating func write(_ endpoint: Endpoint) {
         raw("{")
-        if let cluster = endpoint.cluster {
-            raw("\"cluster\":")
-            string(cluster)
-            raw(",")
-        }
-        if let hostname = endpoint.hostname {
-            raw("\"hostname\":")
-            string(hostname)
-            raw(",")
-        }
+        leadingMember("cluster", endpoint.cluster)
+        leadingMember("hostname", endpoint.hostname)
         raw("\"ip\":")
         string(endpoint.ip)
         raw(",\"ready\":")
@@ -127,6 +107,30 @@ struct FeedJSONWriter {
     }
 
     // MARK: values
+
+    /// A scalar member value.
+    enum Scalar {
+        case string(String)
+        case int(Int)
+    }
+
+    /// `"key":value,` when `value` is present. Optional members sort before the required ones
+    /// in these objects, so a comma always follows.
+    mutating func leadingMember(_ key: StaticString, _ value: Scalar?) {
+        guard let value else { return }
+        raw("\"")
+        raw(key)
+        raw("\":")
+        switch value {
+        case .string(let text): string(text)
+        case .int(let number): int(number)
+        }
+        raw(",")
+    }
+
+    mutating func leadingMember(_ key: StaticString, _ value: String?) {
+        leadingMember(key, value.map { .string($0) })
+    }
 
     mutating func array<Elements: Sequence>(_ elements: Elements, _ write: (inout FeedJSONWriter, Elements.Element) -> Void) {
         raw("[")
