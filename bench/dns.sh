@@ -11,6 +11,8 @@
 # Each run is repeated ROUNDS times, alternating servers, and the median of each figure is
 # printed, so that other load on the machine does not favour whoever ran in a quiet moment.
 # SYSCALLS=1 adds syscalls per query, from `perf stat -e raw_syscalls:sys_enter` on the server.
+# PROFILE=DIR records each run with `perf record -g` on the server into DIR/<label>.data and
+# prints its top symbols (the last round's), to see where a server's CPU per query goes.
 # Usage: bench/dns.sh   (env: RATE=20000 DURATION=5 ROUNDS=3 NAMES=10000 (up to 1.5M) FORWARDED=5000 THREADS=<cores>
 #                        SYSCALLS=0 AGENT_BIN=<skip the build, run this binary> BASELINE_BIN=<also run this agent>)
 # BASELINE_BIN runs a second agent (e.g. a build of main) in the same rounds, as extra rows
@@ -135,10 +137,15 @@ run() {
   if [[ "$count_syscalls" == 1 ]]; then
     perf stat -x, -e raw_syscalls:sys_enter -p "$pid" -o "$work/perf.out" & perf_pid=$!
   fi
+  local prof_pid=""
+  if [[ -n "${PROFILE:-}" ]]; then
+    perf record -q -g -F 4999 -p "$pid" -o "$PROFILE/${label//\//-}.data" 2>/dev/null & prof_pid=$!
+  fi
   before=$(ticks "$pid")
   dnsperf -s 127.0.0.1 -p "$port" -d "$queries" -l "$DURATION" -Q "$RATE" -c 8 -q 1000 -v >"$work/run.out" 2>&1 || true
   after=$(ticks "$pid")
   if [[ -n "$perf_pid" ]]; then kill -INT "$perf_pid" 2>/dev/null || true; wait "$perf_pid" 2>/dev/null || true; fi
+  if [[ -n "$prof_pid" ]]; then kill -INT "$prof_pid" 2>/dev/null || true; wait "$prof_pid" 2>/dev/null || true; fi
   local completed qps
   completed=$(awk '/Queries completed:/ {print $3}' "$work/run.out")
   qps=$(awk '/Queries per second:/ {print $4}' "$work/run.out")
@@ -203,3 +210,12 @@ awk '
       printf "forwarded (hit), baseline / dnsmasq:      CPU per query %.2fx, avg latency %.2fx, p99 %.2fx\n", cpu[6]/cpu[3], avg[6]/avg[3], p99[6]/p99[3]
     }
   }' "$work/results"
+
+if [[ -n "${PROFILE:-}" ]]; then
+  for data in "$PROFILE"/*.data; do
+    echo
+    echo "== profile $(basename "$data" .data) (last round; share of the server's samples by library, then by symbol)"
+    perf report -i "$data" --no-children --sort dso 2>/dev/null | grep -E '^ +[0-9]' | head -n 8  || true
+    perf report -i "$data" --no-children --sort sym 2>/dev/null | grep -E '^ +[0-9]' | head -n 25  || true
+  done
+fi

@@ -21,11 +21,11 @@ private func startUnbound() throws -> UnboundServer {
 
 @Suite("DNS server against real dig and unbound")
 struct ServerTests {
-    @Test("owned names over UDP, TCP, without EDNS, with a small buffer, and EDNS version 1")
-    func ownedNames() async throws {
+    @Test("owned names over UDP, TCP, without EDNS, with a small buffer, and EDNS version 1", arguments: DNSUDPReading.allCases)
+    func ownedNames(reading: DNSUDPReading) async throws {
         let unbound = try startUnbound()
         defer { unbound.stop() }
-        let fixture = try await ServerFixture.start(upstreams: [unbound.port])
+        let fixture = try await ServerFixture.start(upstreams: [unbound.port], reading: reading)
         defer { Task { await fixture.server.close() } }
 
         let udp = try fixture.dig(["BAR-Paris.default.svc.cluster.local", "A"])
@@ -60,11 +60,11 @@ struct ServerTests {
         #expect(ptr.contains("PTR\tbar-paris.default.svc.cluster.local."))
     }
 
-    @Test("forwarding: answers from unbound, UDP then TCP on truncation, TCP clients, cache with aged TTLs")
-    func forwarding() async throws {
+    @Test("forwarding: answers from unbound, UDP then TCP on truncation, TCP clients, cache with aged TTLs", arguments: DNSUDPReading.allCases)
+    func forwarding(reading: DNSUDPReading) async throws {
         let unbound = try startUnbound()
         defer { unbound.stop() }
-        let fixture = try await ServerFixture.start(upstreams: [unbound.port])
+        let fixture = try await ServerFixture.start(upstreams: [unbound.port], reading: reading)
         defer { Task { await fixture.server.close() } }
 
         let plain = try fixture.dig(["WWW.example.test"])
@@ -128,8 +128,8 @@ struct ServerTests {
         #expect(digStatus(try lonely.dig(["www.example.test"])) == "SERVFAIL")
     }
 
-    @Test("upstream replies with the wrong ID or question are ignored; the matching one is used")
-    func spoofing() async throws {
+    @Test("upstream replies with the wrong ID or question are ignored; the matching one is used", arguments: DNSUDPReading.allCases)
+    func spoofing(reading: DNSUDPReading) async throws {
         let upstream = RawSocket.udp()
         defer { close(upstream) }
         RawSocket.setTimeout(upstream, seconds: 5)
@@ -137,7 +137,7 @@ struct ServerTests {
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
         _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(upstream, $0, &length) } }
         let upstreamPort = Int(UInt16(bigEndian: address.sin_port))
-        let fixture = try await ServerFixture.start(upstreams: [upstreamPort])
+        let fixture = try await ServerFixture.start(upstreams: [upstreamPort], reading: reading)
         defer { Task { await fixture.server.close() } }
 
         let fake = Thread {
@@ -212,13 +212,13 @@ struct ServerTests {
         #expect(RawSocket.closedByPeer(first, within: 1.5))
     }
 
-    @Test("clients outside --allow get REFUSED over the wire; a new table is served at once")
-    func accessAndReplacement() async throws {
-        let fixture = try await ServerFixture.start(upstreams: [], access: try DNSAccessList(["10.0.0.0/8"]))
+    @Test("clients outside --allow get REFUSED over the wire; a new table is served at once", arguments: DNSUDPReading.allCases)
+    func accessAndReplacement(reading: DNSUDPReading) async throws {
+        let fixture = try await ServerFixture.start(upstreams: [], access: try DNSAccessList(["10.0.0.0/8"]), reading: reading)
         defer { Task { await fixture.server.close() } }
         #expect(digStatus(try fixture.dig(["bar-paris.default.svc.cluster.local"])) == "REFUSED")
 
-        let open = try await ServerFixture.start(upstreams: [])
+        let open = try await ServerFixture.start(upstreams: [], reading: reading)
         defer { Task { await open.server.close() } }
         var content = try TableFixture.content()
         content.records.append(DNSRecord(name: try DNSName("new-paris.default.svc.cluster.local"), ttl: 5, data: .a([10, 9, 9, 9])))
@@ -227,9 +227,9 @@ struct ServerTests {
         #expect(try open.dig(["+short", "new-paris.default.svc.cluster.local"]).contains("10.9.9.9"))
     }
 
-    @Test("UDP queries up to the receive size are read whole, even when a burst shares one buffer")
-    func largeUDPQuery() async throws {
-        let fixture = try await ServerFixture.start(upstreams: [])
+    @Test("UDP queries up to the receive size are read whole, even when a burst shares one buffer", arguments: DNSUDPReading.allCases)
+    func largeUDPQuery(reading: DNSUDPReading) async throws {
+        let fixture = try await ServerFixture.start(upstreams: [], reading: reading)
         defer { Task { await fixture.server.close() } }
         // An unknown EDNS option makes the query about 1.9 KB; it must be ignored, not cut.
         let option = String(repeating: "ab", count: 1900)

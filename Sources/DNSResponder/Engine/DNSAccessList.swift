@@ -61,13 +61,31 @@ public struct DNSAccessList: Sendable, Equatable {
         case .v4(let ipv4)?:
             return allows(v4: UInt32(bigEndian: ipv4.address.sin_addr.s_addr))
         case .v6(let ipv6)?:
-            let value = Self.words(ipv6.address.sin6_addr)
-            if value.0 == 0, value.1 >> 32 == 0xFFFF { return allows(v4: UInt32(truncatingIfNeeded: value.1)) }
-            for range in v6 where value.0 & range.mask.0 == range.network.0 && value.1 & range.mask.1 == range.network.1 { return true }
-            return false
+            return allows(v6: Self.words(ipv6.address.sin6_addr))
         default:
             return false
         }
+    }
+
+    /// The same decision for a sender address as `recvmmsg` fills it in, without building
+    /// a `SocketAddress` (which formats the address as text).
+    @inline(__always)
+    func allows(_ address: UnsafePointer<sockaddr_storage>) -> Bool {
+        switch Int32(address.pointee.ss_family) {
+        case AF_INET:
+            return allows(v4: UInt32(bigEndian: UnsafeRawPointer(address).load(as: sockaddr_in.self).sin_addr.s_addr))
+        case AF_INET6:
+            return allows(v6: Self.words(UnsafeRawPointer(address).load(as: sockaddr_in6.self).sin6_addr))
+        default:
+            return false
+        }
+    }
+
+    @inline(__always)
+    private func allows(v6 value: (UInt64, UInt64)) -> Bool {
+        if value.0 == 0, value.1 >> 32 == 0xFFFF { return allows(v4: UInt32(truncatingIfNeeded: value.1)) }
+        for range in v6 where value.0 & range.mask.0 == range.network.0 && value.1 & range.mask.1 == range.network.1 { return true }
+        return false
     }
 
     @inline(__always)

@@ -30,20 +30,26 @@ struct DNSQueryProcessor {
 
     func process(_ packet: UnsafeRawBufferPointer, source: SocketAddress?, overTCP: Bool, table: DNSRecordTable?,
                  into output: inout ByteBuffer) -> DNSProcessResult {
+        process(packet, allowed: access.allows(source), overTCP: overTCP, table: table, into: &output)
+    }
+
+    /// As above, with the access decision already made by the caller (who may hold the
+    /// client's address as a raw `sockaddr` rather than a `SocketAddress`).
+    func process(_ packet: UnsafeRawBufferPointer, allowed: Bool, overTCP: Bool, table: DNSRecordTable?,
+                 into output: inout ByteBuffer) -> DNSProcessResult {
         let query: DNSQueryView
         switch DNSQueryView.read(packet) {
         case .drop:
             return .drop
         case let .headerOnly(id, flags, rcode):
-            let allowed = access.allows(source)
             return reply(DNSResponseWriter.headerOnly(id: id, queryFlags: flags, rcode: allowed ? rcode : .refused, into: &output))
         case .formatError(let view):
-            guard access.allows(source) else { return reply(DNSResponseWriter.bare(view, packet: packet, rcode: .refused, into: &output)) }
+            guard allowed else { return reply(DNSResponseWriter.bare(view, packet: packet, rcode: .refused, into: &output)) }
             return reply(DNSResponseWriter.bare(view, packet: packet, rcode: .formatError, into: &output))
         case .query(let view):
             query = view
         }
-        guard access.allows(source) else { return reply(DNSResponseWriter.bare(query, packet: packet, rcode: .refused, into: &output)) }
+        guard allowed else { return reply(DNSResponseWriter.bare(query, packet: packet, rcode: .refused, into: &output)) }
         if let edns = query.edns, edns.version > 0 {
             return reply(DNSResponseWriter.bare(query, packet: packet, rcode: .badVersion, into: &output))
         }

@@ -62,19 +62,6 @@ final class DNSForwarder {
     /// Queries in flight on this loop (for tests and metrics).
     var inFlightCount: Int { inFlight }
 
-    /// Writes the response from the cache for the question in `packet` into `output`;
-    /// false on a miss.
-    @inline(__always)
-    func cachedResponse(_ packet: UnsafeRawBufferPointer, query: DNSQueryView, overTCP: Bool, into output: inout ByteBuffer) -> Bool {
-        let now = NIODeadline.now()
-        guard let entry = cache.lookup(packet, query: query, now: now) else { return false }
-        let age = UInt32(clamping: (now - entry.storedAt).nanoseconds / 1_000_000_000)
-        DNSResponseCache.response(to: query, question: UnsafeRawBufferPointer(rebasing: packet[DNSLimits.headerSize..<query.questionEnd]),
-                                  answer: entry.answer, age: age, limit: DNSResponseWriter.sizeLimit(for: query, overTCP: overTCP),
-                                  into: &output)
-        return true
-    }
-
     /// Answers `request` (a cache miss) through `reply`, at once when overloaded, otherwise
     /// when an upstream answers or all have failed. `reply` runs on this loop.
     func resolve(_ request: DNSForwardRequest, allocator: ByteBufferAllocator, reply: @escaping Reply) {

@@ -19,6 +19,18 @@ final class DNSSharedResponseCache: Sendable {
         return entry
     }
 
+    /// Writes the response from the cache for the question in `packet` into `output`;
+    /// false on a miss. Safe from any thread (the cache is shared by every reader).
+    func response(to packet: UnsafeRawBufferPointer, query: DNSQueryView, overTCP: Bool, into output: inout ByteBuffer) -> Bool {
+        let now = NIODeadline.now()
+        guard let entry = lookup(packet, query: query, now: now) else { return false }
+        let age = UInt32(clamping: (now - entry.storedAt).nanoseconds / 1_000_000_000)
+        DNSResponseCache.response(to: query, question: UnsafeRawBufferPointer(rebasing: packet[DNSLimits.headerSize..<query.questionEnd]),
+                                  answer: entry.answer, age: age, limit: DNSResponseWriter.sizeLimit(for: query, overTCP: overTCP),
+                                  into: &output)
+        return true
+    }
+
     func store(_ answer: DNSUpstreamAnswer, key: [UInt8], hash: UInt64, now: NIODeadline) {
         cache.withLockedValue { $0.store(answer, key: key, hash: hash, now: now) }
     }

@@ -11,21 +11,25 @@ import NIOPosix
 /// answering from the current ``DNSRecordTable`` and forwarding the rest.
 ///
 /// UDP: one socket per event loop per address, all bound with SO_REUSEPORT so the kernel
-/// spreads clients over the loops; each socket reads bursts of datagrams with `recvmmsg`
-/// and flushes the burst's replies at once. TCP: one listener per address, connections
-/// spread over the loops, capped in number and closed when idle.
+/// spreads clients over them; each socket reads bursts of datagrams with `recvmmsg` and
+/// sends the burst's replies at once — by default on a thread of its own
+/// (``DNSDatagramReader``), or as a NIO channel on its loop (``DNSUDPReading``). TCP: one
+/// listener per address, connections spread over the loops, capped in number and closed
+/// when idle. Cache misses are forwarded by the loops.
 public final class DNSServer: Sendable {
     private let states: [NIOLoopBound<DNSLoopState>]
     private let upstreamHealth: DNSUpstreamHealthBoard
     private let channels: [any Channel]
+    private let readers: [DNSDatagramReader]
     /// The addresses actually bound (with the real port when 0 was asked).
     public let localAddresses: [SocketAddress]
 
     private init(states: [NIOLoopBound<DNSLoopState>], upstreamHealth: DNSUpstreamHealthBoard, channels: [any Channel],
-                 localAddresses: [SocketAddress]) {
+                 readers: [DNSDatagramReader], localAddresses: [SocketAddress]) {
         self.states = states
         self.upstreamHealth = upstreamHealth
         self.channels = channels
+        self.readers = readers
         self.localAddresses = localAddresses
     }
 
@@ -43,9 +47,9 @@ public final class DNSServer: Sendable {
         let health = DNSUpstreamHealthBoard(upstreams: configuration.forwarding.upstreams)
         for loop in loops {
             let state = try await loop.submit {
-                NIOLoopBound(DNSLoopState(table: table, processor: processor,
+                NIOLoopBound(DNSLoopState(answerer: DNSAnswerer(table: table, processor: processor, cache: cache),
                                           forwarder: DNSForwarder(loop: loop, configuration: configuration.forwarding, cache: cache, health: health,
-                                                                         share: loops.count, logger: logger)),
+                                                                  share: loops.count, logger: logger)),
                              eventLoop: loop)
             }.get()
             states.append(state)
@@ -53,6 +57,7 @@ public final class DNSServer: Sendable {
         }
 
         var channels: [any Channel] = []
+        var readers: [DNSDatagramReader] = []
         var bound: [SocketAddress] = []
         do {
             for address in try expand(configuration.listen) {
@@ -61,32 +66,46 @@ public final class DNSServer: Sendable {
                 var attempt = 0
                 while true {
                     var forAddress: [any Channel] = []
+                    var readersForAddress: [DNSDatagramReader] = []
                     do {
                         let tcp = try await bindTCP(address, configuration: configuration, group: group, states: statesByLoop)
                         forAddress.append(tcp)
                         let actual = tcp.localAddress ?? address
                         for (index, loop) in loops.enumerated() {
-                            forAddress.append(try await bindUDP(actual, configuration: configuration, loop: loop, state: states[index]))
+                            switch configuration.udpReading {
+                            case .eventLoops:
+                                forAddress.append(try await bindUDP(actual, configuration: configuration, loop: loop, state: states[index]))
+                            case .dedicatedThreads:
+                                readersForAddress.append(try DNSDatagramReader(
+                                    address: actual, answerer: DNSAnswerer(table: table, processor: processor, cache: cache),
+                                    forwarding: states[index], burst: configuration.udpVectorReadCount,
+                                    receiveSize: configuration.udpReceiveBufferSize, name: "dns-udp-\(readers.count + index)", logger: logger))
+                            }
                         }
                         channels += forAddress
+                        readers += readersForAddress
                         bound.append(actual)
                         break
                     } catch where address.port == 0 && attempt < 8 {
                         for channel in forAddress { try? await channel.close() }
+                        for reader in readersForAddress { reader.stop() }
                         attempt += 1
                     } catch {
                         for channel in forAddress { try? await channel.close() }
+                        for reader in readersForAddress { reader.stop() }
                         throw error
                     }
                 }
             }
         } catch {
             for channel in channels { try? await channel.close() }
+            for reader in readers { reader.stop() }
             throw DNSServerError(address: configuration.listen.map { "\($0)" }.joined(separator: ", "), reason: "\(error)")
         }
         logger.info("serving DNS", metadata: ["addresses": "\(bound.map { "\($0)" }.joined(separator: ", "))",
-                                               "loops": "\(loops.count)", "upstreams": "\(configuration.forwarding.upstreams.count)"])
-        return DNSServer(states: states, upstreamHealth: health, channels: channels, localAddresses: bound)
+                                               "loops": "\(loops.count)", "udp": "\(configuration.udpReading)",
+                                               "upstreams": "\(configuration.forwarding.upstreams.count)"])
+        return DNSServer(states: states, upstreamHealth: health, channels: channels, readers: readers, localAddresses: bound)
     }
 
     /// One UDP socket on `loop`, sharing `address` with the other loops' (SO_REUSEPORT).
@@ -143,18 +162,20 @@ public final class DNSServer: Sendable {
     /// old table; readers never wait.
     public func replaceTable(_ table: DNSRecordTable) {
         for state in states {
-            state.eventLoop.execute { state.value.table = table }
+            state.eventLoop.execute { state.value.answerer.table = table }
         }
+        for reader in readers { reader.replaceTable(table) }
     }
 
     /// The query counters of every event loop, summed, and each upstream's health.
     public func statistics() async -> DNSStatistics {
         var total = DNSStatistics()
         for state in states {
-            if let part = try? await state.eventLoop.submit({ state.value.statistics }).get() {
+            if let part = try? await state.eventLoop.submit({ state.value.answerer.statistics }).get() {
                 total.add(part)
             }
         }
+        for reader in readers { total.add(reader.statistics) }
         total.upstreams = upstreamHealth.snapshot
         return total
     }
@@ -162,6 +183,7 @@ public final class DNSServer: Sendable {
     /// Closes every listener.
     public func close() async {
         for channel in channels { try? await channel.close() }
+        for reader in readers { reader.stop() }
     }
 
     /// Wildcard listen addresses become every local address of their family.

@@ -9,6 +9,8 @@ public struct DNSServerConfiguration: Sendable {
     /// Clients allowed to query; others get REFUSED.
     public var access: DNSAccessList
     public var forwarding: DNSForwardingConfiguration
+    /// Who reads the UDP sockets.
+    public var udpReading: DNSUDPReading
     /// Datagrams read per system call (`recvmmsg`).
     public var udpVectorReadCount: Int
     /// The largest query accepted over UDP.
@@ -19,11 +21,12 @@ public struct DNSServerConfiguration: Sendable {
     public var maximumTCPConnections: Int
 
     public init(listen: [SocketAddress], access: DNSAccessList = .standard(), forwarding: DNSForwardingConfiguration,
-                udpVectorReadCount: Int = 8, udpReceiveBufferSize: Int = 2048, tcpIdleTimeout: TimeAmount = .seconds(10),
+                udpReading: DNSUDPReading = .dedicatedThreads, udpVectorReadCount: Int = 8, udpReceiveBufferSize: Int = 2048, tcpIdleTimeout: TimeAmount = .seconds(10),
                 maximumTCPConnections: Int = 256) {
         self.listen = listen
         self.access = access
         self.forwarding = forwarding
+        self.udpReading = udpReading
         self.udpVectorReadCount = udpVectorReadCount
         self.udpReceiveBufferSize = udpReceiveBufferSize
         self.tcpIdleTimeout = tcpIdleTimeout
@@ -37,4 +40,15 @@ public struct DNSServerError: Error, CustomStringConvertible {
     public var reason: String
 
     public var description: String { "cannot serve DNS on \(address): \(reason)" }
+}
+
+/// Who reads a UDP listener socket.
+public enum DNSUDPReading: String, Sendable, CaseIterable, CustomStringConvertible {
+    /// A thread per socket blocked in `recvmmsg`, answering without NIO's per-datagram
+    /// work (the default; see ``DNSDatagramReader``).
+    case dedicatedThreads = "threads"
+    /// A NIO datagram channel per socket on its event loop.
+    case eventLoops = "event-loops"
+
+    public var description: String { rawValue }
 }

@@ -41,7 +41,8 @@ actor DNSComponent: MirrorConsumer {
                       logger: Logger) async throws -> DNSComponent? {
         guard !options.disabled else { return nil }
         let configuration = DNSServerConfiguration(listen: try options.listenAddresses(), access: try options.accessList(),
-                                                   forwarding: DNSForwardingConfiguration(upstreams: try options.upstreamAddresses()))
+                                                   forwarding: DNSForwardingConfiguration(upstreams: try options.upstreamAddresses()),
+                                                   udpReading: options.udpReading)
         var table: DNSRecordTable?
         var shared: Set<DNSName> = []
         if let prebuilt {

@@ -21,8 +21,16 @@ struct DNSOptions: ParsableArguments {
     var ttl: UInt32 = 5
 
     @Option(name: .customLong("dns-threads"),
-            help: ArgumentHelp("Event loop threads serving DNS, each with its own UDP socket. Default: one per CPU core.", valueName: "n"))
+            help: ArgumentHelp("Threads serving DNS, each with its own UDP socket (and event loop for TCP and forwarding). Default: one per CPU core.", valueName: "n"))
     var threads: Int?
+
+    @Option(name: .customLong("dns-udp-reader"),
+            help: ArgumentHelp("Who reads the UDP sockets: 'threads' (a thread per socket blocked in recvmmsg; least CPU per query) or 'event-loops' (SwiftNIO datagram channels).",
+                               valueName: "threads|event-loops"))
+    var udpReader: String = DNSUDPReading.dedicatedThreads.rawValue
+
+    /// How UDP is read, checked by ``validate()``.
+    var udpReading: DNSUDPReading { DNSUDPReading(rawValue: udpReader) ?? .dedicatedThreads }
 
     /// The number of DNS threads to run.
     var threadCount: Int { threads ?? System.coreCount }
@@ -33,6 +41,9 @@ struct DNSOptions: ParsableArguments {
     func validate() throws {
         guard !disabled else { return }
         if let threads, !(1...256).contains(threads) { throw ValidationError("--dns-threads \(threads): expected 1 to 256") }
+        guard DNSUDPReading(rawValue: udpReader) != nil else {
+            throw ValidationError("--dns-udp-reader \(udpReader): expected one of \(DNSUDPReading.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
         _ = try listenAddresses()
         _ = try upstreamAddresses()
         _ = try accessList()

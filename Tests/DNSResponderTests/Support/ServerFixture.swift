@@ -10,14 +10,15 @@ struct ServerFixture {
 
     static func start(upstreams: [Int], timeout: TimeAmount = .seconds(2), maximumInFlight: Int = 1024,
                       access: DNSAccessList = .standard(), tcpIdleTimeout: TimeAmount = .seconds(10),
-                      maximumTCPConnections: Int = 256, table: DNSRecordTable? = nil) async throws -> ServerFixture {
+                      maximumTCPConnections: Int = 256, table: DNSRecordTable? = nil,
+                      reading: DNSUDPReading = .dedicatedThreads) async throws -> ServerFixture {
         var logger = Logger(label: "dns-test")
         logger.logLevel = .warning
         let configuration = DNSServerConfiguration(
             listen: [try SocketAddress(ipAddress: "127.0.0.1", port: 0)], access: access,
             forwarding: DNSForwardingConfiguration(upstreams: try upstreams.map { try SocketAddress(ipAddress: "127.0.0.1", port: $0) },
                                                    timeout: timeout, maximumInFlight: maximumInFlight),
-            tcpIdleTimeout: tcpIdleTimeout, maximumTCPConnections: maximumTCPConnections)
+            udpReading: reading, tcpIdleTimeout: tcpIdleTimeout, maximumTCPConnections: maximumTCPConnections)
         let server = try await DNSServer.start(configuration: configuration, table: try table ?? TableFixture.table(),
                                                group: MultiThreadedEventLoopGroup.singleton, logger: logger)
         guard let port = server.localAddresses.first?.port else { throw TestSetupError("server bound no address") }
