@@ -36,15 +36,18 @@ enum DNSCacheKey {
     /// Whether the question in `packet` has exactly the stored `key`.
     @inline(__always)
     static func matches(_ packet: UnsafeRawBufferPointer, query: DNSQueryView, key: [UInt8]) -> Bool {
-        guard key.count == query.questionEnd - DNSLimits.headerSize + 1 else { return false }
-        return key.withUnsafeBytes { stored in
-            guard NameHash.equal(packet, from: DNSLimits.headerSize, count: query.nameLength, lowercasedKey: stored, keyStart: 0) else { return false }
-            var index = query.nameLength
-            while index < query.questionEnd - DNSLimits.headerSize {
-                if stored[index] != packet[DNSLimits.headerSize + index] { return false }
-                index += 1
-            }
-            return stored[index] == flagByte(query)
+        key.withUnsafeBytes { matches(packet, query: query, key: $0) }
+    }
+
+    @inline(__always)
+    static func matches(_ packet: UnsafeRawBufferPointer, query: DNSQueryView, key stored: UnsafeRawBufferPointer) -> Bool {
+        guard stored.count == query.questionEnd - DNSLimits.headerSize + 1 else { return false }
+        guard NameHash.equal(packet, from: DNSLimits.headerSize, count: query.nameLength, lowercasedKey: stored, keyStart: 0) else { return false }
+        var index = query.nameLength
+        while index < query.questionEnd - DNSLimits.headerSize {
+            if stored[index] != packet[DNSLimits.headerSize + index] { return false }
+            index += 1
         }
+        return stored[index] == flagByte(query)
     }
 }

@@ -1,8 +1,8 @@
 import NIOConcurrencyHelpers
 import NIOCore
 
-/// The answer cache shared by every event loop (a client's next query may arrive on
-/// another loop's socket), behind one short lock: a lookup holds it for a hash probe.
+/// The answer cache shared by every UDP reader and event loop (a client's next query may
+/// arrive on another socket), behind one short lock: a lookup holds it for one bucket probe.
 final class DNSSharedResponseCache: Sendable {
     private let cache: NIOLockedValueBox<DNSResponseCache>
 
@@ -12,81 +12,175 @@ final class DNSSharedResponseCache: Sendable {
 
     /// The live entry for the question in `packet`, if any.
     @inline(__always)
-    func lookup(_ packet: UnsafeRawBufferPointer, query: DNSQueryView, now: NIODeadline) -> DNSResponseCache.Entry? {
+    func lookup(_ packet: UnsafeRawBufferPointer, query: DNSQueryView, now: NIODeadline) -> DNSCachedAnswer? {
         let hash = DNSCacheKey.hash(packet, query: query)
         guard let entry = cache.withLockedValue({ $0.lookup(hash, now: now) }),
-              DNSCacheKey.matches(packet, query: query, key: entry.key) else { return nil }
+              entry.withParts({ key, _, _ in DNSCacheKey.matches(packet, query: query, key: key) }) else { return nil }
         return entry
     }
 
     /// Writes the response from the cache for the question in `packet` into `output`;
-    /// false on a miss. Safe from any thread (the cache is shared by every reader).
+    /// false on a miss. Safe from any thread.
     func response(to packet: UnsafeRawBufferPointer, query: DNSQueryView, overTCP: Bool, into output: inout ByteBuffer) -> Bool {
         let now = NIODeadline.now()
         guard let entry = lookup(packet, query: query, now: now) else { return false }
-        let age = UInt32(clamping: (now - entry.storedAt).nanoseconds / 1_000_000_000)
-        DNSResponseCache.response(to: query, question: UnsafeRawBufferPointer(rebasing: packet[DNSLimits.headerSize..<query.questionEnd]),
-                                  answer: entry.answer, age: age, limit: DNSResponseWriter.sizeLimit(for: query, overTCP: overTCP),
-                                  into: &output)
+        let header = entry.header
+        let age = UInt32(clamping: (now - header.storedAt).nanoseconds / 1_000_000_000)
+        entry.withParts { _, bytes, ttlOffsets in
+            DNSResponseCache.response(to: query, question: UnsafeRawBufferPointer(rebasing: packet[DNSLimits.headerSize..<query.questionEnd]),
+                                      bytes: bytes, flags: header.flags, ttlOffsets: ttlOffsets, age: age,
+                                      limit: DNSResponseWriter.sizeLimit(for: query, overTCP: overTCP), into: &output)
+        }
         return true
     }
 
     func store(_ answer: DNSUpstreamAnswer, key: [UInt8], hash: UInt64, now: NIODeadline) {
-        cache.withLockedValue { $0.store(answer, key: key, hash: hash, now: now) }
+        guard answer.cacheTTL > 0 else { return }
+        // Built outside the lock; only the slot write happens under it.
+        let entry = DNSCachedAnswer.make(key: key, answer: answer, storedAt: now)
+        cache.withLockedValue { $0.store(entry, hash: hash, now: now) }
+    }
+
+    var count: Int { cache.withLockedValue { $0.count } }
+}
+
+/// One cached answer in one allocation: its key, the message bytes and the offsets of its
+/// TTLs side by side, so a hit reads one block instead of an object and three arrays.
+/// Immutable once made, hence shareable between threads.
+struct DNSCachedAnswer: @unchecked Sendable {
+    struct Header {
+        var keyLength: Int
+        var bytesLength: Int
+        var ttlCount: Int
+        var flags: UInt16
+        var storedAt: NIODeadline
+        var expiresAt: NIODeadline
+    }
+
+    private let storage: ManagedBuffer<Header, UInt8>
+
+    var header: Header { storage.header }
+
+    /// Copies `key` and `answer` into a new block. TTL offsets are stored as 16-bit values
+    /// (a message is at most 65,535 bytes).
+    static func make(key: [UInt8], answer: DNSUpstreamAnswer, storedAt: NIODeadline) -> DNSCachedAnswer {
+        let header = Header(keyLength: key.count, bytesLength: answer.bytes.count, ttlCount: answer.ttlOffsets.count, flags: answer.flags,
+                            storedAt: storedAt, expiresAt: storedAt + .seconds(Int64(answer.cacheTTL)))
+        let total = key.count + answer.bytes.count + 2 * answer.ttlOffsets.count
+        let storage = ManagedBuffer<Header, UInt8>.create(minimumCapacity: total) { _ in header }
+        storage.withUnsafeMutablePointerToElements { elements in
+            let base = UnsafeMutableRawPointer(elements)
+            key.withUnsafeBytes { if let source = $0.baseAddress { base.copyMemory(from: source, byteCount: key.count) } }
+            answer.bytes.withUnsafeBytes { if let source = $0.baseAddress { (base + key.count).copyMemory(from: source, byteCount: $0.count) } }
+            var at = base + key.count + answer.bytes.count
+            for offset in answer.ttlOffsets {
+                at.storeBytes(of: UInt16(clamping: offset), as: UInt16.self)
+                at += 2
+            }
+        }
+        return DNSCachedAnswer(storage: storage)
+    }
+
+    /// The key, the message bytes and the TTL offsets (16-bit, native order).
+    @inline(__always)
+    func withParts<Result>(_ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer, UnsafeRawBufferPointer) -> Result) -> Result {
+        storage.withUnsafeMutablePointers { header, elements in
+            let base = UnsafeRawPointer(elements)
+            let key = header.pointee.keyLength, bytes = header.pointee.bytesLength
+            return body(UnsafeRawBufferPointer(start: base, count: key), UnsafeRawBufferPointer(start: base + key, count: bytes),
+                        UnsafeRawBufferPointer(start: base + key + bytes, count: 2 * header.pointee.ttlCount))
+        }
     }
 }
 
 /// Answers from upstreams, kept for as long as their TTLs allow, bounded in entries.
 ///
-/// When full, an arbitrary entry makes room: eviction is O(1) and memory never grows past
-/// `capacity` entries.
+/// A set-associative table: a key hash picks a bucket of four slots (one cache line of
+/// hash + reference pairs), so a lookup touches that line and the entry, and no more. A
+/// new answer takes its key's slot, else a free or expired one in the bucket, else evicts
+/// one in turn; memory never grows past `capacity` entries.
 struct DNSResponseCache: Sendable {
-    /// A class, so a hit hands out one reference instead of copying (and retaining) the
-    /// key, the answer bytes and the TTL offsets one by one.
-    final class Entry: Sendable {
-        /// The full key, checked on every hit (entries are filed by the key's hash).
-        let key: [UInt8]
-        let answer: DNSUpstreamAnswer
-        let storedAt: NIODeadline
-        let expiresAt: NIODeadline
-
-        init(key: [UInt8], answer: DNSUpstreamAnswer, storedAt: NIODeadline, expiresAt: NIODeadline) {
-            self.key = key
-            self.answer = answer
-            self.storedAt = storedAt
-            self.expiresAt = expiresAt
-        }
+    private struct Slot {
+        var hash: UInt64
+        var entry: DNSCachedAnswer?
     }
 
+    static let ways = 4
     let capacity: Int
-    private var entries: [UInt64: Entry] = [:]
+    private var slots: [Slot]
+    private let bucketMask: Int
+    private var victim = 0
+    private(set) var count = 0
 
     init(capacity: Int) {
         self.capacity = max(0, capacity)
+        var buckets = 1
+        while buckets * Self.ways < self.capacity { buckets <<= 1 }
+        bucketMask = buckets - 1
+        slots = Array(repeating: Slot(hash: 0, entry: nil), count: buckets * Self.ways)
     }
 
-    var count: Int { entries.count }
+    @inline(__always)
+    private func bucketStart(_ hash: UInt64) -> Int {
+        // The low bits also pick the record table's slots; mix in the high ones.
+        Int(truncatingIfNeeded: (hash ^ hash >> 29) & UInt64(bucketMask)) * Self.ways
+    }
 
-    /// The live entry filed under `key` (a key hash), removing it if it has expired. The
+    /// The live entry filed under `hash` (a key hash), removing it if it has expired. The
     /// caller checks the entry's full key.
-    mutating func lookup(_ key: UInt64, now: NIODeadline) -> Entry? {
-        guard let entry = entries[key] else { return nil }
-        if entry.expiresAt <= now {
-            entries[key] = nil
-            return nil
+    mutating func lookup(_ hash: UInt64, now: NIODeadline) -> DNSCachedAnswer? {
+        let start = bucketStart(hash)
+        for index in start..<start + Self.ways where slots[index].hash == hash {
+            guard let entry = slots[index].entry else { continue }
+            if entry.header.expiresAt <= now {
+                slots[index].entry = nil
+                count -= 1
+                return nil
+            }
+            return entry
         }
-        return entry
+        return nil
     }
 
-    /// Keeps `answer` for its ``DNSUpstreamAnswer/cacheTTL`` seconds (nothing when 0). A
-    /// different key with the same hash is replaced: a collision costs a miss, never a
-    /// wrong answer.
-    mutating func store(_ answer: DNSUpstreamAnswer, key: [UInt8], hash: UInt64, now: NIODeadline) {
-        guard answer.cacheTTL > 0, capacity > 0 else { return }
-        if entries[hash] == nil, entries.count >= capacity, !entries.isEmpty {
-            entries.remove(at: entries.startIndex)
+    /// Files `entry` under `hash`. A different key with the same hash is replaced: a
+    /// collision costs a miss, never a wrong answer.
+    mutating func store(_ entry: DNSCachedAnswer, hash: UInt64, now: NIODeadline) {
+        guard capacity > 0 else { return }
+        let start = bucketStart(hash)
+        var target = -1
+        var free = -1
+        for index in start..<start + Self.ways {
+            guard let existing = slots[index].entry else {
+                if free < 0 { free = index }
+                continue
+            }
+            if slots[index].hash == hash {
+                target = index
+                break
+            }
+            if free < 0, existing.header.expiresAt <= now {
+                slots[index].entry = nil
+                count -= 1
+                free = index
+            }
         }
-        entries[hash] = Entry(key: key, answer: answer, storedAt: now, expiresAt: now + .seconds(Int64(answer.cacheTTL)))
+        if target < 0 {
+            if free >= 0, count < capacity {
+                target = free
+                count += 1
+            } else {
+                // Full (the bucket, or the cache): the bucket's slots take turns to go.
+                target = start + victim % Self.ways
+                victim &+= 1
+                if slots[target].entry == nil {
+                    // An empty slot while the cache is full: take the place of a neighbour
+                    // instead, so the count never passes capacity.
+                    guard let occupied = (start..<start + Self.ways).first(where: { slots[$0].entry != nil }) else { return }
+                    target = occupied
+                }
+            }
+        }
+        slots[target] = Slot(hash: hash, entry: entry)
     }
 
     /// Builds the response to `query` from a stored answer: the client's ID, flags and
@@ -94,12 +188,27 @@ struct DNSResponseCache: Sendable {
     /// TC with empty sections when it does not fit `limit`.
     static func response(to query: DNSQueryView, question: UnsafeRawBufferPointer, answer: DNSUpstreamAnswer, age: UInt32,
                          limit: Int, into buffer: inout ByteBuffer) {
-        let bytes = answer.bytes
-        let rcode = DNSResponseCode(rawValue: answer.flags & 0xF)
+        let offsets = answer.ttlOffsets.map { UInt16(clamping: $0) }
+        answer.bytes.withUnsafeBytes { bytes in
+            offsets.withUnsafeBytes { ttlOffsets in
+                response(to: query, question: question, bytes: bytes, flags: answer.flags, ttlOffsets: ttlOffsets, age: age, limit: limit, into: &buffer)
+            }
+        }
+    }
+
+    /// As above, from a stored message: `ttlOffsets` holds 16-bit offsets in native order.
+    static func response(to query: DNSQueryView, question: UnsafeRawBufferPointer, bytes: UnsafeRawBufferPointer, flags answerFlags: UInt16,
+                         ttlOffsets: UnsafeRawBufferPointer, age: UInt32, limit: Int, into buffer: inout ByteBuffer) {
+        guard bytes.count >= DNSLimits.headerSize else {
+            // Never stored (answers are parsed first); answered safely all the same.
+            DNSResponseWriter.headerOnly(id: query.id, queryFlags: query.flags, rcode: .serverFailure, into: &buffer)
+            return
+        }
+        let rcode = DNSResponseCode(rawValue: answerFlags & 0xF)
         let optLength = query.edns == nil ? 0 : DNSResponseWriter.optLength
         let truncated = bytes.count + optLength > limit
         // AA is ours to give only for owned names; AD passes through.
-        let keptFlags = answer.flags & DNSHeader.adBit
+        let keptFlags = answerFlags & DNSHeader.adBit
         let flags = DNSResponseWriter.flags(query: query.flags, rcode: rcode, authoritative: false, truncated: truncated, extra: keptFlags)
         buffer.clear()
         let additional = UInt16(bytes[10]) << 8 | UInt16(bytes[11])
@@ -115,11 +224,10 @@ struct DNSResponseCache: Sendable {
             if let source = question.baseAddress { writer.copy(source, count: question.count) }
             if sectionsLength > 0 {
                 let sectionsStart = writer.offset
-                bytes.withUnsafeBytes { stored in
-                    if let source = stored.baseAddress { writer.copy(source + query.questionEnd, count: sectionsLength) }
-                }
+                if let source = bytes.baseAddress { writer.copy(source + query.questionEnd, count: sectionsLength) }
                 if age > 0 {
-                    for offset in answer.ttlOffsets {
+                    for position in stride(from: 0, to: ttlOffsets.count - 1, by: 2) {
+                        let offset = Int(ttlOffsets.loadUnaligned(fromByteOffset: position, as: UInt16.self))
                         let at = sectionsStart + offset - query.questionEnd
                         guard at >= sectionsStart, at + 4 <= writer.offset else { continue }
                         let ttl = UInt32(bigEndian: (base + at).loadUnaligned(as: UInt32.self))
