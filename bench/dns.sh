@@ -101,7 +101,7 @@ unbound -d -c "$work/unbound-upstream.conf" >"$work/unbound-upstream.log" 2>&1 &
 dnsmasq -k --port="$DNSMASQ_PORT" --listen-address=127.0.0.1 --bind-interfaces --no-resolv --no-hosts \
   --server="127.0.0.1#$UPSTREAM_PORT" --cache-size=10000 --pid-file= --user=root >"$work/dnsmasq.log" 2>&1 & dnsmasq_pid=$!; pids+=("$dnsmasq_pid")
 "$agent_bin" run --feed "file:$work/state.yaml" --dns-listen "127.0.0.1:$AGENT_PORT" --upstream "127.0.0.1:$UPSTREAM_PORT" \
-  --dns-threads "$THREADS" --log-level warning >"$work/agent.log" 2>&1 & agent_pid=$!; pids+=("$agent_pid")
+  --dns-threads "$THREADS" --admin-socket "$work/agent.sock" --log-level warning >"$work/agent.log" 2>&1 & agent_pid=$!; pids+=("$agent_pid")
 labels=(mirrored/unbound mirrored/mirror-agent forwarded/dnsmasq forwarded/mirror-agent)
 if [[ -n "${BASELINE_BIN:-}" ]]; then
   "$BASELINE_BIN" run --feed "file:$work/state.yaml" --dns-listen "127.0.0.1:$BASELINE_PORT" --upstream "127.0.0.1:$UPSTREAM_PORT" \
@@ -210,6 +210,10 @@ awk '
       printf "forwarded (hit), baseline / dnsmasq:      CPU per query %.2fx, avg latency %.2fx, p99 %.2fx\n", cpu[6]/cpu[3], avg[6]/avg[3], p99[6]/p99[3]
     }
   }' "$work/results"
+
+echo
+echo "mirror-agent's own counts over all runs (forwarded-name runs must be cache hits, not upstream queries):"
+"$agent_bin" dump --admin-socket "$work/agent.sock" 2>/dev/null | grep -E '^dns ' | grep -o 'queries=[^=]*' || true
 
 if [[ -n "${PROFILE:-}" ]]; then
   for data in "$PROFILE"/*.data; do

@@ -23,6 +23,24 @@ struct ResponseCacheTests {
         #expect(DNSResponseCache(capacity: 0).count == 0)
     }
 
+    @Test("below its capacity nothing is evicted, whatever the hashes; removals keep the rest reachable")
+    func noEvictionBelowCapacity() {
+        var cache = DNSResponseCache(capacity: 10_000)
+        let now = NIODeadline.now()
+        // Many hashes share home slots (low bits equal), so runs are long and removals shift.
+        let hashes = (0..<5_000).map { UInt64($0 % 64) | UInt64($0) << 40 }
+        for hash in hashes { cache.store(.make(key: [1], answer: answer(ttl: 60), storedAt: now), hash: hash, now: now) }
+        #expect(cache.count == 5_000)
+        #expect(hashes.allSatisfy { cache.lookup($0, now: now) != nil })
+        // Expire every other entry by storing it again with a TTL that is already over.
+        for hash in hashes.enumerated().filter({ $0.offset % 2 == 0 }).map(\.element) {
+            cache.store(.make(key: [1], answer: answer(ttl: 1), storedAt: now - .seconds(5)), hash: hash, now: now)
+            #expect(cache.lookup(hash, now: now) == nil)
+        }
+        #expect(cache.count == 2_500)
+        #expect(hashes.enumerated().filter { $0.offset % 2 == 1 }.allSatisfy { cache.lookup($0.element, now: now) != nil })
+    }
+
     @Test("an expired entry is removed on lookup; the same hash stored again replaces the entry")
     func expiryAndReplacement() {
         var cache = DNSResponseCache(capacity: 16)

@@ -95,92 +95,95 @@ struct DNSCachedAnswer: @unchecked Sendable {
 
 /// Answers from upstreams, kept for as long as their TTLs allow, bounded in entries.
 ///
-/// A set-associative table: a key hash picks a bucket of four slots (one cache line of
-/// hash + reference pairs), so a lookup touches that line and the entry, and no more. A
-/// new answer takes its key's slot, else a free or expired one in the bucket, else evicts
-/// one in turn; memory never grows past `capacity` entries.
+/// An open-addressing table of (key hash, entry) slots with linear probing, at most half
+/// full: a lookup usually reads one cache line of slots and then the entry, and nothing
+/// else. Nothing is evicted before the cache holds `capacity` entries; then the entry in
+/// the new key's home slot makes room (O(1), arbitrary), so memory never grows past
+/// `capacity` entries. Removal shifts the following run back, so no tombstones build up.
 struct DNSResponseCache: Sendable {
     private struct Slot {
         var hash: UInt64
         var entry: DNSCachedAnswer?
     }
 
-    static let ways = 4
     let capacity: Int
     private var slots: [Slot]
-    private let bucketMask: Int
-    private var victim = 0
+    private let mask: Int
     private(set) var count = 0
 
     init(capacity: Int) {
         self.capacity = max(0, capacity)
-        var buckets = 1
-        while buckets * Self.ways < self.capacity { buckets <<= 1 }
-        bucketMask = buckets - 1
-        slots = Array(repeating: Slot(hash: 0, entry: nil), count: buckets * Self.ways)
+        var size = 8
+        while size < 2 * self.capacity { size <<= 1 }
+        mask = size - 1
+        slots = Array(repeating: Slot(hash: 0, entry: nil), count: size)
     }
 
     @inline(__always)
-    private func bucketStart(_ hash: UInt64) -> Int {
+    private func home(_ hash: UInt64) -> Int {
         // The low bits also pick the record table's slots; mix in the high ones.
-        Int(truncatingIfNeeded: (hash ^ hash >> 29) & UInt64(bucketMask)) * Self.ways
+        Int(truncatingIfNeeded: hash ^ hash >> 29) & mask
+    }
+
+    /// The slot holding `hash`, if any.
+    @inline(__always)
+    private func find(_ hash: UInt64) -> Int? {
+        var index = home(hash)
+        while slots[index].entry != nil {
+            if slots[index].hash == hash { return index }
+            index = (index + 1) & mask
+        }
+        return nil
     }
 
     /// The live entry filed under `hash` (a key hash), removing it if it has expired. The
     /// caller checks the entry's full key.
     mutating func lookup(_ hash: UInt64, now: NIODeadline) -> DNSCachedAnswer? {
-        let start = bucketStart(hash)
-        for index in start..<start + Self.ways where slots[index].hash == hash {
-            guard let entry = slots[index].entry else { continue }
-            if entry.header.expiresAt <= now {
-                slots[index].entry = nil
-                count -= 1
-                return nil
-            }
-            return entry
+        guard let index = find(hash), let entry = slots[index].entry else { return nil }
+        if entry.header.expiresAt <= now {
+            remove(at: index)
+            return nil
         }
-        return nil
+        return entry
     }
 
     /// Files `entry` under `hash`. A different key with the same hash is replaced: a
     /// collision costs a miss, never a wrong answer.
     mutating func store(_ entry: DNSCachedAnswer, hash: UInt64, now: NIODeadline) {
         guard capacity > 0 else { return }
-        let start = bucketStart(hash)
-        var target = -1
-        var free = -1
-        for index in start..<start + Self.ways {
-            guard let existing = slots[index].entry else {
-                if free < 0 { free = index }
-                continue
-            }
-            if slots[index].hash == hash {
-                target = index
-                break
-            }
-            if free < 0, existing.header.expiresAt <= now {
-                slots[index].entry = nil
-                count -= 1
-                free = index
-            }
+        if let index = find(hash) {
+            slots[index].entry = entry
+            return
         }
-        if target < 0 {
-            if free >= 0, count < capacity {
-                target = free
-                count += 1
-            } else {
-                // Full (the bucket, or the cache): the bucket's slots take turns to go.
-                target = start + victim % Self.ways
-                victim &+= 1
-                if slots[target].entry == nil {
-                    // An empty slot while the cache is full: take the place of a neighbour
-                    // instead, so the count never passes capacity.
-                    guard let occupied = (start..<start + Self.ways).first(where: { slots[$0].entry != nil }) else { return }
-                    target = occupied
-                }
-            }
+        if count >= capacity {
+            // Full: the occupant of the new key's home slot (or the run that covers it) goes.
+            var victim = home(hash)
+            while slots[victim].entry == nil { victim = (victim + 1) & mask }
+            remove(at: victim)
         }
-        slots[target] = Slot(hash: hash, entry: entry)
+        var index = home(hash)
+        while slots[index].entry != nil { index = (index + 1) & mask }
+        slots[index] = Slot(hash: hash, entry: entry)
+        count += 1
+    }
+
+    /// Empties `index` and moves later entries of its run back into the hole when their
+    /// home slot allows it, so every entry stays reachable from its home without gaps.
+    private mutating func remove(at index: Int) {
+        var hole = index
+        var next = (index + 1) & mask
+        while slots[next].entry != nil {
+            let wanted = home(slots[next].hash)
+            // `next` may fill the hole unless its home lies cyclically in (hole, next].
+            let homeAfterHole = hole <= next ? (wanted > hole && wanted <= next) : (wanted > hole || wanted <= next)
+            if !homeAfterHole {
+                slots[hole] = slots[next]
+                hole = next
+            }
+            next = (next + 1) & mask
+        }
+        slots[hole] = Slot(hash: 0, entry: nil)
+        count -= 1
     }
 
     /// Builds the response to `query` from a stored answer: the client's ID, flags and
