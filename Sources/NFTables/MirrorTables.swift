@@ -111,6 +111,10 @@ public struct MirrorTables: Sendable {
             for rule in rules { apply(rule, adding: true, scope: &scope, track: false) }
         }
         self.expectedPorts = 0
+        // Storage grown by doubling may be half empty: give the slack back once.
+        for id in Self.tableIDs {
+            for name in desired.tables[id]?.elements.keys ?? [:].keys { desired.tables[id]?.elements[name]?.trim() }
+        }
     }
 
     /// Replaces the rules of `service` by `rules` (none: the service is gone), returning what
