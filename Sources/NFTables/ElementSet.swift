@@ -6,7 +6,8 @@
 /// and rounded up to a power of two: 80–200 bytes per element. Every element of one set has
 /// keys (and values) of the same shape, so here the shape is kept once per set and each
 /// element is stored densely, packed into a few words (``ValueList/pack(into:)``): an IPv4
-/// DNAT element is one key word, one value word and its comment; a verdict is a small index
+/// DNAT element is one key word, one value word and its comment's bytes (``CommentArena``);
+/// a verdict is a small index
 /// into the set's few distinct verdicts. A separate open-addressing index of 32-bit
 /// positions finds a key. Removing swaps the last element into the hole, so storage stays
 /// dense. ``Element`` values are rebuilt when read, which costs a few shifts.
@@ -23,7 +24,7 @@ public struct ElementSet: Sendable, Equatable, ExpressibleByDictionaryLiteral {
     /// Key words of element i at `i * keyWordCount`, value words at `i * dataWordCount`.
     private var keyWords: [UInt64] = []
     private var dataWords: [UInt64] = []
-    private var comments: [String?] = []
+    private var comments = CommentArena()
     /// The distinct verdicts of a verdict map (the value word is a position here).
     private var verdicts: [Verdict] = []
     private var index = ElementIndex()
@@ -97,10 +98,10 @@ public struct ElementSet: Sendable, Equatable, ExpressibleByDictionaryLiteral {
     /// Gives back the room reserved or grown beyond the current count (after a bulk build:
     /// arrays grown by doubling can be up to half empty).
     public mutating func trim() {
-        guard comments.capacity > denseCount + denseCount / 16 + 16 else { return }
+        comments.trim()
+        guard keyWords.capacity > keyWords.count + keyWords.count / 16 + 16 else { return }
         keyWords = Self.exactCopy(keyWords)
         dataWords = Self.exactCopy(dataWords)
-        comments = Self.exactCopy(comments)
     }
 
     private static func exactCopy<T>(_ array: [T]) -> [T] {
@@ -135,7 +136,7 @@ public struct ElementSet: Sendable, Equatable, ExpressibleByDictionaryLiteral {
             if case .verdict = shape { dataWordCount = 1 }
             reserveWords(comments.capacity)
         }
-        guard element.key.shape == keyShape, denseData(element.data) == dataShape else {
+        guard element.key.shape == keyShape, denseData(element.data) == dataShape, CommentArena.fits(element.comment) else {
             if let position = position(of: element.key) { removeDense(at: position, key: element.key) }
             other[element.key] = element
             return
@@ -152,7 +153,7 @@ public struct ElementSet: Sendable, Equatable, ExpressibleByDictionaryLiteral {
                 index.insert(position, hash: hash, hashOf: hashOf)
             }
         } else {
-            comments[position] = element.comment
+            comments.set(element.comment, at: position)
         }
         writeData(element.data, at: position)
     }
@@ -228,7 +229,7 @@ public struct ElementSet: Sendable, Equatable, ExpressibleByDictionaryLiteral {
         if position != last {
             for offset in 0 ..< keyWordCount { keyWords[position * keyWordCount + offset] = keyWords[last * keyWordCount + offset] }
             for offset in 0 ..< dataWordCount { dataWords[position * dataWordCount + offset] = dataWords[last * dataWordCount + offset] }
-            comments[position] = comments[last]
+            comments.move(last, to: position)
         }
         keyWords.removeLast(keyWordCount)
         dataWords.removeLast(dataWordCount)

@@ -30,8 +30,8 @@ struct ElementSetTests {
         let port = UInt16(80 + n % 7)
         let target: ElementData = .values([.address(address(n * 7 + 1, v6: v6)), .port(UInt16(4143 + n % 3))])
         switch shape {
-        case 0: return Element(key: [.address(vip), .proto(proto), .port(port)], data: target, comment: "ns/svc-\(n)")
-        case 1: return Element(key: [.address(vip), .proto(proto), .port(port)], data: .verdict(.goto("balance-\(2 + n % 5)")), comment: "ns/svc-\(n)")
+        case 0: return Element(key: [.address(vip), .proto(proto), .port(port)], data: target, comment: "namespace-\(n % 97)/service-\(n)-cluster")
+        case 1: return Element(key: [.address(vip), .proto(proto), .port(port)], data: .verdict(.goto("balance-\(2 + n % 5)")), comment: "namespace-\(n % 97)/service-\(n)-cluster")
         case 2: return Element(key: [.address(vip), .proto(proto), .port(port), .number(UInt32(n % 5))], data: target)
         default: return Element(key: [.address(vip), .proto(proto), .port(port)], comment: n % 3 == 0 ? nil : "x")
         }
