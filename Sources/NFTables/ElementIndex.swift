@@ -24,6 +24,18 @@ struct ElementIndex: Sendable {
         var size = max(slots.count, 16)
         while count > size / 4 * 3 { size *= 2 }
         guard size != slots.count else { return }
+        resize(size, hashOf: hashOf)
+    }
+
+    /// Shrinks to the smallest size that holds the positions indexed now (after a bulk build
+    /// sized for more than came).
+    mutating func trim(hashOf: (Int) -> UInt64) {
+        var size = 16
+        while used > size / 4 * 3 { size *= 2 }
+        if size < slots.count { resize(size, hashOf: hashOf) }
+    }
+
+    private mutating func resize(_ size: Int, hashOf: (Int) -> UInt64) {
         let old = slots
         slots = [UInt32](repeating: 0, count: size)
         for slot in old where slot != 0 { place(slot, hash: hashOf(Self.position(slot))) }

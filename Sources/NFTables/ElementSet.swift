@@ -99,6 +99,10 @@ public struct ElementSet: Sendable, Equatable, ExpressibleByDictionaryLiteral {
     /// arrays grown by doubling can be up to half empty).
     public mutating func trim() {
         comments.trim()
+        do {
+            let hashOf = hashFunction
+            index.trim(hashOf: hashOf)
+        }
         guard keyWords.capacity > keyWords.count + keyWords.count / 16 + 16 else { return }
         keyWords = Self.exactCopy(keyWords)
         dataWords = Self.exactCopy(dataWords)

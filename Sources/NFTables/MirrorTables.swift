@@ -114,6 +114,7 @@ public struct MirrorTables: Sendable {
         // Storage grown by doubling may be half empty: give the slack back once.
         for id in Self.tableIDs {
             for name in desired.tables[id]?.elements.keys ?? [:].keys { desired.tables[id]?.elements[name]?.trim() }
+            masqueradeUsers[id]?.trim()
         }
     }
 
@@ -324,4 +325,7 @@ struct UseCounts: Sendable {
         counts[key] = after > 0 ? Element(key: key, data: .values([.number(UInt32(clamping: after))])) : nil
         return (before, after)
     }
+
+    /// Gives back room grown beyond the current count.
+    mutating func trim() { counts.trim() }
 }
