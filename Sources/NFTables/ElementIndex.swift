@@ -60,10 +60,14 @@ struct ElementIndex: Sendable {
         }
     }
 
+    /// Whether one more position needs a larger index first (``reserveCapacity(_:hashOf:)``).
+    var isFull: Bool { used + 1 > slots.count / 4 * 3 }
+
     /// Indexes `position` under `hash`.
-    mutating func insert(_ position: Int, hash: UInt64, hashOf: (Int) -> UInt64) {
+    /// - Precondition: not ``isFull``.
+    mutating func insert(_ position: Int, hash: UInt64) {
         precondition(position < Self.maximumCount, "a set holds at most \(Self.maximumCount) elements")
-        if used + 1 > slots.count / 4 * 3 { reserveCapacity(used + 1, hashOf: hashOf) }
+        precondition(!isFull, "ElementIndex.insert into a full index")
         place(Self.tag(hash) | UInt32(position + 1), hash: hash)
         used += 1
     }

@@ -146,28 +146,23 @@ public struct ElementSet: Sendable, Equatable, ExpressibleByDictionaryLiteral {
             return
         }
         if !other.isEmpty { other[element.key] = nil }
-        let hash = Self.hash(element.key)
-        let position = index.find(hash: hash) { keyMatches(element.key, at: $0) } ?? denseCount
-        if position == denseCount {
-            appendWords(of: element.key, into: &keyWords)
-            dataWords.append(contentsOf: repeatElement(0, count: dataWordCount))
-            comments.append(element.comment)
-            do {
-                let hashOf = hashFunction
-                index.insert(position, hash: hash, hashOf: hashOf)
-            }
-        } else {
+        let key = PackedKey(element.key)
+        if let position = find(key) {
             comments.set(element.comment, at: position)
+            writeData(element.data, at: position)
+            return
         }
+        if index.isFull {
+            // Grown before the new key is added: the hash function sees the indexed keys only.
+            let hashOf = hashFunction
+            index.reserveCapacity(denseCount + 1, hashOf: hashOf)
+        }
+        let position = denseCount
+        key.withWords { keyWords.append(contentsOf: $0) }
+        dataWords.append(contentsOf: repeatElement(0, count: dataWordCount))
+        comments.append(element.comment)
+        index.insert(position, hash: key.hash)
         writeData(element.data, at: position)
-    }
-
-    private func appendWords(of list: ValueList, into words: inout [UInt64]) {
-        withUnsafeTemporaryAllocation(of: UInt64.self, capacity: ValueList.maximumPackedWords) { buffer in
-            guard let base = buffer.baseAddress else { return }
-            list.pack(into: base)
-            words.append(contentsOf: UnsafeBufferPointer(start: base, count: ValueList.packedWordCount(shape: list.shape)))
-        }
     }
 
     private mutating func writeData(_ data: ElementData?, at position: Int) {
@@ -185,19 +180,16 @@ public struct ElementSet: Sendable, Equatable, ExpressibleByDictionaryLiteral {
         }
     }
 
-    private func keyMatches(_ key: ValueList, at position: Int) -> Bool {
-        withUnsafeTemporaryAllocation(of: UInt64.self, capacity: ValueList.maximumPackedWords) { buffer in
-            guard let base = buffer.baseAddress else { return false }
-            key.pack(into: base)
-            let start = position * keyWordCount
-            for offset in 0 ..< keyWordCount where keyWords[start + offset] != base[offset] { return false }
-            return true
+    /// The dense position of `key`, if stored.
+    private func find(_ key: PackedKey) -> Int? {
+        keyWords.withUnsafeBufferPointer { words in
+            index.find(hash: key.hash) { position in key.matches(words.baseAddress! + position * keyWordCount) }
         }
     }
 
     private func position(of key: ValueList) -> Int? {
         guard denseCount > 0, key.shape == keyShape else { return nil }
-        return index.find(hash: Self.hash(key)) { keyMatches(key, at: $0) }
+        return find(PackedKey(key))
     }
 
     private func key(at position: Int) -> ValueList {
@@ -227,7 +219,7 @@ public struct ElementSet: Sendable, Equatable, ExpressibleByDictionaryLiteral {
             // The hash function holds the key words: it must be gone before they change, or
             // the first write below would copy them all.
             let hashOf = hashFunction
-            index.remove(position, hash: Self.hash(key), hashOf: hashOf)
+            index.remove(position, hash: PackedKey(key).hash, hashOf: hashOf)
             if position != last { index.move(last, to: position, hash: hashOf(last)) }
         }
         if position != last {
@@ -249,16 +241,8 @@ public struct ElementSet: Sendable, Equatable, ExpressibleByDictionaryLiteral {
         }
     }
 
-    /// A deterministic hash of a key's packed words.
-    private static func hash(_ key: ValueList) -> UInt64 {
-        withUnsafeTemporaryAllocation(of: UInt64.self, capacity: ValueList.maximumPackedWords) { buffer in
-            guard let base = buffer.baseAddress else { return 0 }
-            key.pack(into: base)
-            return hash(packed: base, count: ValueList.packedWordCount(shape: key.shape))
-        }
-    }
-
-    private static func hash(packed words: UnsafePointer<UInt64>, count: Int) -> UInt64 {
+    /// A deterministic hash of packed key words.
+    fileprivate static func hash(packed words: UnsafePointer<UInt64>, count: Int) -> UInt64 {
         var hash: UInt64 = 0x243f_6a88_85a3_08d3
         for offset in 0 ..< count {
             let product = (hash ^ words[offset]).multipliedFullWidth(by: 0x9e37_79b9_7f4a_7c15)
@@ -305,5 +289,33 @@ public struct ElementSet: Sendable, Equatable, ExpressibleByDictionaryLiteral {
     /// The same elements, whatever the storage order.
     public static func == (lhs: ElementSet, rhs: ElementSet) -> Bool {
         lhs.count == rhs.count && lhs.values.allSatisfy { rhs[$0.key] == $0 }
+    }
+}
+
+/// A key packed once (``ValueList/pack(into:)``) with its hash, for probing and storing
+/// without packing it again per step.
+private struct PackedKey {
+    private var words: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
+    private let count: Int
+    private(set) var hash: UInt64 = 0
+
+    init(_ key: ValueList) {
+        count = ValueList.packedWordCount(shape: key.shape)
+        withUnsafeMutableBytes(of: &words) { key.pack(into: $0.baseAddress!.assumingMemoryBound(to: UInt64.self)) }
+        let count = count
+        hash = withWords { ElementSet.hash(packed: $0.baseAddress!, count: count) }
+    }
+
+    /// Calls `body` with the packed words.
+    func withWords<R>(_ body: (UnsafeBufferPointer<UInt64>) -> R) -> R {
+        withUnsafeBytes(of: words) { body(UnsafeBufferPointer(start: $0.baseAddress!.assumingMemoryBound(to: UInt64.self), count: count)) }
+    }
+
+    /// Whether the words at `stored` are this key's.
+    func matches(_ stored: UnsafePointer<UInt64>) -> Bool {
+        withWords { words in
+            for offset in 0 ..< count where stored[offset] != words[offset] { return false }
+            return true
+        }
     }
 }
