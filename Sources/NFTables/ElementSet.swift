@@ -119,6 +119,30 @@ public struct ElementSet: Sendable, Equatable, ExpressibleByDictionaryLiteral {
         dataWords.reserveCapacity(capacity * dataWordCount)
     }
 
+    /// Adds `delta` to the count an element under `key` holds as its value (`[.number(n)]`),
+    /// removing it at zero; returns the counts before and after. One lookup where reading and
+    /// then setting the element would take two and rebuild it: ``UseCounts`` runs this for
+    /// every masqueraded port of a bulk build.
+    mutating func adjustCount(_ key: ValueList, by delta: Int) -> (before: Int, after: Int) {
+        if denseCount > 0, key.shape == keyShape, dataShape == .values(Self.countShape) {
+            let packed = PackedKey(key)
+            if let position = find(packed) {
+                // A one-number value packs into the low 32 bits of one word.
+                let before = Int(dataWords[position])
+                let after = max(0, before + delta)
+                if after == 0 { removeDense(at: position, key: key) } else { dataWords[position] = UInt64(UInt32(clamping: after)) }
+                return (before, after)
+            }
+        }
+        var before = 0
+        if case .values(let values)? = self[key]?.data, case .number(let number)? = values.first { before = Int(number) }
+        let after = max(0, before + delta)
+        self[key] = after > 0 ? Element(key: key, data: .values([.number(UInt32(clamping: after))])) : nil
+        return (before, after)
+    }
+
+    private static let countShape = ValueList([.number(0)]).shape
+
     // MARK: Dense storage
 
     /// The shape values of `data` take in the dense part, if they fit the set's.

@@ -319,11 +319,7 @@ struct UseCounts: Sendable {
     /// Adds `delta` to the users of `key` (never below zero), returning the counts before and
     /// after.
     mutating func add(_ delta: Int, to key: ValueList) -> (before: Int, after: Int) {
-        var before = 0
-        if case .values(let values)? = counts[key]?.data, case .number(let number)? = values.first { before = Int(number) }
-        let after = max(0, before + delta)
-        counts[key] = after > 0 ? Element(key: key, data: .values([.number(UInt32(clamping: after))])) : nil
-        return (before, after)
+        counts.adjustCount(key, by: delta)
     }
 
     /// Gives back room grown beyond the current count.

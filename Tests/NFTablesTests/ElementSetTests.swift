@@ -100,3 +100,22 @@ struct ElementSetTests {
         }
     }
 }
+
+extension ElementSetTests {
+    @Test func countsGoUpAndDownAndVanishAtZero() {
+        var counts = ElementSet()
+        var reference: [Int: Int] = [:]
+        var random = SplitMix(state: 42)
+        for _ in 0 ..< 5000 {
+            let n = random.next(300)
+            let key: ValueList = [.address(Self.address(n, v6: n % 2 == 0)), .proto(6), .port(UInt16(n))]
+            let delta = random.next(3) == 0 ? -1 : 1
+            let expected = (reference[n] ?? 0, max(0, (reference[n] ?? 0) + delta))
+            let got = counts.adjustCount(key, by: delta)
+            #expect(got.before == expected.0 && got.after == expected.1)
+            reference[n] = expected.1 > 0 ? expected.1 : nil
+            #expect(counts.contains(key) == (reference[n] != nil))
+        }
+        #expect(counts.count == reference.count)
+    }
+}
