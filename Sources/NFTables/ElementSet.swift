@@ -164,7 +164,10 @@ public struct ElementSet: Sendable, Equatable, ExpressibleByDictionaryLiteral {
             if case .verdict = shape { dataWordCount = 1 }
             reserveWords(comments.capacity)
         }
-        guard element.key.shape == keyShape, denseData(element.data) == dataShape, CommentArena.fits(element.comment) else {
+        // Lists that pack into no words at all (empty) stay in the dictionary too: dense
+        // storage addresses every element by a non-empty run of words.
+        guard element.key.shape == keyShape, denseData(element.data) == dataShape, CommentArena.fits(element.comment),
+              keyWordCount > 0, dataWordCount > 0 || dataShape == DataShape.none else {
             if let position = position(of: element.key) { removeDense(at: position, key: element.key) }
             other[element.key] = element
             return

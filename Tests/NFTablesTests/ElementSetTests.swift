@@ -79,6 +79,12 @@ struct ElementSetTests {
         #expect(set.count == 3 && set[verdict.key] == back)
         #expect(set.removeValue(forKey: slot.key) == slot)
         #expect(set.count == 2 && !set.contains(slot.key))
+        // Empty lists pack into no words: kept aside as well.
+        var empty = ElementSet()
+        let odd = Element(key: [], data: .values([]))
+        empty[odd.key] = odd
+        empty[dnat.key] = dnat
+        #expect(empty.count == 2 && empty[odd.key] == odd && empty[dnat.key] == dnat)
     }
 
     @Test func packedListsRoundTrip() {
