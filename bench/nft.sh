@@ -19,7 +19,8 @@
 #   one-change   (largest N) a running agent sees one endpoint of one multi-target service go
 #                unready (3 -> 2 targets: a few elements change); "program" is its logged feed-event-to-kernel
 #                time; nft: `nft -f` of the equivalent four commands.
-#   one-removal  (largest N) then one single-target service disappears (one map element).
+#   one-removal  (largest N) then one single-target service disappears (one map element);
+#                the line under it gives the running agent's VmRSS once in sync and after both.
 # Needs root. Never touches the host's ruleset: everything runs in namespaces it creates.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -116,6 +117,8 @@ for n in "${SIZES[@]}"; do
         ip netns exec "$agent_ns" "$BIN" run --feed "file:$WORK/live.json" "${NO_DNS[@]}" 2> "$WORK/agent.log" >/dev/null &
         AGENT_PID=$!
         for _ in $(seq 1 600); do grep -q 'nftables in sync' "$WORK/agent.log" && break; sleep 0.2; done
+        sleep 2 # what stays resident once programmed (the issue-4 figure), not the peak
+        steady=$(( $(awk '/VmRSS/ { print $2 }' "/proc/$AGENT_PID/status") / 1024 ))
         one_step() { # label generator-flags nft-flag: apply one state-file change, print a row
             local before
             before=$(grep -c 'nftables in sync' "$WORK/agent.log")
@@ -137,6 +140,8 @@ for n in "${SIZES[@]}"; do
         }
         one_step one-change "--changed" --nft-change
         one_step one-removal "--changed --removed" --nft-remove
+        sleep 2
+        echo "   (running agent: VmRSS ${steady} MiB 2 s after in sync, $(( $(awk '/VmRSS/ { print $2 }' "/proc/$AGENT_PID/status") / 1024 )) MiB after the two changes; a file source re-reads the whole state per change)"
         kill "$AGENT_PID"; wait "$AGENT_PID" 2>/dev/null || true; AGENT_PID=""
     fi
     ip netns del "$agent_ns"; ip netns del "$nft_ns"

@@ -58,11 +58,15 @@ public struct MirrorTables: Sendable {
 
     public private(set) var desired: Ruleset
     /// The rules in force, per owning service (``ServicePortRule/service``): what to take out
-    /// again when a service changes. Keyed by the service name the rules already hold (one
-    /// shared string), so no per-port identifier is built or stored.
+    /// again when a service changes through ``setRules(_:forService:)``. Empty for a layout
+    /// built with `rememberingRules: false`: at 100k services these copies cost about 20 MB,
+    /// and a caller that can re-derive a service's previous rules (the agent keeps the
+    /// previous mirror state) hands them to ``replaceRules(_:with:)`` instead.
     public private(set) var services: [String: [ServicePortRule]] = [:]
+    /// Whether ``services`` is kept (``setRules(_:forService:)`` and ``set(_:for:)`` need it).
+    public let remembersRules: Bool
     public private(set) var dnsAddresses: [IPAddress]
-    private var masqueradeUsers: [TableID: [ValueList: Int]] = [:]
+    private var masqueradeUsers: [TableID: UseCounts] = [:]
     /// Ports using each `balance-N` chain, per table: beyond the standing counts, the chain
     /// exists while N has users.
     private var balanceUsers: [TableID: [Int: Int]] = [:]
@@ -72,8 +76,9 @@ public struct MirrorTables: Sendable {
     private var sized: Set<Family> = []  // at most one family
 
     /// An empty layout (no services) with NOTRACK for `dnsAddresses`.
-    public init(dnsAddresses: [IPAddress] = []) {
+    public init(dnsAddresses: [IPAddress] = [], rememberingRules: Bool = true) {
         self.dnsAddresses = dnsAddresses
+        remembersRules = rememberingRules
         desired = Ruleset(tables: Self.tableIDs.map { Self.skeleton($0, dns: dnsAddresses) })
     }
 
@@ -87,30 +92,57 @@ public struct MirrorTables: Sendable {
     /// A layout holding every service's rules, built in one pass: `services` yields the rules
     /// of one service at a time (each array's rules share their ``ServicePortRule/service``),
     /// so a caller can translate lazily without materialising all rules first.
-    /// - Parameter expectedPorts: about how many rules there are, to size the maps once.
-    public init(services: some Sequence<[ServicePortRule]>, expectedPorts: Int, dnsAddresses: [IPAddress] = []) {
-        self.init(dnsAddresses: dnsAddresses)
-        self.services.reserveCapacity(expectedPorts)
+    /// - Parameters:
+    ///   - expectedPorts: about how many rules there are, to size the maps once.
+    ///   - rememberingRules: keep every service's rules (``services``) so that
+    ///     ``setRules(_:forService:)`` can take them out again; without, each service must
+    ///     appear once in `services`, and changes go through ``replaceRules(_:with:)``.
+    public init(services: some Sequence<[ServicePortRule]>, expectedPorts: Int, dnsAddresses: [IPAddress] = [],
+                rememberingRules: Bool = true) {
+        self.init(dnsAddresses: dnsAddresses, rememberingRules: rememberingRules)
+        if rememberingRules { self.services.reserveCapacity(expectedPorts) }
         self.expectedPorts = expectedPorts
         var scope = DiffScope()
         for rules in services {
             guard let service = rules.first?.service else { continue }
-            if let old = self.services.updateValue(rules, forKey: service) {
+            if rememberingRules, let old = self.services.updateValue(rules, forKey: service) {
                 for rule in old { apply(rule, adding: false, scope: &scope, track: false) }
             }
             for rule in rules { apply(rule, adding: true, scope: &scope, track: false) }
         }
         self.expectedPorts = 0
+        // Storage grown by doubling may be half empty: give the slack back once.
+        for id in Self.tableIDs {
+            for name in desired.tables[id]?.elements.keys ?? [:].keys { desired.tables[id]?.elements[name]?.trim() }
+            masqueradeUsers[id]?.trim()
+        }
     }
 
     /// Replaces the rules of `service` by `rules` (none: the service is gone), returning what
     /// changed for the diff.
+    /// - Precondition: the layout remembers rules (``remembersRules``).
     @discardableResult
     public mutating func setRules(_ rules: [ServicePortRule], forService service: String) -> DiffScope {
+        precondition(remembersRules, "setRules(_:forService:) needs a layout that remembers rules; use replaceRules(_:with:)")
         var scope = DiffScope()
         for rule in services.removeValue(forKey: service) ?? [] { apply(rule, adding: false, scope: &scope, track: true) }
         for rule in rules { apply(rule, adding: true, scope: &scope, track: true) }
         if !rules.isEmpty { services[service] = rules }
+        return scope
+    }
+
+    /// Takes out `old` (the rules of one or more services exactly as they were last added)
+    /// and puts in `new`, returning what changed for the diff. The caller vouches for `old`:
+    /// rules that were never added would be taken out of the counts of shared objects.
+    @discardableResult
+    public mutating func replaceRules(_ old: [ServicePortRule], with new: [ServicePortRule]) -> DiffScope {
+        var scope = DiffScope()
+        for rule in old { apply(rule, adding: false, scope: &scope, track: true) }
+        for rule in new { apply(rule, adding: true, scope: &scope, track: true) }
+        if remembersRules {
+            for service in Set(old.map(\.service)) { services[service] = nil }
+            for rule in new { services[rule.service, default: []].append(rule) }
+        }
         return scope
     }
 
@@ -218,9 +250,7 @@ public struct MirrorTables: Sendable {
             // the first user appears or the last one goes.
             for target in targets where target.masquerade {
                 let key: ValueList = [.address(target.address), .proto(rule.proto), .port(target.port)]
-                let before = masqueradeUsers[id]?[key] ?? 0
-                let users = before + (adding ? 1 : -1)
-                masqueradeUsers[id, default: [:]][key] = users > 0 ? users : nil
+                let (before, users) = masqueradeUsers[id, default: UseCounts()].add(adding ? 1 : -1, to: key)
                 guard (before == 0) != (users == 0) else { continue }
                 if track { scope.record(id, set: Self.masqueradeSet, key: key, previous: table.elements[Self.masqueradeSet]?[key]) }
                 if users > 0 {
@@ -278,4 +308,20 @@ public struct MirrorTables: Sendable {
         }
         return table
     }
+}
+
+/// How many users each key has, stored like set elements (a packed key and a one-word count):
+/// a third of the memory of a `[ValueList: Int]`, which at 25k shared targets (pod IPs of
+/// multi-target services) held 3 MB.
+struct UseCounts: Sendable {
+    private var counts = ElementSet()
+
+    /// Adds `delta` to the users of `key` (never below zero), returning the counts before and
+    /// after.
+    mutating func add(_ delta: Int, to key: ValueList) -> (before: Int, after: Int) {
+        counts.adjustCount(key, by: delta)
+    }
+
+    /// Gives back room grown beyond the current count.
+    mutating func trim() { counts.trim() }
 }

@@ -8,17 +8,18 @@
 public struct ValueList: Hashable, Sendable, RandomAccessCollection, ExpressibleByArrayLiteral, CustomStringConvertible {
     /// The most parts a concatenation may have here.
     public static let capacity = 4
+    // The fields are internal (not private) for ValueList+Packing.swift alone.
     /// The address, if the list has one (as ``IPAddress`` stores it).
-    private var high: UInt64 = 0
-    private var low: UInt64 = 0
+    var high: UInt64 = 0
+    var low: UInt64 = 0
     /// The other parts: slot i is bits 32·(i % 2) of word i / 2 (zero where the address sits).
-    private var slots01: UInt64 = 0
-    private var slots23: UInt64 = 0
+    var slots01: UInt64 = 0
+    var slots23: UInt64 = 0
     /// Two bits of kind per position (0 proto, 1 port, 2 number, 3 address), the length in
     /// bits 8–10, the address family in bit 11 (set for IPv6) and bit 12 when there is an
     /// address. Unused bits stay zero, so
     /// the synthesized equality and hash are exact.
-    private var layout: UInt16 = 0
+    var layout: UInt16 = 0
 
     /// - Precondition: at most ``capacity`` values and at most one address (a programming
     ///   error otherwise; the reader checks kernel data before building a list).
