@@ -17,6 +17,11 @@
 #
 #   bench/agent.sh [N]        default 100000;  REPEAT=5 change rounds; KEEP=1 keeps the logs
 #
+# The agent is built as the Containerfile builds it (release, --static-swift-stdlib, in
+# .build-static), so the memory figures are those of the shipped binary; DYNAMIC=1 measures
+# the default dynamically linked build instead (about 4 MiB more RSS: the Swift runtime and
+# Foundation as shared libraries).
+#
 # The feed runs in the same namespace over plain HTTP (--insecure) on loopback. Needs root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,9 +30,15 @@ export PATH="/opt/swift/usr/bin:$PATH"
 N=${1:-100000}
 REPEAT=${REPEAT:-5}
 
-echo "== building (release)" >&2
-swift build -c release --product mirror-agent >/dev/null
-BIN="$PWD/.build/release/mirror-agent"
+if [ -n "${DYNAMIC:-}" ]; then
+    echo "== building (release, dynamic Swift runtime)" >&2
+    swift build -c release --product mirror-agent >/dev/null
+    BIN="$PWD/.build/release/mirror-agent"
+else
+    echo "== building (release, --static-swift-stdlib as in the Containerfile; the first build takes a while)" >&2
+    swift build -c release --product mirror-agent --static-swift-stdlib --scratch-path .build-static >/dev/null
+    BIN="$PWD/.build-static/release/mirror-agent"
+fi
 WORK=$(mktemp -d /tmp/agent-bench.XXXXXX)
 NS="agent-bench-$$"
 FEED_PID="" AGENT_PID=""
