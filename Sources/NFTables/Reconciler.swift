@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// Keeps the kernel's copy of some tables equal to a desired ruleset with minimal batches.
 ///
 /// A full reconcile first checks the ``ReconcileMarker`` an earlier commit left: when the
@@ -22,6 +26,9 @@ public final class Reconciler {
     public private(set) var lastReadDuration: Duration = .zero
     public private(set) var lastDiffDuration: Duration = .zero
     public private(set) var lastCommitDuration: Duration = .zero
+    /// CPU time the committing thread spent in the last commit (its own and the kernel's work
+    /// in its system calls): far below ``lastCommitDuration`` means it waited for a CPU.
+    public private(set) var lastCommitCPUDuration: Duration = .zero
     /// Whether the last full reconcile was settled by the marker alone (nothing read).
     public private(set) var lastReconcileUsedMarker = false
 
@@ -77,10 +84,12 @@ public final class Reconciler {
             }
             do {
                 let commitStart = clock.now
+                let cpuStart = Self.threadCPUTime()
                 try carryCounters(&transaction, desired: desired)
                 let next = try backend.commit(transaction, generation: current,
                                               marker: makeMarker(after: current, digest: wanted, desired: desired))
                 lastCommitDuration = clock.now - commitStart
+                lastCommitCPUDuration = Self.threadCPUTime() - cpuStart
                 // A full diff was applied atomically: the kernel now holds exactly `desired`.
                 generation = next
                 digest = wanted
@@ -122,10 +131,12 @@ public final class Reconciler {
         if transaction.isEmpty { return transaction }
         do {
             let commitStart = clock.now
+            let cpuStart = Self.threadCPUTime()
             try carryCounters(&transaction, desired: desired)
             let marker = next.flatMap { makeMarker(after: known, digest: $0, desired: desired) }
             generation = try backend.commit(transaction, generation: known, marker: marker)
             lastCommitDuration = clock.now - commitStart
+            lastCommitCPUDuration = Self.threadCPUTime() - cpuStart
             digest = next
             return transaction
         } catch is GenerationChanged {
@@ -146,5 +157,15 @@ public final class Reconciler {
         for id in tables where snapshot.ruleset[id] != nil { transaction.add(.deleteTable(id)) }
         if !transaction.isEmpty { _ = try backend.commit(transaction, generation: nil) }
         return transaction
+    }
+}
+
+extension Reconciler {
+    /// The calling thread's CPU time (commits make no suspension point, so one thread runs
+    /// the whole commit).
+    static func threadCPUTime() -> Duration {
+        var time = timespec()
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &time)
+        return .seconds(time.tv_sec) + .nanoseconds(time.tv_nsec)
     }
 }

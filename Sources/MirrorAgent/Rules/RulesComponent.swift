@@ -63,6 +63,7 @@ actor RulesComponent: MirrorConsumer {
                     "translate_ms": "\(String(format: "%.3f", translated.milliseconds))",
                     "diff_ms": "\(String(format: "%.3f", reconciler.lastDiffDuration.milliseconds))",
                     "commit_ms": "\(String(format: "%.3f", reconciler.lastCommitDuration.milliseconds))",
+                    "commit_cpu_ms": "\(String(format: "%.3f", reconciler.lastCommitCPUDuration.milliseconds))",
                 ])
             } else {
                 // The previous layout goes first, so two full models never coexist; services
