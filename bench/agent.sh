@@ -119,3 +119,5 @@ printf '%-28s %-34s %s\n' "one change: nftables apply" "${logged}ms (agent log)"
 # is waiting for one of the 2 cores, which the feed server and the agent's DNS patch also want.
 cpu=$(grep 'incremental update' "$WORK/agent.log" | tail -n "$REPEAT" | grep -o 'commit_cpu_ms=[0-9.]*' | cut -d= -f2 | tr '\n' ' ' || true)
 [ -n "$cpu" ] && printf '%-28s %-34s %s\n' "   of which commit CPU" "${cpu}ms" "(translate + diff before it: < 0.5 ms)"
+sleep 1
+printf '%-28s %-34s %s\n' "memory after the changes" "$(memory)" "≤ 100 MiB RSS"
