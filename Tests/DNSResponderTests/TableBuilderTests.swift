@@ -24,44 +24,6 @@ struct TableBuilderTests {
         }
     }
 
-    @Test("builders joined with absorb answer exactly like one builder given every part in the same order")
-    func absorbedEqualsSequential() throws {
-        let shared = try DNSName("1.0.0.10.in-addr.arpa")
-        let zones = TablePatchTests.zones + [try DNSZone.standard(origin: DNSName("in-addr.arpa"), serial: 1, negativeTTL: 5)]
-        // Every 50th service also gives the shared PTR name: repeated within a builder and
-        // across the join.
-        let parts = try (0..<300).map { index -> DNSTableContent in
-            var part = try TablePatchTests.service(index, address: 1)
-            if index % 50 == 7 {
-                part.ownedNames.append(shared)
-                part.records.append(DNSRecord(name: shared, ttl: 5, data: .ptr(try DNSName("svc\(index).ns.svc.cluster.local"))))
-            }
-            return part
-        }
-        var sequential = DNSRecordTableBuilder(zones: zones)
-        for part in parts { try sequential.add(part) }
-        var first = DNSRecordTableBuilder(zones: zones), second = DNSRecordTableBuilder(zones: zones), third = DNSRecordTableBuilder(zones: zones)
-        for part in parts[..<100] { try first.add(part) }
-        for part in parts[100..<180] { try second.add(part) }
-        for part in parts[180...] { try third.add(part) }
-        try first.absorb(&second)
-        try first.absorb(&third)
-        #expect(first.repeatedNames == [shared])
-        #expect(first.repeatedNames == sequential.repeatedNames)
-        let joined = first.build(), whole = sequential.build()
-        #expect(joined.nameCount == whole.nameCount)
-        #expect(joined.byteCount == whole.byteCount)
-        var questions: [(String, DNSRecordType)] = [("1.0.0.10.in-addr.arpa", .ptr), ("nope.svc42.ns.svc.cluster.local", .a), ("example.com", .a)]
-        for index in stride(from: 0, to: 300, by: 7) {
-            questions += [("svc\(index).ns.svc.cluster.local", .a), ("_http._tcp.svc\(index).ns.svc.cluster.local", .srv),
-                          ("svc\(index).ns.svc.cluster.local", .any)]
-        }
-        for (name, type) in questions {
-            let query = try TableFixture.query(name, type)
-            #expect(try TableFixture.process(query, table: joined).raw == TableFixture.process(query, table: whole).raw, "\(name) \(type)")
-        }
-    }
-
     @Test("a name two parts give gets the records of both, in order, and is reported as repeated")
     func repeatedName() throws {
         let shared = try DNSName("1.0.0.10.in-addr.arpa")

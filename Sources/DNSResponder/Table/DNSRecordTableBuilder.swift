@@ -71,39 +71,6 @@ public struct DNSRecordTableBuilder {
         }
     }
 
-    /// Adds every name `other` holds, as if its parts had been added here after this
-    /// builder's own: so that parts can be encoded by several builders at once (one per
-    /// core) and joined in order. A name both hold is merged (and listed in
-    /// ``repeatedNames``) exactly as ``add(_:head:)`` would; other records are copied as
-    /// bytes. Both builders must speak for the same zones. `other` is emptied shard by shard
-    /// as it is copied, so the two never hold a whole table twice.
-    ///
-    /// - Throws: ``DNSWireError/messageTooLarge`` when a merged name outgrows a message.
-    public mutating func absorb(_ other: inout DNSRecordTableBuilder) throws {
-        repeatedNames.formUnion(other.repeatedNames)
-        for shard in other.runs.indices {
-            try other.runs[shard].bytes.withUnsafeBytes { source in
-                var offset = 0
-                while offset < source.count {
-                    let size = DNSRecordShard.recordSize(in: source, at: offset)
-                    let header = source.loadUnaligned(fromByteOffset: offset, as: DNSRecordShard.RecordHeader.self)
-                    defer { offset += size }
-                    guard header.flags & DNSRecordShard.removedFlag == 0 else { continue }
-                    let keyStart = offset + DNSRecordShard.keyOffset(header)
-                    let key = UnsafeRawBufferPointer(rebasing: source[keyStart..<keyStart + Int(header.keyLength)])
-                    if runs[shard].existingOffset(hash: header.hash, key: key) != nil {
-                        try add(DNSRecordShard.decode(in: source, at: offset))
-                    } else {
-                        let start = runs[shard].bytes.count
-                        runs[shard].bytes.append(contentsOf: UnsafeRawBufferPointer(rebasing: source[offset..<offset + size]))
-                        runs[shard].insert(hash: header.hash, key: key, at: start)
-                    }
-                }
-            }
-            other.runs[shard] = ShardRun()
-        }
-    }
-
     /// The table; the builder is left empty.
     public mutating func build() -> DNSRecordTable {
         var shards: [DNSRecordShard] = []
@@ -121,28 +88,20 @@ public struct DNSRecordTableBuilder {
 extension DNSRecordTableBuilder.ShardRun {
     /// Where the live record of `name`'s key starts, if there is one.
     func existingOffset(of name: DNSEncodedName) -> Int? {
-        name.key.withUnsafeBytes { existingOffset(hash: name.hash, key: $0) }
-    }
-
-    func existingOffset(hash: UInt64, key: UnsafeRawBufferPointer) -> Int? {
-        guard let offset = offsets[hash] else { return nil }
-        if keyMatches(key, at: offset) { return offset }
-        return colliding[Array(key)]
+        guard let offset = offsets[name.hash] else { return nil }
+        if keyMatches(name.key, at: offset) { return offset }
+        return colliding[name.key]
     }
 
     mutating func insert(_ name: DNSEncodedName, at offset: Int) {
-        name.key.withUnsafeBytes { insert(hash: name.hash, key: $0, at: offset) }
-    }
-
-    mutating func insert(hash: UInt64, key: UnsafeRawBufferPointer, at offset: Int) {
-        if let current = offsets[hash], !keyMatches(key, at: current) {
-            colliding[Array(key)] = offset
+        if let current = offsets[name.hash], !keyMatches(name.key, at: current) {
+            colliding[name.key] = offset
         } else {
-            offsets[hash] = offset
+            offsets[name.hash] = offset
         }
     }
 
-    private func keyMatches(_ key: UnsafeRawBufferPointer, at offset: Int) -> Bool {
+    private func keyMatches(_ key: [UInt8], at offset: Int) -> Bool {
         bytes.withUnsafeBytes { run in
             let header = run.loadUnaligned(fromByteOffset: offset, as: DNSRecordShard.RecordHeader.self)
             let start = offset + DNSRecordShard.keyOffset(header)

@@ -1,5 +1,4 @@
 import DNSResponder
-import Dispatch
 import Logging
 import NIOCore
 import NIOPosix
@@ -120,41 +119,14 @@ actor DNSComponent: MirrorConsumer {
     ///
     /// Each service is translated and encoded on its own, straight into the table's compact
     /// form, so the records of 100k services never exist as one list of names and records.
-    /// Large stores are split into `parts` contiguous runs of services encoded at once (one
-    /// per core: a restart waits for this table) and joined in order, so the result is the
-    /// same as encoding the services one after the other in the store's order.
-    static func buildTable(_ store: MirrorStore, ttl: UInt32, parts requested: Int = System.coreCount,
-                           minimumPerPart: Int = 20_000) throws -> (DNSRecordTable, Set<DNSName>) {
-        let zones = try DNSRecordTranslator.zones(for: store, ttl: ttl)
-        let services = store.services.values
-        // Below ~20k services per part a second thread costs more than it saves.
-        let parts = max(1, min(requested, services.count / max(1, minimumPerPart)))
-        let results = UnsafeMutableBufferPointer<Result<DNSRecordTableBuilder, any Error>>.allocate(capacity: parts)
-        // Each part writes only its own slot, and the slots are read after all parts end.
-        let slots = PartSlots(base: results.baseAddress!)
-        let encode = { @Sendable (part: Int) in
-            let range = services.count * part / parts..<services.count * (part + 1) / parts
-            (slots.base + part).initialize(to: Result {
-                // Most services give two names (their own and a PTR).
-                var builder = DNSRecordTableBuilder(zones: zones, expectedNames: range.count * 2)
-                if part == 0 { try builder.add(try DNSRecordTranslator.base(for: store, ttl: ttl)) }
-                for index in range {
-                    let fragment = try DNSRecordTranslator.fragment(for: services[index], zone: store.clusterDomain, ttl: ttl)
-                    try builder.add(fragment, head: DNSRecordTranslator.head(of: fragment))
-                }
-                return builder
-            })
-        }
-        if parts == 1 { encode(0) } else { DispatchQueue.concurrentPerform(iterations: parts, execute: encode) }
-        defer {
-            results.baseAddress!.deinitialize(count: parts)
-            results.deallocate()
-        }
-        var builder = try results[0].get()
-        for part in 1..<parts {
-            var next = try results[part].get()
-            results[part] = .failure(CancellationError())
-            try builder.absorb(&next)
+    /// Services are taken in the store's order (deterministic for a given state).
+    static func buildTable(_ store: MirrorStore, ttl: UInt32) throws -> (DNSRecordTable, Set<DNSName>) {
+        // Most services give two names (their own and a PTR).
+        var builder = DNSRecordTableBuilder(zones: try DNSRecordTranslator.zones(for: store, ttl: ttl), expectedNames: store.services.count * 2)
+        try builder.add(try DNSRecordTranslator.base(for: store, ttl: ttl))
+        for (_, service) in store.services {
+            let fragment = try DNSRecordTranslator.fragment(for: service, zone: store.clusterDomain, ttl: ttl)
+            try builder.add(fragment, head: DNSRecordTranslator.head(of: fragment))
         }
         let shared = builder.repeatedNames
         return (builder.build(), shared)
@@ -186,9 +158,4 @@ actor DNSComponent: MirrorConsumer {
               addedNames.allSatisfy({ removedSet.contains($0) || !table.contains($0) }) else { return nil }
         return try table.patched(removing: removed, adding: parts, zones: try DNSRecordTranslator.zones(for: store, ttl: ttl))
     }
-}
-
-/// The result slots of a parallel table build, written one per thread.
-private struct PartSlots: @unchecked Sendable {
-    let base: UnsafeMutablePointer<Result<DNSRecordTableBuilder, any Error>>
 }
