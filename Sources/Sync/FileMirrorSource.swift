@@ -28,7 +28,7 @@ public struct FileMirrorSource: MirrorSource {
         var lastStamp = try stamp()
         let changes = try store.applySnapshot(contentsOf: path, revision: 1)
         logger.info("loaded mirror state", metadata: ["source": "\(description)", "services": "\(store.services.count)", "clusters": "\(store.clusters.count)"])
-        await onUpdate(MirrorUpdate(store: store, changes: changes))
+        await onUpdate(MirrorUpdate(store: store, changes: changes, rebuilt: true))
 
         // Wake-ups from inotify and from the poll timer; a burst collapses into one re-read.
         let (wakeups, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
@@ -58,7 +58,7 @@ public struct FileMirrorSource: MirrorSource {
                     "services.added": "\(changes.addedServices.count)", "services.removed": "\(changes.removedServices.count)",
                     "services.changed": "\(changes.changedServices.count)",
                 ])
-                await onUpdate(MirrorUpdate(store: store, changes: changes))
+                await onUpdate(MirrorUpdate(store: store, changes: changes, rebuilt: true))
             } catch {
                 logger.error("state file rejected; keeping the previous state", metadata: ["source": "\(description)", "error": "\(error)"])
             }

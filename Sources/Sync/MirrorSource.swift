@@ -4,10 +4,14 @@ public struct MirrorUpdate: Sendable {
     public var store: MirrorStore
     /// What the change touched.
     public var changes: ChangeSet
+    /// Whether the source decoded a whole state document for it (a snapshot, a re-read state
+    /// file): however few services changed, large transient buffers were used and freed.
+    public var rebuilt: Bool
 
-    public init(store: MirrorStore, changes: ChangeSet) {
+    public init(store: MirrorStore, changes: ChangeSet, rebuilt: Bool = false) {
         self.store = store
         self.changes = changes
+        self.rebuilt = rebuilt
     }
 }
 

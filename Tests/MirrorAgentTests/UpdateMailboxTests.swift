@@ -6,22 +6,22 @@ import Sync
 /// is busy is applied once, as the newest store with the union of the changes.
 @Suite("UpdateMailbox")
 struct UpdateMailboxTests {
-    private static func update(revision: UInt64, added cluster: String) throws -> MirrorUpdate {
+    private static func update(revision: UInt64, added cluster: String, rebuilt: Bool = false) throws -> MirrorUpdate {
         var store = MirrorStore()
         _ = try store.applySnapshot(MirrorState(clusters: [Cluster(name: cluster)]), revision: revision)
         var changes = ChangeSet()
         changes.addedClusters = [cluster]
-        return MirrorUpdate(store: store, changes: changes)
+        return MirrorUpdate(store: store, changes: changes, rebuilt: rebuilt)
     }
 
     /// Records what the agent was handed; the first delivery blocks until released.
     private actor Recorder {
-        var seen: [(revision: UInt64, merged: Int, added: Set<String>)] = []
+        var seen: [(revision: UInt64, merged: Int, added: Set<String>, rebuilt: Bool)] = []
         private var gate: CheckedContinuation<Void, Never>?
         private var released = false
 
         func record(_ update: MirrorUpdate, merged: Int) async {
-            seen.append((update.store.revision, merged, update.changes.addedClusters))
+            seen.append((update.store.revision, merged, update.changes.addedClusters, update.rebuilt))
             if seen.count == 1 && !released {
                 await withCheckedContinuation { gate = $0 }
             }
@@ -46,7 +46,7 @@ struct UpdateMailboxTests {
         while await recorder.count < 1 { await Task.yield() }
         // The agent is now busy with revision 1: these three must become one update.
         mailbox.post(try Self.update(revision: 2, added: "berlin"))
-        mailbox.post(try Self.update(revision: 3, added: "tokyo"))
+        mailbox.post(try Self.update(revision: 3, added: "tokyo", rebuilt: true))
         mailbox.post(try Self.update(revision: 4, added: "lima"))
         await recorder.release()
         mailbox.finish()
@@ -56,6 +56,11 @@ struct UpdateMailboxTests {
         #expect(seen.map(\.revision) == [1, 4])
         #expect(seen.map(\.merged) == [1, 3])
         #expect(seen.last?.added == ["berlin", "tokyo", "lima"])
+        // One of them came from a whole document: the merged update did too (the agent then
+        // returns the freed heap to the kernel).
+        #expect(seen.map(\.rebuilt) == [false, true])
+        #expect(NodeAgent.isLarge(try Self.update(revision: 5, added: "oslo", rebuilt: true)))
+        #expect(!NodeAgent.isLarge(try Self.update(revision: 5, added: "oslo")))
     }
 
     @Test("updates posted one at a time, each after the previous was handled, are delivered one by one")

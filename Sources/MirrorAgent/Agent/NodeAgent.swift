@@ -51,11 +51,13 @@ final class NodeAgent: Sendable {
         if Self.isLarge(update) { Self.returnFreedMemory() }
     }
 
-    /// Whether `update` rebuilt much of the state (the first one, a snapshot): building it used
-    /// large transient buffers (decoded JSON, kernel read-back, the batch) now freed.
-    private static func isLarge(_ update: MirrorUpdate) -> Bool {
+    /// Whether `update` came from a whole state document (a snapshot, a re-read state file)
+    /// or changed much of the state: building it used large transient buffers (decoded JSON,
+    /// a new store, kernel read-back, the batch) now freed.
+    static func isLarge(_ update: MirrorUpdate) -> Bool {
         let changes = update.changes
-        return changes.clusterDomainChanged || changes.addedServices.count + changes.removedServices.count + changes.changedServices.count > 1_000
+        return update.rebuilt || changes.clusterDomainChanged
+            || changes.addedServices.count + changes.removedServices.count + changes.changedServices.count > 1_000
     }
 
     /// Hands the heap's free pages back to the kernel: glibc keeps them after a big build, so

@@ -30,6 +30,7 @@ final class UpdateMailbox: Sendable {
             if var queued = pending {
                 queued.update.changes.merge(update.changes)
                 queued.update.store = update.store
+                queued.update.rebuilt = queued.update.rebuilt || update.rebuilt
                 queued.merged += 1
                 pending = queued
             } else {

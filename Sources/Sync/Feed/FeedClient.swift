@@ -70,7 +70,7 @@ public struct FeedClient: MirrorSource {
             logger.info("serving the persisted mirror state until the feed answers", metadata: [
                 "revision": "\(restored.store.revision)", "services": "\(restored.store.services.count)",
             ])
-            await onUpdate(MirrorUpdate(store: restored.store, changes: restored.changes))
+            await onUpdate(MirrorUpdate(store: restored.store, changes: restored.changes, rebuilt: true))
         }
 
         var backoff = configuration.initialBackoff

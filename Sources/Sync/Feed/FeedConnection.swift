@@ -36,19 +36,22 @@ struct FeedConnection {
                     splitter.append(bytes)
                     var changes = ChangeSet()
                     var applied = false
+                    var snapshot = false
                     do {
                         while let line = try splitter.nextLine() {
-                            if let change = try applier.apply(FeedEvent.decode(line: line)) {
+                            let event = try FeedEvent.decode(line: line)
+                            if let change = try applier.apply(event) {
                                 changes.merge(change)
                                 applied = true
+                                if case .snapshot = event { snapshot = true }
                             }
                         }
                     } catch {
                         // Events before the bad one are whole and valid: hand them on, then drop.
-                        if applied { await onUpdate(MirrorUpdate(store: applier.store, changes: changes)) }
+                        if applied { await onUpdate(MirrorUpdate(store: applier.store, changes: changes, rebuilt: snapshot)) }
                         throw error
                     }
-                    if applied { await onUpdate(MirrorUpdate(store: applier.store, changes: changes)) }
+                    if applied { await onUpdate(MirrorUpdate(store: applier.store, changes: changes, rebuilt: snapshot)) }
                     persistence.persistIfDue(applier)
                 case .end:
                     throw FeedClientError.streamEnded
