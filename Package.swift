@@ -39,6 +39,7 @@ let package = Package(
             ]
         ),
         .target(name: "CDatagramBatch"),
+        .target(name: "CHeapArenas"),
         .target(
             name: "DNSResponder",
             dependencies: [
@@ -67,7 +68,7 @@ let package = Package(
         .executableTarget(
             name: "MirrorAgent",
             dependencies: [
-                "Sync", "DNSResponder", "NFTables", "Netlink",
+                "Sync", "DNSResponder", "NFTables", "Netlink", "CHeapArenas",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),

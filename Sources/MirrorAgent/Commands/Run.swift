@@ -1,4 +1,5 @@
 import ArgumentParser
+import CHeapArenas
 import Foundation
 import Logging
 import NIOCore
@@ -63,6 +64,8 @@ struct Run: AsyncParsableCommand {
 
     func run() async throws {
         let logger = logging.makeLogger(label: "mirror-agent.run")
+        let arenas = mirror_agent_heap_arena_cap()
+        logger.debug("heap arenas", metadata: ["cap": "\(arenas == 0 ? "MALLOC_ARENA_MAX or glibc default" : "\(arenas)")"])
         if try await rules.runOneShot(statePath: try? sourceLocation(), logger: logger) { return }
         guard let feed else { throw ValidationError("--feed is required") }
 
