@@ -86,6 +86,19 @@ for n in "${SIZES[@]}"; do
     /usr/bin/time -f "%M" -o "$WORK/rss-check" "$BIN" check --state "$WORK/state-$n.json" >/dev/null 2>&1 || true
     check_rss=$(( $(tail -n 1 "$WORK/rss-check") / 1024 ))
     echo "   (RSS: state load (check --state) ${check_rss} MiB, nftables side $(( rss - check_rss )) MiB)"
+    if [ "$n" = "$LAST" ] && command -v strace >/dev/null; then
+        # The kernel's own share: the longest sendmsg of `nft -f` (the batch; nf_tables works
+        # in the sender's context), with the per-element counters and without them.
+        kernel_time() { # ruleset file, label
+            fresh_ns "kernel-$2"
+            ip netns exec "$NS" strace -T -e trace=sendmsg -o "$WORK/strace" nft -f "$1"
+            ip netns del "$NS"  # a subshell: the exit trap does not know this one
+            grep -o '<[0-9.]*>$' "$WORK/strace" | tr -d '<>' | sort -g | tail -n 1
+        }
+        sed 's/^[[:space:]]*counter$//' "$WORK/ruleset-$n.nft" > "$WORK/ruleset-nocounter.nft"
+        echo "   (kernel alone, nft -f's batch sendmsg: $(kernel_time "$WORK/ruleset-$n.nft" counters) s with per-element counters," \
+             "$(kernel_time "$WORK/ruleset-nocounter.nft" plain) s without: the floor under 'program')"
+    fi
 
     if [ "$n" = "$LAST" ]; then
         start=$(now)
