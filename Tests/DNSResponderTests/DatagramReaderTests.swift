@@ -1,7 +1,9 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Logging
 import NIOCore
+import NIOPosix
 import Testing
 @testable import DNSResponder
 
@@ -73,5 +75,30 @@ struct DatagramReaderTests {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(plain, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
         #expect(bound == 0, "port \(fixture.port) still held: errno \(errno)")
+    }
+
+    @Test("a UDP port held by another server without SO_REUSEPORT is refused with an error naming the address")
+    func portInUse() async throws {
+        // A plain UDP socket (no SO_REUSEPORT) on a free port, as another DNS server would hold it.
+        let holder = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+        defer { close(holder) }
+        var address = RawSocket.loopback(port: 0)
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(holder, $0, length) == 0 && getsockname(holder, $0, &length) == 0 }
+        }
+        try #require(bound)
+        let port = Int(UInt16(bigEndian: address.sin_port))
+        let configuration = DNSServerConfiguration(listen: [try SocketAddress(ipAddress: "127.0.0.1", port: port)],
+                                                   forwarding: DNSForwardingConfiguration(upstreams: []))
+        do {
+            let server = try await DNSServer.start(configuration: configuration, table: try TableFixture.table(),
+                                                   group: MultiThreadedEventLoopGroup.singleton, logger: Logger(label: "dns-test"))
+            await server.close()
+            Issue.record("the server started on a port another socket holds")
+        } catch {
+            let text = "\(error)"
+            #expect(text.contains("127.0.0.1:\(port)") && text.contains("Address already in use"), "\(text)")
+        }
     }
 }
