@@ -88,7 +88,7 @@ actor DNSComponent: MirrorConsumer {
         let mode: String
         do {
             if let table, !update.changes.clusterDomainChanged,
-               let patched = try patch(table, to: store, changes: update.changes) {
+               let patched = try Self.patch(table, sharedNames: sharedNames, to: store, changes: update.changes, ttl: ttl) {
                 next = patched
                 mode = "patched"
             } else {
@@ -132,11 +132,15 @@ actor DNSComponent: MirrorConsumer {
         return (builder.build(), shared)
     }
 
-    /// The patched table, or nil when the change needs a full build.
+    /// The patched table, or nil when the change needs a full build: a name several
+    /// services give (`sharedNames`, or one two added services both give, such as the PTR
+    /// of a ClusterIP they share) needs the records of all of them, which only a build
+    /// merges and records as shared.
     ///
     /// The cluster domain is the same as the table's (a new one always rebuilds), so a
     /// service's head name is found from its key alone.
-    private func patch(_ table: DNSRecordTable, to store: MirrorStore, changes: ChangeSet) throws -> DNSRecordTable? {
+    static func patch(_ table: DNSRecordTable, sharedNames: Set<DNSName>, to store: MirrorStore, changes: ChangeSet,
+                      ttl: UInt32) throws -> DNSRecordTable? {
         var removed: [DNSName] = []
         for key in changes.removedServices.union(changes.changedServices) {
             // A service the table does not hold (e.g. its state was rejected at the last build)
@@ -145,11 +149,14 @@ actor DNSComponent: MirrorConsumer {
             removed += names
         }
         var parts: [DNSTablePart] = []
-        var addedNames: [DNSName] = []
+        var addedNames: Set<DNSName> = []
         for key in changes.addedServices.union(changes.changedServices) {
             guard let service = store.services[key] else { continue }
             let fragment = try DNSRecordTranslator.fragment(for: service, zone: store.clusterDomain, ttl: ttl)
-            addedNames += DNSRecordTranslator.names(of: fragment)
+            for name in Set(DNSRecordTranslator.names(of: fragment)) {
+                // Given by two of the added services: a build merges their records.
+                guard addedNames.insert(name).inserted else { return nil }
+            }
             parts.append(DNSTablePart(fragment, head: DNSRecordTranslator.head(of: fragment)))
         }
         let removedSet = Set(removed)
