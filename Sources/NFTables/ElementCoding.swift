@@ -1,31 +1,10 @@
 /// Converts set keys and map values between ``Value`` lists and the register-padded bytes the
 /// kernel stores (each part of a concatenation occupies whole 32-bit words).
 enum ElementCoding {
-    static func bytes(_ values: ValueList) -> [UInt8] {
-        var result: [UInt8] = []
-        result.reserveCapacity(values.count * 8)
-        let concatenated = values.count > 1
-        for value in values {
-            switch value {
-            case .address(let address):
-                result.append(contentsOf: address.bytes)
-            case .proto(let number):
-                result.append(number)
-                if concatenated { result.append(contentsOf: [0, 0, 0]) }
-            case .port(let port):
-                result.append(UInt8(port >> 8))
-                result.append(UInt8(port & 0xff))
-                if concatenated { result.append(contentsOf: [0, 0]) }
-            case .number(let number):
-                withUnsafeBytes(of: number) { result.append(contentsOf: $0) }
-            }
-        }
-        return result
-    }
-
-    /// Writes the bytes ``bytes(_:)`` would return at `pointer` (room for 72 bytes needed: an
-    /// IPv4 address is written as 8 bytes, the extra 4 overwritten by the next part) and
-    /// returns their count.
+    /// Writes `values` as the kernel stores them at `pointer` — addresses as their bytes; in a
+    /// concatenation the protocol and port padded to 32 bits; numbers as native 32-bit words —
+    /// and returns the byte count. Needs room for 72 bytes: an IPv4 address is written as 8
+    /// bytes, the extra 4 overwritten by the next part.
     static func write(_ values: ValueList, to pointer: UnsafeMutableRawPointer) -> Int {
         let concatenated = values.count > 1
         var offset = 0

@@ -157,9 +157,6 @@ public struct MirrorTables: Sendable {
         return setRules(rules, forService: service)
     }
 
-    /// Every rule in force, in no particular order.
-    public var rules: some Sequence<ServicePortRule> { services.values.joined() }
-
     /// Changes the DNS listener addresses that get NOTRACK.
     @discardableResult
     public mutating func setDNSAddresses(_ addresses: [IPAddress]) -> DiffScope {

@@ -110,11 +110,6 @@ struct PositionIndex: Sendable {
         }
     }
 
-    mutating func removeAll() {
-        buckets = ChunkedArray()
-        count = 0
-    }
-
     private mutating func place(_ stored: UInt64, hash: Int) {
         let mask = buckets.count - 1
         var bucket = hash & mask

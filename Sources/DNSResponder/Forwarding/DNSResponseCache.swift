@@ -40,8 +40,6 @@ final class DNSSharedResponseCache: Sendable {
         let entry = DNSCachedAnswer.make(key: key, answer: answer, storedAt: now)
         cache.withLockedValue { $0.store(entry, hash: hash, now: now) }
     }
-
-    var count: Int { cache.withLockedValue { $0.count } }
 }
 
 /// One cached answer in one allocation: its key, the message bytes and the offsets of its

@@ -33,8 +33,6 @@ public struct DNSUpstreamHealth: Sendable, Equatable {
     /// Smoothed time from sending a query to receiving its answer (or its truncated UDP
     /// answer), in microseconds; 0 until something came back.
     public var latencyMicroseconds: UInt64 = 0
-    /// The latest of those times, in microseconds.
-    public var lastLatencyMicroseconds: UInt64 = 0
     /// Failures since the last answer.
     public var consecutiveFailures: Int = 0
 
@@ -85,7 +83,6 @@ public struct DNSUpstreamHealth: Sendable, Equatable {
 
     private mutating func recordLatency(_ latency: TimeAmount) {
         let sample = UInt64(clamping: max(latency.nanoseconds, 0) / 1000)
-        lastLatencyMicroseconds = sample
         if latencyMicroseconds == 0 {
             latencyMicroseconds = max(sample, 1)
         } else {

@@ -235,6 +235,4 @@ struct DNSAnswerRun {
     let start: UnsafeRawPointer
     let length: Int
     let count: Int
-
-    var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: start, count: length) }
 }
