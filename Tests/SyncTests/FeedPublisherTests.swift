@@ -55,7 +55,6 @@ import Testing
         #expect(source.seen.withLockedValue { $0 } == states.map { Optional($0.normalized) })
         // 1 (first snapshot) + 4 + 2 + 1 (snapshot) + 1.
         #expect(hub.revision == 9)
-        #expect(hub.metrics.watchers == 0)
         let metrics = hub.metrics.render()
         #expect(metrics.contains("mirror_feed_deltas_published_total 7\n"))
         #expect(metrics.contains("mirror_feed_snapshots_published_total 1\n"))
