@@ -18,3 +18,5 @@ static void mirror_agent_cap_heap_arenas(void) {
 }
 
 int mirror_agent_heap_arena_cap(void) { return applied_cap; }
+
+void mirror_agent_trim_heap(void) { malloc_trim(0); }

@@ -1,3 +1,4 @@
+import CHeapArenas
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -63,14 +64,8 @@ final class NodeAgent: Sendable {
     /// Hands the heap's free pages back to the kernel: glibc keeps them after a big build, so
     /// the agent's RSS would otherwise stay at its peak for good.
     private static func returnFreedMemory() {
-        _ = mallocTrim?(0)
+        mirror_agent_trim_heap()
     }
-
-    /// glibc's `malloc_trim` (malloc.h is not in Swift's Glibc module), looked up once.
-    private static let mallocTrim: (@convention(c) (Int) -> Int32)? = {
-        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "malloc_trim") else { return nil }
-        return unsafeBitCast(symbol, to: (@convention(c) (Int) -> Int32).self)
-    }()
 
     /// Creates the dummy interface and puts the DNS listener addresses on it, so pods reach
     /// the agent at a fixed link-local address (as with NodeLocal DNSCache). On a kernel
