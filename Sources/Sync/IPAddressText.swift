@@ -11,24 +11,12 @@ public enum IPAddressText {
     /// The canonical spelling of `text` (so `10.0.0.01`-style variants and `::FFFF:…` compare
     /// equal) and its family, or `nil` when `text` is not an IP address.
     public static func canonical(_ text: String) -> (text: String, family: Family)? {
-        if let bytes = v4Bytes(text) {
-            return (bytes.map(String.init).joined(separator: "."), .v4)
-        }
-        var address = in6_addr()
-        guard inet_pton(AF_INET6, text, &address) == 1 else { return nil }
-        var buffer = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
-        guard inet_ntop(AF_INET6, &address, &buffer, socklen_t(buffer.count)) != nil else { return nil }
-        let canonical = buffer.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
-        return (canonical, .v6)
+        IPAddressValue(text).map { ($0.text, $0.family) }
     }
 
-    /// Strict dotted-quad parsing: four decimal parts 0–255, no leading zeros. Works on the
-    /// UTF-8 bytes directly: it runs for every address of a state, 100k+ times per load.
-    static func v4Bytes(_ text: String) -> [UInt8]? {
-        v4Value(text).map { value in [UInt8(value >> 24), UInt8(value >> 16 & 255), UInt8(value >> 8 & 255), UInt8(value & 255)] }
-    }
-
-    /// The same strict parse as ``v4Bytes(_:)`` into one big-endian integer, allocating nothing.
+    /// Strict dotted-quad parsing (four decimal parts 0–255, no leading zeros) into one
+    /// big-endian integer, on the UTF-8 bytes and allocating nothing: it runs for every
+    /// address of a state, 100k+ times per load.
     static func v4Value(_ text: String) -> UInt32? {
         var result: UInt32 = 0
         var parts = 0
