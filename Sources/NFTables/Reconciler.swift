@@ -125,10 +125,10 @@ public final class Reconciler {
         let clock = ContinuousClock()
         let start = clock.now
         var transaction = Ruleset.diff(current: scope.previousState(shapedLike: desired), desired: desired, scope: scope)
-        var next = digest
-        if next?.apply(transaction, result: desired) == false { next = nil }
         lastDiffDuration = clock.now - start
         if transaction.isEmpty { return transaction }
+        var next = digest
+        if next?.apply(transaction, result: desired) == false { next = nil }
         do {
             let commitStart = clock.now
             let cpuStart = Self.threadCPUTime()

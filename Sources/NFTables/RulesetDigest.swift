@@ -23,6 +23,7 @@ public struct RulesetDigest: Equatable, Sendable {
     /// `result`. Returns false (digest unusable) for transactions that add or drop tables or
     /// sets wholesale, whose elements the operations do not list.
     public mutating func apply(_ transaction: Transaction, result: Ruleset) -> Bool {
+        var structureChanged = false
         for operation in transaction.operations {
             switch operation {
             case .addElements(let id, let set, let items):
@@ -30,12 +31,13 @@ public struct RulesetDigest: Equatable, Sendable {
             case .deleteElements(let id, let set, let items):
                 for element in items { elements &-= Self.hash(id, set, element) }
             case .addChain, .flushChain, .deleteChain, .addRule:
-                break
+                structureChanged = true
             case .addTable, .deleteTable, .addSet, .deleteSet, .flushSet:
                 return false
             }
         }
-        structure = Self.structureHash(result)
+        // Element-only batches (nearly every change) leave sets, chains and rules as they were.
+        if structureChanged { structure = Self.structureHash(result) }
         return true
     }
 
