@@ -25,8 +25,9 @@ public struct DNSForwardingConfiguration: Sendable {
     }
 }
 
-/// Forwards queries to the upstreams for one event loop: cache first, then identical
-/// queries in flight are joined, then upstreams in order (UDP, TCP on truncation or for TCP
+/// Forwards queries to the upstreams for one event loop (the answerers look in the cache
+/// first and hand over only misses; answers are stored there): identical queries in
+/// flight are joined, then upstreams in order (UDP, TCP on truncation or for TCP
 /// clients), SERVFAIL when every upstream fails.
 ///
 /// Confined to its event loop; the server keeps one per loop, splits the in-flight budget

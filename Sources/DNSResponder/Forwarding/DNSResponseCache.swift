@@ -189,7 +189,8 @@ struct DNSResponseCache: Sendable {
     /// TC with empty sections when it does not fit `limit`.
     static func response(to query: DNSQueryView, question: UnsafeRawBufferPointer, answer: DNSUpstreamAnswer, age: UInt32,
                          limit: Int, into buffer: inout ByteBuffer) {
-        let offsets = answer.ttlOffsets.map { UInt16(clamping: $0) }
+        // TTLs are only rewritten for an aged answer (a fresh one is sent as received).
+        let offsets = age == 0 ? [] : answer.ttlOffsets.map { UInt16(clamping: $0) }
         answer.bytes.withUnsafeBytes { bytes in
             offsets.withUnsafeBytes { ttlOffsets in
                 response(to: query, question: question, bytes: bytes, flags: answer.flags, ttlOffsets: ttlOffsets, age: age, limit: limit, into: &buffer)

@@ -23,10 +23,13 @@ final class DNSDatagramReader: @unchecked Sendable {
     private let forwarding: NIOLoopBound<DNSLoopState>
     private let logger: Logger
     /// Guards `answerer` (the reader thread holds it while answering a burst; table
-    /// replacement and statistics take it from other threads) and `closed`.
+    /// replacement and statistics take it from other threads) and `stopping`.
     private let lock = NIOLock()
     private let answerer: DNSAnswerer
     private var stopping = false
+    /// Guards `closed` and the socket's close, so an upstream answer sent from an event loop
+    /// never waits for a burst being answered.
+    private let socketLock = NIOLock()
     private var closed = false
     private var thread: pthread_t?
 
@@ -133,7 +136,7 @@ final class DNSDatagramReader: @unchecked Sendable {
         // set at bind is the fallback.
         shutdown(socket, Int32(SHUT_RD))
         if let thread { pthread_join(thread, nil) }
-        lock.withLock {
+        socketLock.withLock {
             guard !closed else { return }
             closed = true
             close(socket)
@@ -236,7 +239,7 @@ final class DNSDatagramReader: @unchecked Sendable {
         forwarding.eventLoop.execute {
             let state = forwarding.value
             state.forwarder.resolve(request, allocator: ByteBufferAllocator()) { response in
-                self.lock.withLock {
+                self.socketLock.withLock {
                     guard !self.closed else { return }
                     self.sendOne(response, to: address, length: length)
                 }
