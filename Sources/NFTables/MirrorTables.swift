@@ -73,7 +73,6 @@ public struct MirrorTables: Sendable {
     /// Ports expected by a bulk build, for sizing a family's maps when it gets its first port
     /// (zero once used, or when not building in bulk).
     private var expectedPorts = 0
-    private var sized: Set<Family> = []  // at most one family
 
     /// An empty layout (no services) with NOTRACK for `dnsAddresses`.
     public init(dnsAddresses: [IPAddress] = [], rememberingRules: Bool = true) {
@@ -177,9 +176,9 @@ public struct MirrorTables: Sendable {
     /// maps are not sized: how many ports have several targets is not known up front, and an
     /// oversized dictionary of 100k-port scale costs megabytes for nothing.
     private mutating func sizeForBulk(_ table: inout Table) {
-        guard expectedPorts > 0, sized.isEmpty else { return }
-        sized.insert(table.id.family)
+        guard expectedPorts > 0 else { return }
         for map in Self.dnatMaps { table.elements[map]?.reserveCapacity(expectedPorts / Self.dnatShards + 16) }
+        expectedPorts = 0
     }
 
     /// Adds or removes everything `rule` contributes, in both tables.
