@@ -135,6 +135,9 @@ public struct ServiceKey: Hashable, Comparable, Sendable, CustomStringConvertibl
 
     public var description: String { "\(namespace)/\(mirroredName)" }
 
+    /// The fully qualified DNS name under `zone`: `<mirroredName>.<ns>.svc.<zone>`.
+    public func dnsName(zone: String) -> String { "\(mirroredName).\(namespace).svc.\(zone)" }
+
     public static func < (lhs: ServiceKey, rhs: ServiceKey) -> Bool {
         (lhs.namespace, lhs.mirroredName) < (rhs.namespace, rhs.mirroredName)
     }
@@ -173,7 +176,7 @@ public struct MirroredService: Equatable, Hashable, Sendable {
     public var key: ServiceKey { ServiceKey(namespace: namespace, mirroredName: mirroredName) }
 
     /// The fully qualified DNS name under `zone`.
-    public func dnsName(zone: String) -> String { "\(mirroredName).\(namespace).svc.\(zone)" }
+    public func dnsName(zone: String) -> String { key.dnsName(zone: zone) }
 
     /// The clusters this service depends on: its own, or its endpoints' for federated ones.
     public var referencedClusters: Set<String> {

@@ -77,7 +77,7 @@ enum DNSRecordTranslator {
     /// A service's own name, `<svc>-<cluster>.<ns>.svc.<zone>`, from its key: the head
     /// under which the table lists the other names of the service's fragment.
     static func head(of key: ServiceKey, zone: String) throws -> DNSName {
-        try DNSName("\(key.mirroredName).\(key.namespace).svc.\(zone)")
+        try DNSName(key.dnsName(zone: zone))
     }
 
     /// The service's own name in a fragment made by ``fragment(for:zone:ttl:)`` (its first
