@@ -35,13 +35,33 @@ public struct MirrorStore: Sendable {
     /// A scan, not an index: it runs only when a cluster changes (then those services are
     /// all re-translated anyway), and an index would cost 40+ bytes per service for good.
     public func services(referencing cluster: String) -> Set<ServiceKey> {
+        services(referencingAny: [cluster])
+    }
+
+    /// The services that depend on any of `clusters`, in one scan however many there are.
+    public func services(referencingAny clusters: Set<String>) -> Set<ServiceKey> {
         var keys = Set<ServiceKey>()
-        for service in services.values where Self.references(service, cluster) { keys.insert(service.key) }
+        guard !clusters.isEmpty else { return keys }
+        for service in services.values where Self.references(service, clusters) { keys.insert(service.key) }
         return keys
     }
 
-    private static func references(_ service: MirroredService, _ cluster: String) -> Bool {
-        service.cluster == cluster || service.endpoints.contains { $0.cluster == cluster }
+    /// How many services depend on each cluster (clusters no service uses are absent), in
+    /// one scan.
+    public func serviceCountsByCluster() -> [String: Int] {
+        var counts: [String: Int] = [:]
+        for service in services.values {
+            var seen = Set<String>()
+            if let cluster = service.cluster { seen.insert(cluster) }
+            for endpoint in service.endpoints { if let cluster = endpoint.cluster { seen.insert(cluster) } }
+            for cluster in seen { counts[cluster, default: 0] += 1 }
+        }
+        return counts
+    }
+
+    private static func references(_ service: MirroredService, _ clusters: Set<String>) -> Bool {
+        if let cluster = service.cluster, clusters.contains(cluster) { return true }
+        return service.endpoints.contains { $0.cluster.map(clusters.contains) ?? false }
     }
 
     /// Replaces everything with `snapshot`.

@@ -109,6 +109,9 @@ import Testing
         var store = try loaded()
         #expect(store.services(referencing: "berlin").map(\.mirroredName) == ["web-federated"])
         #expect(Set(store.services(referencing: "paris").map(\.mirroredName)) == ["bar-paris", "db-paris", "web-federated"])
+        #expect(Set(store.services(referencingAny: ["paris", "berlin"]).map(\.mirroredName)) == ["bar-paris", "db-paris", "web-federated"])
+        #expect(store.services(referencingAny: []).isEmpty)
+        #expect(store.serviceCountsByCluster() == ["paris": 3, "berlin": 1])
         var paris = try #require(store.clusters["paris"])
         paris.gateway?.alive = false
         let changes = try store.apply(.upsertCluster(paris), revision: 11)

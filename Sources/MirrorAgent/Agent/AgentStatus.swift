@@ -87,10 +87,11 @@ extension AgentStatus {
     /// Cluster and service tables for `store`; counters are filled in from the kernel when
     /// `counters` (per `namespace/name` service) is given.
     static func inventory(_ store: MirrorStore, counters: [String: Counter]) -> ([ClusterInfo], [ServiceInfo]) {
+        let counts = store.serviceCountsByCluster()
         let clusters = store.clusters.values.sorted { $0.name < $1.name }.map { cluster in
             ClusterInfo(name: cluster.name, gatewayAddresses: cluster.gateway?.addresses ?? [], gatewayPort: cluster.gateway?.port,
                         alive: cluster.gateway?.alive ?? true, masquerade: cluster.masquerade,
-                        services: store.services(referencing: cluster.name).count)
+                        services: counts[cluster.name] ?? 0)
         }
         let services = store.services.values.sorted { $0.key < $1.key }.map { service in
             let rules = RulesTranslator.rules(for: service, clusters: store.clusters)

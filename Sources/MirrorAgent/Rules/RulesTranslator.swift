@@ -82,10 +82,7 @@ enum RulesTranslator {
     /// The services whose rules a change may alter: those changed, and those depending on a
     /// changed cluster (gateway addresses, liveness, masquerade).
     static func affectedServices(_ changes: ChangeSet, store: MirrorStore) -> Set<ServiceKey> {
-        var keys = changes.addedServices.union(changes.changedServices).union(changes.removedServices)
-        for cluster in changes.changedClusters.union(changes.addedClusters).union(changes.removedClusters) {
-            keys.formUnion(store.services(referencing: cluster))
-        }
-        return keys
+        let keys = changes.addedServices.union(changes.changedServices).union(changes.removedServices)
+        return keys.union(store.services(referencingAny: changes.changedClusters.union(changes.addedClusters).union(changes.removedClusters)))
     }
 }
