@@ -305,8 +305,30 @@ public struct ElementSet: Sendable, Equatable, ExpressibleByDictionaryLiteral {
     /// Every element, in no particular order.
     public var values: Values { Values(owner: self) }
 
-    /// Every key, in no particular order.
-    public var keys: LazyMapSequence<Values, ValueList> { values.lazy.map(\.key) }
+    /// Every key, in no particular order: unpacked from the dense storage alone (building
+    /// whole elements would rebuild each comment string for nothing).
+    public var keys: Keys { Keys(owner: self) }
+
+    public struct Keys: Sequence {
+        fileprivate let owner: ElementSet
+
+        public struct Iterator: IteratorProtocol {
+            fileprivate let owner: ElementSet
+            fileprivate var position = 0
+            fileprivate var other: Dictionary<ValueList, Element>.Keys.Iterator
+
+            public mutating func next() -> ValueList? {
+                if position < owner.denseCount {
+                    defer { position += 1 }
+                    return owner.key(at: position)
+                }
+                return other.next()
+            }
+        }
+
+        public func makeIterator() -> Iterator { Iterator(owner: owner, other: owner.other.keys.makeIterator()) }
+        public var underestimatedCount: Int { owner.count }
+    }
 
     /// Every key with its element, in no particular order.
     public var entries: LazyMapSequence<Values, (key: ValueList, value: Element)> {
