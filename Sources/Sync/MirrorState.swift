@@ -169,9 +169,11 @@ public struct MirroredService: Equatable, Hashable, Sendable {
     }
 
     /// The name the service is known by here: `bar-paris`, or `web-federated`.
-    public var mirroredName: String {
-        mode == .federated ? "\(name)-federated" : "\(name)-\(cluster ?? "")"
-    }
+    public var mirroredName: String { "\(name)-\(mirroredNameSuffix)" }
+
+    /// What follows `<name>-` in ``mirroredName``: the cluster, or `federated`. The one
+    /// place that rule is written (keys, their hashes and the length check all use it).
+    public var mirroredNameSuffix: String { mode == .federated ? "federated" : cluster ?? "" }
 
     public var key: ServiceKey { ServiceKey(namespace: namespace, mirroredName: mirroredName) }
 

@@ -110,7 +110,7 @@ struct ServiceKeyView: Hashable {
     init(_ service: MirroredService) {
         namespace = service.namespace[...].utf8
         prefix = service.name[...].utf8
-        suffix = (service.mode == .federated ? "federated" : service.cluster ?? "")[...].utf8
+        suffix = service.mirroredNameSuffix[...].utf8
     }
 
     init(_ key: ServiceKey) {

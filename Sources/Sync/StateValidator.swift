@@ -104,7 +104,7 @@ struct StateValidator {
     mutating func validateService(_ service: MirroredService, object: () -> String, clusters: [String: Cluster]) {
         if !DNSLabel.isValid(service.name) {
             issue(object(), "name", "\"\(service.name)\" is not a DNS label (lowercase letters, digits and '-', at most 63)")
-        } else if service.name.utf8.count + 1 + (service.mode == .federated ? 9 : (service.cluster ?? "").utf8.count) > 63 {
+        } else if service.name.utf8.count + 1 + service.mirroredNameSuffix.utf8.count > 63 {
             issue(object(), "name", "the mirrored name \"\(service.mirroredName)\" is longer than 63 characters")
         }
         if !DNSLabel.isValid(service.namespace) {
