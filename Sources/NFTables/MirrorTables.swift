@@ -207,17 +207,20 @@ public struct MirrorTables: Sendable {
                 set = Self.chainMap
                 let chain = Self.balanceChain(targets.count)
                 data = .verdict(.goto(chain))
-                let before = balanceUsers[id]?[targets.count] ?? 0
-                let users = before + (adding ? 1 : -1)
-                balanceUsers[id, default: [:]][targets.count] = users > 0 ? users : nil
-                if !Self.standingBalanceCounts.contains(targets.count), (before == 0) != (users == 0) {
-                    if track {
-                        scope.record(id, chain: chain, previous: table.chains[chain] == nil ? nil : (table.rules[chain] ?? []))
-                    }
-                    if users > 0 {
-                        table.add(Chain(name: chain), rules: [Self.balanceRule(count: targets.count, family: family)])
-                    } else {
-                        table.removeChain(chain)
+                // Standing chains (2…16) always exist: only larger counts are tallied.
+                if !Self.standingBalanceCounts.contains(targets.count) {
+                    let before = balanceUsers[id]?[targets.count] ?? 0
+                    let users = before + (adding ? 1 : -1)
+                    balanceUsers[id, default: [:]][targets.count] = users > 0 ? users : nil
+                    if (before == 0) != (users == 0) {
+                        if track {
+                            scope.record(id, chain: chain, previous: table.chains[chain] == nil ? nil : (table.rules[chain] ?? []))
+                        }
+                        if users > 0 {
+                            table.add(Chain(name: chain), rules: [Self.balanceRule(count: targets.count, family: family)])
+                        } else {
+                            table.removeChain(chain)
+                        }
                     }
                 }
             }
