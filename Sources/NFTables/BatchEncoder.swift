@@ -20,9 +20,6 @@ struct BatchEncoder {
 
     private(set) var subjects: [Subject] = []
     private var setID: UInt32 = 1
-    /// The transaction's carried counters while it is encoded (usually empty: one check per
-    /// element list, not per element).
-    private var carried: [ElementAddress: Counter] = [:]
     /// Bytes of element payload per message; the nest length field is 16 bits.
     static let elementBudget = 48 * 1024
 
@@ -30,11 +27,9 @@ struct BatchEncoder {
     /// failing message anyway, and one ack per message would overflow the receive buffer on
     /// large batches (the last ack tells that the whole batch was processed).
     mutating func encode(_ transaction: Transaction, into batch: NetlinkBatch) {
-        carried = transaction.carriedCounters
         for (index, operation) in transaction.operations.enumerated() {
-            encode(operation, index: index, into: batch)
+            encode(operation, index: index, carried: transaction.carriedCounters, into: batch)
         }
-        carried = [:]
         batch.requestAckOnLastMessage()
     }
 
@@ -43,7 +38,9 @@ struct BatchEncoder {
         return subjects.count - 1
     }
 
-    private mutating func encode(_ operation: Operation, index: Int, into batch: NetlinkBatch) {
+    /// `carried`: the transaction's carried counters, given to the elements it adds (usually
+    /// empty: one check per element list, not per element).
+    private mutating func encode(_ operation: Operation, index: Int, carried: [ElementAddress: Counter], into batch: NetlinkBatch) {
         let id = operation.table
         let family = id.family.protocolFamily
         let create = UInt16(NLM_F_CREATE)
@@ -118,21 +115,24 @@ struct BatchEncoder {
                 mnl_attr_put_strz(header, attribute(NFTA_SET_ELEM_LIST_SET), name)
             }
         case .addElements(_, let set, let elements):
-            encodeElements(elements, set: set, id: id, add: true, index: index, into: batch)
+            encodeElements(elements, set: set, id: id, carried: carried, index: index, into: batch)
         case .deleteElements(_, let set, let elements):
-            encodeElements(elements, set: set, id: id, add: false, index: index, into: batch)
+            encodeElements(elements, set: set, id: id, carried: nil, index: index, into: batch)
         }
     }
 
     /// Element lists go out in messages of about ``elementBudget`` bytes, written by
     /// ``ElementWriter`` without libnftnl objects.
-    private mutating func encodeElements(_ elements: ElementList, set: String, id: TableID, add: Bool, index: Int, into batch: NetlinkBatch) {
+    /// `carried` is nil for a deletion, else the counters the added elements start from.
+    private mutating func encodeElements(_ elements: ElementList, set: String, id: TableID, carried: [ElementAddress: Counter]?,
+                                         index: Int, into batch: NetlinkBatch) {
+        let add = carried != nil
         let type = add ? messageType(NFT_MSG_NEWSETELEM) : messageType(NFT_MSG_DELSETELEM)
         let flags = UInt16(add ? NLM_F_CREATE : 0)
         let family = id.family.protocolFamily
         let writer = ElementWriter()
         defer { writer.free() }
-        let carried = add ? self.carried : [:]
+        let carried = carried ?? [:]
         var iterator = elements.makeIterator()
         var pending = iterator.next()
         var start = 0
