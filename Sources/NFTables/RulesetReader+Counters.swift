@@ -33,11 +33,7 @@ extension RulesetReader {
                 for attribute in message.nfnetlinkAttributes where attribute.type == UInt16(NFTA_SET_ELEM_LIST_ELEMENTS.rawValue) {
                     NetlinkMessage.forEachAttribute(in: attribute.payload) { _, element in
                         NetlinkMessage.forEachAttribute(in: element) { type, payload in
-                            if type == UInt16(NFTA_SET_ELEM_EXPR.rawValue) {
-                                counter = counter ?? Self.decodeCounter(payload)
-                            } else if type == UInt16(NFTA_SET_ELEM_EXPRESSIONS.rawValue) {
-                                NetlinkMessage.forEachAttribute(in: payload) { _, expression in counter = counter ?? Self.decodeCounter(expression) }
-                            }
+                            Self.takeCounter(type: type, payload: payload, into: &counter)
                         }
                     }
                 }
@@ -73,12 +69,8 @@ extension RulesetReader {
                                 switch type {
                                 case UInt16(NFTA_SET_ELEM_USERDATA.rawValue):
                                     comment = NFTables.comment(fromUserData: payload)
-                                case UInt16(NFTA_SET_ELEM_EXPR.rawValue):
-                                    counter = counter ?? Self.decodeCounter(payload)
-                                case UInt16(NFTA_SET_ELEM_EXPRESSIONS.rawValue):
-                                    NetlinkMessage.forEachAttribute(in: payload) { _, expression in counter = counter ?? Self.decodeCounter(expression) }
                                 default:
-                                    break
+                                    Self.takeCounter(type: type, payload: payload, into: &counter)
                                 }
                             }
                             guard let comment, let counter else { return }

@@ -209,12 +209,8 @@ struct RulesetReader {
                 }
             case UInt16(NFTA_SET_ELEM_USERDATA.rawValue):
                 comment = NFTables.comment(fromUserData: payload)
-            case UInt16(NFTA_SET_ELEM_EXPR.rawValue) where counters:
-                counter = counter ?? decodeCounter(payload)
-            case UInt16(NFTA_SET_ELEM_EXPRESSIONS.rawValue) where counters:
-                NetlinkMessage.forEachAttribute(in: payload) { _, expression in counter = counter ?? decodeCounter(expression) }
             default:
-                break
+                if counters { Self.takeCounter(type: type, payload: payload, into: &counter) }
             }
         }
         guard let key else { return nil }
@@ -240,6 +236,16 @@ struct RulesetReader {
     }
 
     /// A `counter` expression's packets and bytes; nil for other expressions.
+    /// Takes an element's counter from one of its attributes: a single expression
+    /// (`NFTA_SET_ELEM_EXPR`) or a list (`NFTA_SET_ELEM_EXPRESSIONS`); the first counter wins.
+    static func takeCounter(type: UInt16, payload: UnsafeRawBufferPointer, into counter: inout Counter?) {
+        if type == UInt16(NFTA_SET_ELEM_EXPR.rawValue) {
+            counter = counter ?? decodeCounter(payload)
+        } else if type == UInt16(NFTA_SET_ELEM_EXPRESSIONS.rawValue) {
+            NetlinkMessage.forEachAttribute(in: payload) { _, expression in counter = counter ?? decodeCounter(expression) }
+        }
+    }
+
     static func decodeCounter(_ bytes: UnsafeRawBufferPointer) -> Counter? {
         var isCounter = false
         var packets: UInt64 = 0, octets: UInt64 = 0
