@@ -33,15 +33,6 @@ enum DNSResponseWriter {
         buffer.writeMultipleIntegers(id, flags, questions, answers, authorities, additionals)
     }
 
-    /// Appends the OPT record answering `edns` (DO echoed, RFC 3225) with `rcode`'s upper bits.
-    @inline(__always)
-    static func writeOPT(_ buffer: inout ByteBuffer, edns: DNSQueryView.EDNSSummary, rcode: DNSResponseCode) {
-        buffer.writeInteger(UInt8(0))
-        buffer.writeMultipleIntegers(DNSRecordType.opt.rawValue, UInt16(DNSLimits.advertisedUDPSize),
-                                     UInt8(truncatingIfNeeded: rcode.rawValue >> 4), UInt8(0),
-                                     UInt16(edns.dnssecOK ? 0x8000 : 0), UInt16(0))
-    }
-
     /// A response with only a header (the question could not be read, or the opcode is
     /// not supported).
     static func headerOnly(id: UInt16, queryFlags: UInt16, rcode: DNSResponseCode, into buffer: inout ByteBuffer) {
@@ -53,10 +44,16 @@ enum DNSResponseWriter {
     /// REFUSED and BADVERS. OPT is added when the query had one.
     static func bare(_ query: DNSQueryView, packet: UnsafeRawBufferPointer, rcode: DNSResponseCode, into buffer: inout ByteBuffer) {
         buffer.clear()
-        writeHeader(&buffer, id: query.id, flags: flags(query: query.flags, rcode: rcode, authoritative: false), questions: 1, answers: 0,
-                    authorities: 0, additionals: query.edns == nil ? 0 : 1)
-        buffer.writeBytes(UnsafeRawBufferPointer(rebasing: packet[DNSLimits.headerSize..<query.questionEnd]))
-        if let edns = query.edns { writeOPT(&buffer, edns: edns, rcode: rcode) }
+        let question = UnsafeRawBufferPointer(rebasing: packet[DNSLimits.headerSize..<query.questionEnd])
+        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: DNSLimits.headerSize + question.count + optLength) { out in
+            guard let base = out.baseAddress else { return 0 }
+            var writer = DNSRawWriter(base: base)
+            writer.header(id: query.id, flags: flags(query: query.flags, rcode: rcode, authoritative: false), questions: 1, answers: 0,
+                          authorities: 0, additionals: query.edns == nil ? 0 : 1)
+            if let source = question.baseAddress { writer.copy(source, count: question.count) }
+            if let edns = query.edns { writer.opt(edns, rcode: rcode) }
+            return writer.offset
+        }
     }
 
     /// An authoritative response from the record table: the precomputed `answers` (one
