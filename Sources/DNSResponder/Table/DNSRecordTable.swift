@@ -42,8 +42,6 @@ public final class DNSRecordTable: @unchecked Sendable {
     let zoneArena: UnsafeRawBufferPointer
     let zones: UnsafeBufferPointer<Zone>
     let origins: [DNSName]
-    /// The zones as built, kept so that a patch that leaves them alone can reuse them.
-    let zoneSet: DNSTableBuilder.Zones
     /// Bit n set when some name has n labels; ancestors of other depths are not probed.
     private let depthBits: (UInt64, UInt64)
     /// The hashes of the last labels of every name (a handful: `local`, `arpa`), or nil
@@ -74,8 +72,8 @@ public final class DNSRecordTable: @unchecked Sendable {
     public convenience init(_ content: DNSTableContent) throws {
         var builder = DNSRecordTableBuilder(zones: content.zones)
         try builder.add(content)
-        let table = builder.build()
-        self.init(zones: table.zoneSet, shards: table.shards)
+        let (zones, shards) = builder.finish()
+        self.init(zones: zones, shards: shards)
     }
 
     init(zones: DNSTableBuilder.Zones, shards: [DNSRecordShard]) {
@@ -86,7 +84,6 @@ public final class DNSRecordTable: @unchecked Sendable {
         _ = zoneBuffer.initialize(from: zones.zones)
         self.zones = UnsafeBufferPointer(rebasing: zoneBuffer[0..<zones.zones.count])
         origins = zones.origins
-        zoneSet = zones
         self.shards = shards
         directory = .allocate(capacity: shards.count)
         _ = directory.initialize(from: shards.map(\.view))

@@ -73,6 +73,12 @@ public struct DNSRecordTableBuilder {
 
     /// The table; the builder is left empty.
     public mutating func build() -> DNSRecordTable {
+        let (zones, shards) = finish()
+        return DNSRecordTable(zones: zones, shards: shards)
+    }
+
+    /// The table's parts (its zones and compact shards); the builder is left empty.
+    mutating func finish() -> (zones: DNSTableBuilder.Zones, shards: [DNSRecordShard]) {
         var shards: [DNSRecordShard] = []
         shards.reserveCapacity(runs.count)
         for index in runs.indices {
@@ -81,7 +87,7 @@ public struct DNSRecordTableBuilder {
             shards.append(DNSRecordShard.make(runs[index].bytes))
             runs[index].bytes = []
         }
-        return DNSRecordTable(zones: zones, shards: shards)
+        return (zones, shards)
     }
 }
 
