@@ -3,8 +3,8 @@
 ///
 /// Objects with structural problems are remembered so that semantic validation skips them:
 /// a port that failed to parse must not also be reported as "out of range".
-struct StateReader {
-    private(set) var issues: [ValidationIssue] = []
+struct StateReader: DocumentReading {
+    var issues: [ValidationIssue] = []
     /// Indexes of services whose identity or mode could not be read: semantic checks of
     /// them would only produce noise.
     private(set) var brokenServices: Set<Int> = []
@@ -14,7 +14,7 @@ struct StateReader {
     mutating func read(_ document: DocumentValue) -> MirrorState {
         var state = MirrorState()
         guard let top = map(document, object: "state", field: "") else { return state }
-        var fields = Fields(top)
+        var fields = DocumentFields(top)
         if let domain = fields.take("clusterDomain") {
             state.clusterDomain = string(domain, object: "state", field: "clusterDomain") ?? state.clusterDomain
         }
@@ -42,7 +42,7 @@ struct StateReader {
             brokenClusters.insert(index)
             return cluster
         }
-        var fields = Fields(body)
+        var fields = DocumentFields(body)
         if let name = fields.take("name") { cluster.name = string(name, object: object, field: "name") ?? "" }
         if !cluster.name.isEmpty { object += " \(cluster.name)" }
         if cluster.name.isEmpty, issues.count == before { missing(object: object, field: "name") }
@@ -61,7 +61,7 @@ struct StateReader {
         if case .null = value { return nil }
         guard let body = map(value, object: object, field: "gateway") else { return nil }
         var gateway = Gateway(addresses: [])
-        var fields = Fields(body)
+        var fields = DocumentFields(body)
         if let addresses = fields.take("addresses") {
             gateway.addresses = strings(addresses, object: object, field: "gateway.addresses")
         } else {
@@ -82,7 +82,7 @@ struct StateReader {
             brokenServices.insert(index)
             return service
         }
-        var fields = Fields(body)
+        var fields = DocumentFields(body)
         // Read the identity first so every later message names the service.
         let name = fields.take("name").flatMap { string($0, object: object, field: "name") }
         let namespace = fields.take("namespace").flatMap { string($0, object: object, field: "namespace") }
@@ -124,15 +124,11 @@ struct StateReader {
 
     private mutating func readPort(_ value: DocumentValue, object: String, field: String) -> ServicePort? {
         guard let body = map(value, object: object, field: field) else { return nil }
-        var fields = Fields(body)
+        var fields = DocumentFields(body)
         var port = ServicePort(port: 0)
         if let name = fields.take("name") { port.name = optionalString(name, object: object, field: "\(field).name") }
-        if let proto = fields.take("protocol"), let text = string(proto, object: object, field: "\(field).protocol") {
-            if let parsed = L4Protocol(rawValue: text) {
-                port.protocol = parsed
-            } else {
-                issue(object, "\(field).protocol", "unknown protocol \"\(text)\"; expected TCP, UDP or SCTP")
-            }
+        if let proto = fields.take("protocol"), let parsed = l4Protocol(proto, object: object, field: "\(field).protocol") {
+            port.protocol = parsed
         }
         if let number = fields.take("port") {
             port.port = int(number, object: object, field: "\(field).port") ?? 0
@@ -147,7 +143,7 @@ struct StateReader {
 
     private mutating func readEndpoint(_ value: DocumentValue, object: String, field: String) -> Endpoint? {
         guard let body = map(value, object: object, field: field) else { return nil }
-        var fields = Fields(body)
+        var fields = DocumentFields(body)
         var endpoint = Endpoint(ip: "")
         if let ip = fields.take("ip") {
             endpoint.ip = string(ip, object: object, field: "\(field).ip") ?? ""
@@ -159,79 +155,5 @@ struct StateReader {
         if let cluster = fields.take("cluster") { endpoint.cluster = optionalString(cluster, object: object, field: "\(field).cluster") }
         reportUnknown(fields, object: object, prefix: "\(field).")
         return endpoint
-    }
-
-    // MARK: typed access
-
-    /// The fields of one map, taken one by one so that the rest are the unknown ones.
-    private struct Fields {
-        var remaining: [(key: String, value: DocumentValue)]
-        init(_ pairs: [(key: String, value: DocumentValue)]) { remaining = pairs }
-        mutating func take(_ key: String) -> DocumentValue? {
-            guard let index = remaining.firstIndex(where: { $0.key == key }) else { return nil }
-            return remaining.remove(at: index).value
-        }
-    }
-
-    private mutating func reportUnknown(_ fields: Fields, object: String, prefix: String) {
-        for (key, _) in fields.remaining {
-            issue(object, prefix + key, "unknown field (check the spelling)")
-        }
-    }
-
-    private mutating func issue(_ object: String, _ field: String, _ message: String) {
-        issues.append(ValidationIssue(object: object, field: field, message: message))
-    }
-
-    private mutating func missing(object: String, field: String, hint: String? = nil) {
-        issue(object, field, "required field is missing" + (hint.map { " (\($0))" } ?? ""))
-    }
-
-    private mutating func wrongType(_ value: DocumentValue, expected: String, object: String, field: String) {
-        issue(object, field, "must be \(expected), got \(value.typeName)")
-    }
-
-    private mutating func map(_ value: DocumentValue, object: String, field: String) -> [(key: String, value: DocumentValue)]? {
-        if case .map(let pairs) = value { return pairs }
-        wrongType(value, expected: "a map", object: object, field: field)
-        return nil
-    }
-
-    private mutating func list(_ value: DocumentValue, object: String, field: String) -> [DocumentValue]? {
-        switch value {
-        case .list(let items): return items
-        case .null: return []
-        default:
-            wrongType(value, expected: "a list", object: object, field: field)
-            return nil
-        }
-    }
-
-    private mutating func string(_ value: DocumentValue, object: String, field: String) -> String? {
-        if case .string(let text) = value { return text }
-        wrongType(value, expected: "a string", object: object, field: field)
-        return nil
-    }
-
-    private mutating func optionalString(_ value: DocumentValue, object: String, field: String) -> String? {
-        if case .null = value { return nil }
-        return string(value, object: object, field: field)
-    }
-
-    private mutating func strings(_ value: DocumentValue, object: String, field: String) -> [String] {
-        guard let items = list(value, object: object, field: field) else { return [] }
-        return items.enumerated().compactMap { string($1, object: object, field: "\(field)[\($0)]") }
-    }
-
-    private mutating func int(_ value: DocumentValue, object: String, field: String) -> Int? {
-        if case .int(let number) = value { return number }
-        wrongType(value, expected: "an integer", object: object, field: field)
-        return nil
-    }
-
-    private mutating func bool(_ value: DocumentValue, object: String, field: String) -> Bool? {
-        if case .bool(let flag) = value { return flag }
-        wrongType(value, expected: "true or false", object: object, field: field)
-        return nil
     }
 }
