@@ -42,6 +42,27 @@ private struct ExpressionSink {
         }
     }
 
+    /// `register &= mask` (as nft encodes a mask: AND with the mask, XOR with zeros).
+    func mask(register: UInt32, _ mask: [UInt8]) {
+        add("bitwise") { expression in
+            nftnl_expr_set_u32(expression, attribute(NFTNL_EXPR_BITWISE_SREG), register)
+            nftnl_expr_set_u32(expression, attribute(NFTNL_EXPR_BITWISE_DREG), register)
+            nftnl_expr_set_u32(expression, attribute(NFTNL_EXPR_BITWISE_LEN), UInt32(mask.count))
+            mask.withUnsafeBytes { _ = nftnl_expr_set(expression, attribute(NFTNL_EXPR_BITWISE_MASK), $0.baseAddress, UInt32($0.count)) }
+            [UInt8](repeating: 0, count: mask.count).withUnsafeBytes {
+                _ = nftnl_expr_set(expression, attribute(NFTNL_EXPR_BITWISE_XOR), $0.baseAddress, UInt32($0.count))
+            }
+        }
+    }
+
+    /// An immediate verdict (`NF_ACCEPT`, `NF_DROP`) into the verdict register.
+    func verdict(_ code: UInt32) {
+        add("immediate") {
+            nftnl_expr_set_u32($0, attribute(NFTNL_EXPR_IMM_DREG), Register.verdict)
+            nftnl_expr_set_u32($0, attribute(NFTNL_EXPR_IMM_VERDICT), code)
+        }
+    }
+
     /// Loads `daddr . l4proto . th dport` into consecutive 32-bit registers from NFT_REG_1.
     func loadSlot(family: Family) {
         let v4 = family == .ip
@@ -88,6 +109,13 @@ extension Expression {
         case .port(let direction, let port):
             sink.payload(base: number(NFT_PAYLOAD_TRANSPORT_HEADER), offset: direction == .source ? 0 : 2, length: 2, into: Register.one)
             sink.compare(number(NFT_CMP_EQ), register: Register.one, [UInt8(port >> 8), UInt8(port & 0xff)])
+        case .sourcePrefix(let prefix):
+            // As nft encodes `ip saddr 10.0.0.0/8`: load, mask (unless the whole address
+            // counts), compare with the network.
+            let length = prefix.network.byteCount
+            sink.payload(base: number(NFT_PAYLOAD_NETWORK_HEADER), offset: v4 ? 12 : 8, length: UInt32(length), into: Register.one)
+            if prefix.length < length * 8 { sink.mask(register: Register.one, prefix.maskBytes) }
+            sink.compare(number(NFT_CMP_EQ), register: Register.one, prefix.network.bytes)
         case .addressLowBits(let mask, let value):
             // As nft encodes `ip daddr & 0.0.0.15 == 0.0.0.3`: load, mask, compare.
             let length = v4 ? 4 : 16
@@ -96,15 +124,7 @@ extension Expression {
             var valueBytes = [UInt8](repeating: 0, count: length)
             valueBytes[length - 1] = value
             sink.payload(base: number(NFT_PAYLOAD_NETWORK_HEADER), offset: v4 ? 16 : 24, length: UInt32(length), into: Register.one)
-            sink.add("bitwise") { expression in
-                nftnl_expr_set_u32(expression, attribute(NFTNL_EXPR_BITWISE_SREG), Register.one)
-                nftnl_expr_set_u32(expression, attribute(NFTNL_EXPR_BITWISE_DREG), Register.one)
-                nftnl_expr_set_u32(expression, attribute(NFTNL_EXPR_BITWISE_LEN), UInt32(length))
-                maskBytes.withUnsafeBytes { _ = nftnl_expr_set(expression, attribute(NFTNL_EXPR_BITWISE_MASK), $0.baseAddress, UInt32(length)) }
-                [UInt8](repeating: 0, count: length).withUnsafeBytes {
-                    _ = nftnl_expr_set(expression, attribute(NFTNL_EXPR_BITWISE_XOR), $0.baseAddress, UInt32(length))
-                }
-            }
+            sink.mask(register: Register.one, maskBytes)
             sink.compare(number(NFT_CMP_EQ), register: Register.one, valueBytes)
         case .ctStatusDNAT:
             sink.add("ct") {
@@ -112,13 +132,7 @@ extension Expression {
                 nftnl_expr_set_u32($0, attribute(NFTNL_EXPR_CT_DREG), Register.one)
             }
             let mask = withUnsafeBytes(of: UInt32(0x20)) { Array($0) } // IPS_DST_NAT, host order
-            sink.add("bitwise") { expression in
-                nftnl_expr_set_u32(expression, attribute(NFTNL_EXPR_BITWISE_SREG), Register.one)
-                nftnl_expr_set_u32(expression, attribute(NFTNL_EXPR_BITWISE_DREG), Register.one)
-                nftnl_expr_set_u32(expression, attribute(NFTNL_EXPR_BITWISE_LEN), 4)
-                mask.withUnsafeBytes { _ = nftnl_expr_set(expression, attribute(NFTNL_EXPR_BITWISE_MASK), $0.baseAddress, 4) }
-                [UInt8](repeating: 0, count: 4).withUnsafeBytes { _ = nftnl_expr_set(expression, attribute(NFTNL_EXPR_BITWISE_XOR), $0.baseAddress, 4) }
-            }
+            sink.mask(register: Register.one, mask)
             sink.compare(number(NFT_CMP_NEQ), register: Register.one, [0, 0, 0, 0])
         case .slotLookup(let set):
             sink.loadSlot(family: family)
@@ -169,6 +183,10 @@ extension Expression {
             sink.add("notrack") { _ in }
         case .counter:
             sink.add("counter") { _ in }
+        case .accept:
+            sink.verdict(1) // NF_ACCEPT
+        case .drop:
+            sink.verdict(0) // NF_DROP
         }
     }
 }

@@ -10,6 +10,8 @@ public enum Expression: Hashable, Sendable {
     case address(Direction, IPAddress)
     /// `th dport 53`
     case port(Direction, UInt16)
+    /// `ip saddr 10.0.0.0/8`: the source lies in the prefix.
+    case sourcePrefix(IPPrefix)
     /// `ip daddr & 0.0.0.15 == 0.0.0.3`: the destination's last byte, masked, equals a value.
     case addressLowBits(mask: UInt8, equals: UInt8)
     /// `ct status dnat` — the connection was destination-NATed.
@@ -34,6 +36,9 @@ public enum Expression: Hashable, Sendable {
     case masquerade
     case notrack
     case counter
+    /// `accept`: ends this chain's evaluation of the packet (later hooks still run).
+    case accept
+    case drop
 
     /// nft syntax in a table of `family`.
     public func text(family: Family) -> String {
@@ -43,6 +48,7 @@ public enum Expression: Hashable, Sendable {
         case .l4proto(let number): return "meta l4proto \(protocolName(number))"
         case .address(let direction, let address): return "\(ip) \(direction == .source ? "saddr" : "daddr") \(address)"
         case .port(let direction, let port): return "th \(direction == .source ? "sport" : "dport") \(port)"
+        case .sourcePrefix(let prefix): return "\(ip) saddr \(prefix)"
         case .addressLowBits(let mask, let value):
             return family == .ip ? "\(ip) daddr & 0.0.0.\(mask) == 0.0.0.\(value)"
                 : "\(ip) daddr & ::\(String(mask, radix: 16)) == ::\(String(value, radix: 16))"
@@ -59,6 +65,8 @@ public enum Expression: Hashable, Sendable {
         case .masquerade: return "masquerade"
         case .notrack: return "notrack"
         case .counter: return "counter"
+        case .accept: return "accept"
+        case .drop: return "drop"
         }
     }
 

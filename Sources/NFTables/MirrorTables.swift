@@ -22,6 +22,33 @@
 /// incremental: ``setRules(_:forService:)`` replaces one service's ports and returns the diff
 /// scope it touched.
 public struct MirrorTables: Sendable {
+    /// Whose tables a layout describes: the node agent's, or a gateway's, which has the same
+    /// port maps keyed by its own address and gateway port, and a source filter in front.
+    public struct Role: Sendable, Equatable {
+        public var tableName: String
+        /// Sources allowed to reach the ports; nil for no filter (the node agent's clients are
+        /// the node's own pods). With a filter, every port is also in ``MirrorTables/guardedPortsSet``,
+        /// and packets to it from any other source are dropped before conntrack sees them.
+        public var allowedSources: [IPPrefix]?
+
+        public init(tableName: String, allowedSources: [IPPrefix]?) {
+            self.tableName = tableName
+            self.allowedSources = allowedSources
+        }
+
+        /// The node agent: `ip mirror-agent` / `ip6 mirror-agent`, no source filter.
+        public static let node = Role(tableName: MirrorTables.tableName, allowedSources: nil)
+
+        /// `mirror-agent gateway`: `ip mirror-gateway` / `ip6 mirror-gateway`.
+        public static func gateway(allowedSources: [IPPrefix]) -> Role {
+            Role(tableName: "mirror-gateway", allowedSources: allowedSources.sorted())
+        }
+
+        /// The role's tables, one per family.
+        public var tableIDs: [TableID] { Family.allCases.map { TableID(family: $0, name: tableName) } }
+    }
+
+    /// The node agent's table name.
     public static let tableName = "mirror-agent"
     /// The single-target map is split into this many maps by the low bits of the ClusterIP:
     /// the kernel dumps a set by re-walking it from the start for every netlink message, so
@@ -50,11 +77,18 @@ public struct MirrorTables: Sendable {
     public static let standingBalanceCounts = 2 ... 16
     public static let rejectSet = "rejected-services"
     public static let masqueradeSet = "masquerade-targets"
+    /// With a source filter: every port (`daddr . l4proto . dport`), counting the packets
+    /// dropped because their source is not allowed.
+    public static let guardedPortsSet = "guarded-ports"
+    /// Priority of the source filter: raw, so a refused packet never creates a conntrack entry.
+    public static let sourceFilterPriority: Int32 = -300
     /// Priority of the nat and filter chains: `dstnat - 1`.
     public static let priority: Int32 = -101
 
-    /// The tables the agent owns.
-    public static let tableIDs = Family.allCases.map { TableID(family: $0, name: tableName) }
+    /// The tables the node agent owns.
+    public static let tableIDs = Role.node.tableIDs
+
+    public let role: Role
 
     public private(set) var desired: Ruleset
     /// The rules in force, per owning service (``ServicePortRule/service``): what to take out
@@ -75,17 +109,18 @@ public struct MirrorTables: Sendable {
     private var expectedPorts = 0
 
     /// An empty layout (no services) with NOTRACK for `dnsAddresses`.
-    public init(dnsAddresses: [IPAddress] = [], rememberingRules: Bool = true) {
+    public init(role: Role = .node, dnsAddresses: [IPAddress] = [], rememberingRules: Bool = true) {
+        self.role = role
         self.dnsAddresses = dnsAddresses
         remembersRules = rememberingRules
-        desired = Ruleset(tables: Self.tableIDs.map { Self.skeleton($0, dns: dnsAddresses) })
+        desired = Ruleset(tables: role.tableIDs.map { Self.skeleton($0, dns: dnsAddresses, allowedSources: role.allowedSources) })
     }
 
     /// A layout holding `rules`.
-    public init(rules: [ServicePortRule], dnsAddresses: [IPAddress] = []) {
+    public init(role: Role = .node, rules: [ServicePortRule], dnsAddresses: [IPAddress] = []) {
         var grouped: [String: [ServicePortRule]] = [:]
         for rule in rules { grouped[rule.service, default: []].append(rule) }
-        self.init(services: grouped.values, expectedPorts: rules.count, dnsAddresses: dnsAddresses)
+        self.init(role: role, services: grouped.values, expectedPorts: rules.count, dnsAddresses: dnsAddresses)
     }
 
     /// A layout holding every service's rules, built in one pass: `services` yields the rules
@@ -96,9 +131,9 @@ public struct MirrorTables: Sendable {
     ///   - rememberingRules: keep every service's rules (``services``) so that
     ///     ``setRules(_:forService:)`` can take them out again; without, each service must
     ///     appear once in `services`, and changes go through ``replaceRules(_:with:)``.
-    public init(services: some Sequence<[ServicePortRule]>, expectedPorts: Int, dnsAddresses: [IPAddress] = [],
+    public init(role: Role = .node, services: some Sequence<[ServicePortRule]>, expectedPorts: Int, dnsAddresses: [IPAddress] = [],
                 rememberingRules: Bool = true) {
-        self.init(dnsAddresses: dnsAddresses, rememberingRules: rememberingRules)
+        self.init(role: role, dnsAddresses: dnsAddresses, rememberingRules: rememberingRules)
         if rememberingRules { self.services.reserveCapacity(expectedPorts) }
         self.expectedPorts = expectedPorts
         var scope = DiffScope()
@@ -111,7 +146,7 @@ public struct MirrorTables: Sendable {
         }
         self.expectedPorts = 0
         // Storage grown by doubling may be half empty: give the slack back once.
-        for id in Self.tableIDs {
+        for id in role.tableIDs {
             for name in desired.tables[id]?.elements.keys ?? [:].keys { desired.tables[id]?.elements[name]?.trim() }
             masqueradeUsers[id]?.trim()
         }
@@ -161,8 +196,8 @@ public struct MirrorTables: Sendable {
     public mutating func setDNSAddresses(_ addresses: [IPAddress]) -> DiffScope {
         dnsAddresses = addresses
         var scope = DiffScope()
-        for id in Self.tableIDs {
-            let fresh = Self.skeleton(id, dns: addresses)
+        for id in role.tableIDs {
+            let fresh = Self.skeleton(id, dns: addresses, allowedSources: role.allowedSources)
             for chain in ["raw-prerouting", "raw-output"] {
                 scope.record(id, chain: chain, previous: desired.tables[id]?.rules[chain] ?? [])
                 desired.tables[id]?.rules[chain] = fresh.rules[chain]
@@ -187,7 +222,7 @@ public struct MirrorTables: Sendable {
             // Most rules are single-family: share their arrays instead of filtering copies.
             let vips = rule.addresses.allSatisfy { $0.family == family } ? rule.addresses : rule.addresses.filter { $0.family == family }
             guard !vips.isEmpty else { continue }
-            let id = TableID(family: family, name: Self.tableName)
+            let id = TableID(family: family, name: role.tableName)
             guard var table = desired.tables.removeValue(forKey: id) else { continue }
             defer { desired.tables[id] = table }
             if adding, expectedPorts > 0 { sizeForBulk(&table) }
@@ -233,6 +268,11 @@ public struct MirrorTables: Sendable {
                 } else {
                     table.elements[set]?[key] = nil
                 }
+                if role.allowedSources != nil {
+                    if track { scope.record(id, set: Self.guardedPortsSet, key: key, previous: table.elements[Self.guardedPortsSet]?[key]) }
+                    // No comment: its counts are refused packets, not the service's traffic.
+                    table.elements[Self.guardedPortsSet, default: [:]][key] = adding ? Element(key: key) : nil
+                }
                 guard targets.count > 1 else { continue }
                 for (index, target) in targets.enumerated() {
                     let slot: ValueList = [.address(vip), .proto(rule.proto), .port(rule.port), .number(UInt32(index))]
@@ -267,7 +307,7 @@ public struct MirrorTables: Sendable {
     }
 
     /// The fixed part of a table: sets, base chains and their rules.
-    static func skeleton(_ id: TableID, dns: [IPAddress]) -> Table {
+    static func skeleton(_ id: TableID, dns: [IPAddress], allowedSources: [IPPrefix]?) -> Table {
         let family = id.family
         let slot: [DataType] = [family.addressType, .inetProto, .inetService]
         var table = Table(id: id)
@@ -304,6 +344,15 @@ public struct MirrorTables: Sendable {
         table.add(Chain(name: "raw-output", base: BaseChain(kind: .filter, hook: .output, priority: -300)), rules: notrack)
         for count in standingBalanceCounts {
             table.add(Chain(name: balanceChain(count)), rules: [balanceRule(count: count, family: family)])
+        }
+        if let allowedSources {
+            table.add(NFTSet(name: guardedPortsSet, keyTypes: slot, counter: true))
+            let allowed = allowedSources.filter { $0.family == family }.map {
+                Rule(family: family, [.sourcePrefix($0), .accept], comment: "allowed source")
+            }
+            let refused = Rule(family: family, [.slotLookup(set: guardedPortsSet), .drop], comment: "source not allowed")
+            table.add(Chain(name: "filter-sources", base: BaseChain(kind: .filter, hook: .prerouting, priority: sourceFilterPriority)),
+                      rules: allowed + [refused])
         }
         return table
     }

@@ -86,7 +86,7 @@ extension RulesetReader {
 
 extension Counter {
     /// Adds another counter's packets and bytes.
-    mutating func add(_ other: Counter) {
+    public mutating func add(_ other: Counter) {
         packets &+= other.packets
         bytes &+= other.bytes
     }
