@@ -60,7 +60,8 @@ struct FeedConnection {
         }
     }
 
-    private func connect() async throws -> NIOAsyncChannel<HTTPClientResponsePart, HTTPClientRequestPart> {
+    /// Dials the feed (TLS when configured) with the silence timeout armed.
+    func connect() async throws -> NIOAsyncChannel<HTTPClientResponsePart, HTTPClientRequestPart> {
         let endpoint = configuration.endpoint
         let silence = configuration.silenceTimeout
         let tls = self.tls

@@ -3,8 +3,8 @@ import Logging
 import NIOCore
 import NIOHTTP1
 
-/// Serves one HTTP/1.1 connection of the feed server: `/v1/watch` (the stream), `/healthz`,
-/// `/readyz` and `/metrics`.
+/// Serves one HTTP/1.1 connection of the feed server: `/v1/watch` (the stream), `/v1/exports`
+/// (the gateways' stream, when the feed serves exports), `/healthz`, `/readyz` and `/metrics`.
 ///
 /// A watch request turns the connection into a ``FeedWatchSession`` until either side
 /// closes it; every other request gets a small complete response. Responses are written as
@@ -15,12 +15,14 @@ final class FeedHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias OutboundOut = ByteBuffer
 
     private let hub: FeedHub
+    private let exportsHub: FeedHub?
     private let logger: Logger
     private var request: HTTPRequestHead?
-    private var watch: (session: FeedWatchSession, loop: FeedLoopWatchers)?
+    private var watch: (session: FeedWatchSession, loop: FeedLoopWatchers, hub: FeedHub)?
 
-    init(hub: FeedHub, logger: Logger) {
+    init(hub: FeedHub, exportsHub: FeedHub? = nil, logger: Logger) {
         self.hub = hub
+        self.exportsHub = exportsHub
         self.logger = logger
     }
 
@@ -40,7 +42,7 @@ final class FeedHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
         if let watch {
             watch.loop.remove(watch.session)
             self.watch = nil
-            hub.metrics.update { $0.watchers -= 1 }
+            watch.hub.metrics.update { $0.watchers -= 1 }
         }
         context.fireChannelInactive()
     }
@@ -69,16 +71,22 @@ final class FeedHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
             hub.isReady ? respond(context, head, .ok, "ready\n") : respond(context, head, .serviceUnavailable, "no mirror state loaded yet\n")
         case "/metrics":
             respond(context, head, .ok, hub.metrics.render(), contentType: "text/plain; version=0.0.4; charset=utf-8")
-        case FeedWatchRequest.path where head.method == .HEAD:
+        case FeedWatchRequest.path where head.method == .HEAD, ExportsEvent.path where head.method == .HEAD:
             respond(context, head, .methodNotAllowed, "the watch stream is served to GET only\n", extra: [("allow", "GET")])
         case FeedWatchRequest.path:
-            startWatch(head, query: components?.queryItems ?? [], context: context)
+            startWatch(head, query: components?.queryItems ?? [], hub: hub, context: context)
+        case ExportsEvent.path:
+            guard let exportsHub else {
+                respond(context, head, .notFound, "this feed serves no exports (start it with --exports)\n")
+                return
+            }
+            startWatch(head, query: components?.queryItems ?? [], hub: exportsHub, context: context)
         default:
             respond(context, head, .notFound, "unknown path \(path); the feed is at \(FeedWatchRequest.path)\n")
         }
     }
 
-    private func startWatch(_ head: HTTPRequestHead, query: [URLQueryItem], context: ChannelHandlerContext) {
+    private func startWatch(_ head: HTTPRequestHead, query: [URLQueryItem], hub: FeedHub, context: ChannelHandlerContext) {
         let request: FeedWatchRequest
         do {
             request = try FeedWatchRequest(queryItems: query)
@@ -89,7 +97,7 @@ final class FeedHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
         let lines: [(UInt64, ByteBuffer, String)], resumed: Bool, loop: FeedLoopWatchers
         switch hub.start(on: context.eventLoop, since: request.since, epoch: request.epoch) {
         case .unavailable:
-            respond(context, head, .serviceUnavailable, "the feed has no state yet or is shutting down; retry\n", extra: [("retry-after", "1")])
+            respond(context, head, .serviceUnavailable, "the feed has no \(hub === exportsHub ? "exports" : "state") yet or is shutting down; retry\n", extra: [("retry-after", "1")])
             return
         case .busy:
             respond(context, head, .serviceUnavailable, "too many snapshots in flight; retry\n", extra: [("retry-after", "1")])
@@ -110,7 +118,7 @@ final class FeedHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
             written.whenComplete { [hub] _ in hub.snapshotDone(size: size) }
         }
         loop.add(session)
-        watch = (session, loop)
+        watch = (session, loop, hub)
         tally.record(into: hub.metrics)
         hub.metrics.update {
             $0.watchers += 1
@@ -180,14 +188,17 @@ public struct FeedWatchRequest: Equatable, Sendable {
     }
 
     /// The request target: `/v1/watch?since=12&epoch=…`.
-    public var target: String {
+    public var target: String { target(path: Self.path) }
+
+    /// The request target for the stream at `path` (the watch or the exports stream).
+    public func target(path: String) -> String {
         var items: [URLQueryItem] = []
         if let since { items.append(URLQueryItem(name: "since", value: String(since))) }
         if let epoch { items.append(URLQueryItem(name: "epoch", value: epoch)) }
         var components = URLComponents()
-        components.path = Self.path
+        components.path = path
         if !items.isEmpty { components.queryItems = items }
-        return components.string ?? Self.path
+        return components.string ?? path
     }
 }
 

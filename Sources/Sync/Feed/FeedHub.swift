@@ -58,8 +58,27 @@ public final class FeedHub: Sendable {
     /// The revision of the state served.
     public var revision: UInt64 { state.withLockedValue { $0.revision } }
 
-    /// The state served (for tests and `dump`).
+    /// The state served (for tests and `dump`); nil for an exports hub.
     public var currentState: MirrorState? { state.withLockedValue { $0.current }?.state }
+
+    /// Publishes an exports document (the stream gateways follow, `/v1/exports`) as a whole
+    /// snapshot at the next revision: exports documents are small and change as a whole, so
+    /// this stream carries snapshots, resumes and bookmarks only.
+    public func publishExports(_ document: ExportsDocument) throws {
+        try state.withLockedValue { s in
+            let revision = s.revision + 1
+            let line = try ExportsEvent.snapshot(epoch: epoch, revision: revision, exports: document).encodedChunk()
+            s.revision = revision
+            s.current = .exports(document)
+            s.snapshotLine = line
+            s.history.reset(at: revision)
+            dispatch(FeedBroadcast(lines: [(revision, line, "snapshot")], isReset: true), to: s.loops)
+            metrics.update {
+                $0.revision = revision
+                $0.snapshotsPublished += 1
+            }
+        }
+    }
 
     // MARK: publishing
 
@@ -168,8 +187,8 @@ public final class FeedHub: Sendable {
                 let lines = [(since, resume, "resume")] + missed.map { ($0.revision, $0.line, $0.type) }
                 return .lines(lines, resumed: true, loop: loop)
             }
-            if s.snapshotLine == nil {
-                s.snapshotLine = try? FeedEvent.snapshot(epoch: epoch, revision: s.revision, state: current.state).encodedChunk()
+            if s.snapshotLine == nil, let state = current.state {
+                s.snapshotLine = try? FeedEvent.snapshot(epoch: epoch, revision: s.revision, state: state).encodedChunk()
             }
             guard let snapshot = s.snapshotLine else { return .unavailable }
             let size = snapshot.readableBytes
@@ -207,15 +226,18 @@ public final class FeedHub: Sendable {
 }
 
 /// The state served, as published: a whole state, or the store deltas led to (turned into a
-/// sorted state only when needed).
+/// sorted state only when needed); or, for the gateways' stream, an exports document.
 enum FeedCurrentState: Sendable {
     case state(MirrorState)
     case store(MirrorStore)
+    /// An exports hub's document (its snapshot line is always kept).
+    case exports(ExportsDocument)
 
-    var state: MirrorState {
+    var state: MirrorState? {
         switch self {
         case .state(let state): state
         case .store(let store): store.state
+        case .exports: nil
         }
     }
 }

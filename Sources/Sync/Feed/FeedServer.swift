@@ -10,11 +10,13 @@ import NIOSSL
 /// State comes from the ``FeedHub``; ``FeedPublisher`` feeds the hub from a source.
 public final class FeedServer: Sendable {
     public let hub: FeedHub
+    /// The gateways' stream (`/v1/exports`), when the feed serves exports.
+    public let exportsHub: FeedHub?
     private let group: any EventLoopGroup
     private let tls: NIOSSLContext?
     private let logger: Logger
     private let channel: any Channel
-    private let bookmarks: RepeatedTask
+    private let bookmarks: [RepeatedTask]
 
     /// The bound address (with the real port when 0 was asked).
     public var localAddress: SocketAddress? { channel.localAddress }
@@ -25,9 +27,10 @@ public final class FeedServer: Sendable {
     ///   - tls: the server TLS context (``FeedTLSFiles/makeServerContext()``); nil serves plain
     ///     HTTP, which the command allows only with `--insecure`.
     /// - Throws: when the address cannot be bound.
-    public init(hub: FeedHub, host: String, port: Int, tls: NIOSSLContext?,
+    public init(hub: FeedHub, exportsHub: FeedHub? = nil, host: String, port: Int, tls: NIOSSLContext?,
                 group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, logger: Logger) async throws {
         self.hub = hub
+        self.exportsHub = exportsHub
         self.group = group
         self.tls = tls
         self.logger = logger
@@ -41,7 +44,7 @@ public final class FeedServer: Sendable {
                     let sync = channel.pipeline.syncOperations
                     if let tls { try sync.addHandler(NIOSSLServerHandler(context: tls)) }
                     try sync.addHandler(ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes)))
-                    try sync.addHandler(FeedHTTPHandler(hub: hub, logger: logger))
+                    try sync.addHandler(FeedHTTPHandler(hub: hub, exportsHub: exportsHub, logger: logger))
                 }
             }
         do {
@@ -50,7 +53,9 @@ public final class FeedServer: Sendable {
             throw FeedServerError.bind(address: "\(host):\(port)", reason: "\(error)")
         }
         let interval = hub.configuration.bookmarkInterval
-        bookmarks = group.next().scheduleRepeatedTask(initialDelay: interval, delay: interval) { _ in hub.publishBookmark() }
+        bookmarks = ([hub] + (exportsHub.map { [$0] } ?? [])).map { served in
+            group.next().scheduleRepeatedTask(initialDelay: interval, delay: interval) { _ in served.publishBookmark() }
+        }
         logger.info("feed listening", metadata: [
             "address": "\(channel.localAddress?.description ?? "\(host):\(port)")", "tls": "\(tls != nil)", "epoch": "\(hub.epoch)",
         ])
@@ -59,9 +64,10 @@ public final class FeedServer: Sendable {
     /// Stops accepting, closes every watch stream, and waits for the listener to close.
     /// Clients reconnect (to this address, once a new server listens) and resume.
     public func shutdown() async {
-        bookmarks.cancel()
+        for task in bookmarks { task.cancel() }
         try? await channel.close()
         await hub.close()
+        await exportsHub?.close()
         logger.info("feed stopped", metadata: ["watchers": "\(hub.metrics.watchers)"])
     }
 }

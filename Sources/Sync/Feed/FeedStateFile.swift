@@ -43,22 +43,28 @@ public struct FeedStateFile: Sendable {
     /// - Throws: ``FeedStateFileError`` naming the file and the failing call.
     public func save(_ store: MirrorStore, epoch: String?) throws {
         let data = Self.encode(store, epoch: epoch)
+        try data.withUnsafeReadableBytes { try Self.writeDurably($0, to: path) }
+    }
+
+    /// Writes `bytes` to `path` so that a crash leaves either the old file or the new one:
+    /// a temporary file, fsynced, renamed over `path`, and the directory fsynced.
+    /// - Throws: ``FeedStateFileError`` naming the file and the failing call.
+    static func writeDurably(_ bytes: UnsafeRawBufferPointer, to path: String) throws {
+        let directory = (path as NSString).deletingLastPathComponent
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let temporary = path + ".tmp"
         let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw FeedStateFileError(path: temporary, call: "open", errno: errno) }
         var failure: FeedStateFileError?
-        data.withUnsafeReadableBytes { raw in
-            var offset = 0
-            while offset < raw.count, let base = raw.baseAddress {
-                let written = write(fd, base + offset, raw.count - offset)
-                if written < 0 {
-                    if errno == EINTR { continue }
-                    failure = FeedStateFileError(path: temporary, call: "write", errno: errno)
-                    return
-                }
-                offset += written
+        var offset = 0
+        while offset < bytes.count, let base = bytes.baseAddress {
+            let written = write(fd, base + offset, bytes.count - offset)
+            if written < 0 {
+                if errno == EINTR { continue }
+                failure = FeedStateFileError(path: temporary, call: "write", errno: errno)
+                break
             }
+            offset += written
         }
         if failure == nil, fsync(fd) != 0 { failure = FeedStateFileError(path: temporary, call: "fsync", errno: errno) }
         close(fd)
