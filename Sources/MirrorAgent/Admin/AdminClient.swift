@@ -51,8 +51,13 @@ enum AdminClient {
     /// Fetches and decodes the agent's status.
     static func status(path: String) async throws -> (AgentStatus, Data) {
         let data = try await request(path: path)
+        return (try decodeStatus(data), data)
+    }
+
+    /// Decodes a node agent's status reply.
+    static func decodeStatus(_ data: Data) throws -> AgentStatus {
         do {
-            return (try AdminSocket.decoder().decode(AgentStatus.self, from: data), data)
+            return try AdminSocket.decoder().decode(AgentStatus.self, from: data)
         } catch {
             throw AdminClientError.badReply("\(error)")
         }

@@ -8,6 +8,8 @@ import NIOPosix
 /// enough to use with `socat - UNIX-CONNECT:/run/mirror-agent/admin.sock`.
 enum AdminSocket {
     static let defaultPath = "/run/mirror-agent/admin.sock"
+    /// The gateway's: a node may run both an agent and a gateway.
+    static let gatewayPath = "/run/mirror-agent/gateway.sock"
 
     /// JSON with ISO 8601 dates, shared by server and client.
     static func encoder() -> JSONEncoder {
@@ -48,6 +50,14 @@ enum AdminSocket {
 
     /// Binds `path` (replacing a stale socket left by a killed agent) and serves `board`.
     static func serve(path: String, board: StatusBoard, logger: Logger) async throws -> Channel {
+        try await serve(path: path, logger: logger) {
+            let counters = await board.programsNFTables ? AgentStatus.kernelCounters() : [:]
+            return try AdminSocket.encoder().encode(await board.snapshot(counters: counters))
+        }
+    }
+
+    /// Binds `path` and answers every `status` request with the JSON `status` makes.
+    static func serve(path: String, logger: Logger, status: @escaping @Sendable () async throws -> Data) async throws -> Channel {
         let directory = (path as NSString).deletingLastPathComponent
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         if FileManager.default.fileExists(atPath: path) {
@@ -61,7 +71,7 @@ enum AdminSocket {
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(LineDecoder()))
-                    try channel.pipeline.syncOperations.addHandler(AdminHandler(board: board))
+                    try channel.pipeline.syncOperations.addHandler(AdminHandler(status: status))
                 }
             }
             .bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true)
@@ -99,23 +109,21 @@ final class AdminHandler: ChannelInboundHandler, Sendable {
     typealias InboundIn = String
     typealias OutboundOut = ByteBuffer
 
-    private let board: StatusBoard
+    private let status: @Sendable () async throws -> Data
 
-    init(board: StatusBoard) {
-        self.board = board
+    init(status: @escaping @Sendable () async throws -> Data) {
+        self.status = status
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let request = Self.unwrapInboundIn(data)
         let channel = context.channel
-        let board = self.board
+        let status = self.status
         Task {
             let reply: Data
             switch request {
             case "status":
-                let counters = await board.programsNFTables ? AgentStatus.kernelCounters() : [:]
-                let status = await board.snapshot(counters: counters)
-                reply = (try? AdminSocket.encoder().encode(status)) ?? Data("{\"error\":\"encoding failed\"}".utf8)
+                reply = (try? await status()) ?? Data("{\"error\":\"encoding failed\"}".utf8)
             default:
                 reply = Data("{\"error\":\"unknown request \\\"\(request.prefix(40))\\\"; expected status\"}".utf8)
             }

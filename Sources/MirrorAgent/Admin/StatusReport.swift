@@ -48,7 +48,7 @@ struct StatusReport {
         return out
     }
 
-    private static func age(_ date: Date) -> String {
+    static func age(_ date: Date) -> String {
         let seconds = max(0, Int(Date().timeIntervalSince(date)))
         if seconds < 120 { return "\(seconds)s ago" }
         if seconds < 7200 { return "\(seconds / 60)m ago" }

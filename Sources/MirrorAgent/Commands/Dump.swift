@@ -37,17 +37,23 @@ struct Dump: AsyncParsableCommand {
     @Flag(help: "Read the agent's nftables tables from the kernel and print them per service with packet/byte counters.")
     var nft = false
 
-    @Option(help: ArgumentHelp("The agent's admin socket.", valueName: "path"))
-    var adminSocket = AdminSocket.defaultPath
+    @Flag(help: "Ask the gateway (`mirror-agent gateway`) on this node instead of the node agent: exported ports, gateway ports, endpoints, counters. With --nft, read the ip/ip6 mirror-gateway tables.")
+    var gateway = false
+
+    @Option(help: ArgumentHelp("The admin socket to ask (default: /run/mirror-agent/admin.sock, or gateway.sock with --gateway).", valueName: "path"))
+    var adminSocket: String?
 
     func run() async throws {
         if nft { return try dumpKernel() }
+        let path = adminSocket ?? (gateway ? AdminSocket.gatewayPath : AdminSocket.defaultPath)
         do {
-            let (status, raw) = try await AdminClient.status(path: adminSocket)
+            let raw = try await AdminClient.request(path: path)
             if output == .json {
                 print(String(decoding: raw, as: UTF8.self), terminator: raw.last == UInt8(ascii: "\n") ? "" : "\n")
+            } else if let status = try? AdminSocket.decoder().decode(GatewayStatus.self, from: raw), status.role == "gateway" {
+                print(GatewayReport(status).text, terminator: "")
             } else {
-                print(StatusReport(status).text, terminator: "")
+                print(StatusReport(try AdminClient.decodeStatus(raw)).text, terminator: "")
             }
         } catch let error as AdminClientError {
             printError("mirror-agent dump: \(error)")
@@ -59,9 +65,10 @@ struct Dump: AsyncParsableCommand {
         do {
             let backend = try KernelRulesetBackend()
             defer { backend.close() }
-            let snapshot = try backend.read(MirrorTables.tableIDs)
+            let role: MirrorTables.Role = gateway ? .gateway(allowedSources: []) : .node
+            let snapshot = try backend.read(role.tableIDs)
             if snapshot.ruleset.tables.isEmpty {
-                print("no mirror-agent tables in this network namespace (the agent has not programmed it, or ran --cleanup)")
+                print("no \(role.tableName) tables in this network namespace (nothing has programmed it, or it ran --cleanup-on-exit)")
                 return
             }
             print(RulesetReport(snapshot).text, terminator: "")

@@ -18,6 +18,9 @@ struct Feed: AsyncParsableCommand {
             logged and nothing is published; the previous state stays in force. The protocol \
             is described in docs/feed-protocol.md.
 
+            With --exports it also serves this cluster's exports document at /v1/exports, which \
+            the gateways (`mirror-agent gateway --feed https://…`) follow over the same TLS.
+
             Probes: GET /healthz (alive), /readyz (a state is loaded), /metrics (Prometheus).
             SIGTERM or SIGINT closes the listener and every stream; agents keep their state \
             and resume when a feed answers again.
@@ -31,6 +34,9 @@ struct Feed: AsyncParsableCommand {
 
     @Option(help: ArgumentHelp("Where the state comes from: file:PATH (a state file, YAML or JSON, reloaded when it changes).", valueName: "source"))
     var source: String
+
+    @Option(help: ArgumentHelp("This cluster's exports document for its gateways: file:PATH (YAML or JSON, reloaded when it changes). Served at /v1/exports; an invalid edit is logged and the previous document stays.", valueName: "source"))
+    var exports: String?
 
     @Option(help: ArgumentHelp("Address and port to listen on: 0.0.0.0:8443, [::]:8443, 127.0.0.1:0.", valueName: "addr:port"))
     var listen: String = "0.0.0.0:8443"
@@ -64,6 +70,7 @@ struct Feed: AsyncParsableCommand {
 
     func validate() throws {
         _ = try sourcePath()
+        _ = try exportsPath()
         _ = try listenAddress()
         if insecure {
             guard tlsCert == nil, tlsKey == nil, clientCA == nil else {
@@ -83,6 +90,14 @@ struct Feed: AsyncParsableCommand {
             throw ValidationError("--source \(source): expected file:PATH")
         }
         return String(source.dropFirst(5))
+    }
+
+    private func exportsPath() throws -> String? {
+        guard let exports else { return nil }
+        guard exports.hasPrefix("file:"), exports.count > 5 else {
+            throw ValidationError("--exports \(exports): expected file:PATH")
+        }
+        return String(exports.dropFirst(5))
     }
 
     private func listenAddress() throws -> (host: String, port: Int) {
@@ -109,7 +124,8 @@ struct Feed: AsyncParsableCommand {
         hubConfiguration.historyCount = history
         hubConfiguration.maxWatcherBacklog = maxWatcherBacklog << 20
         let hub = FeedHub(configuration: hubConfiguration)
-        let server = try await FeedServer(hub: hub, host: host, port: port, tls: tlsContext, logger: logger)
+        let exportsHub = try exportsPath() == nil ? nil : FeedHub(configuration: hubConfiguration)
+        let server = try await FeedServer(hub: hub, exportsHub: exportsHub, host: host, port: port, tls: tlsContext, logger: logger)
         let publisher = FeedPublisher(hub: hub, source: FileMirrorSource(path: try sourcePath(), pollInterval: .milliseconds(pollInterval), logger: logger), logger: logger)
 
         let failure: (any Error)? = await withTaskGroup(of: (any Error)?.self) { group in
@@ -119,6 +135,25 @@ struct Feed: AsyncParsableCommand {
                     return nil
                 } catch {
                     return error
+                }
+            }
+            if let exportsHub, let path = try? exportsPath() {
+                // The feed checks structure only; each gateway checks its own port range.
+                let source = FileExportsSource(path: path, gatewayPorts: .any, logger: logger, onRejected: nil)
+                group.addTask {
+                    do {
+                        try await source.run { document in
+                            do {
+                                try exportsHub.publishExports(document)
+                                logger.info("published exports", metadata: ["revision": "\(exportsHub.revision)", "exports": "\(document.exports.count)"])
+                            } catch {
+                                logger.error("could not publish the exports", metadata: ["error": "\(error)"])
+                            }
+                        }
+                        return nil
+                    } catch {
+                        return error
+                    }
                 }
             }
             group.addTask {

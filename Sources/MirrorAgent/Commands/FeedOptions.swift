@@ -59,6 +59,12 @@ struct FeedClientOptions: ParsableArguments {
     /// The feed client for `feed`, or nil when `feed` is not an http(s) URL.
     /// `link` is told when the feed stream comes up or goes down (network feeds only).
     func makeSource(feed: String, link: FeedLinkRecorder? = nil, logger: Logger) throws -> (any MirrorSource)? {
+        guard let configuration = try clientConfiguration(feed: feed, link: link, logger: logger) else { return nil }
+        return FeedClient(configuration: configuration, logger: logger)
+    }
+
+    /// The feed client's configuration for an http(s) `feed`, or nil for other sources.
+    private func clientConfiguration(feed: String, link: FeedLinkRecorder?, logger: Logger) throws -> FeedClient.Configuration? {
         guard let endpoint = try endpoint(for: feed) else { return nil }
         var tls: FeedTLSFiles?
         if let tlsCert, let tlsKey, let ca { tls = FeedTLSFiles(certificate: tlsCert, key: tlsKey, ca: ca) }
@@ -66,12 +72,21 @@ struct FeedClientOptions: ParsableArguments {
             logger.warning("following a plain-HTTP feed (--insecure): the mirror state is neither encrypted nor authenticated", metadata: ["feed": "\(feed)"])
         }
         if stateDir == nil {
-            logger.notice("no --state-dir: after a restart the agent serves nothing until the feed answers")
+            logger.notice("no --state-dir: after a restart nothing is served until the feed answers")
         }
         var configuration = FeedClient.Configuration(endpoint: endpoint, tls: tls, stateDirectory: stateDir)
         configuration.silenceTimeout = .seconds(Int64(feedSilenceTimeout))
         configuration.maxBackoff = .seconds(feedMaxBackoff)
         if let link { configuration.onLinkChange = { link.record($0) } }
-        return FeedClient(configuration: configuration, logger: logger)
+        return configuration
+    }
+}
+
+extension FeedClientOptions {
+    /// The exports source for a network `feed` (the gateway's), or nil for other sources.
+    func makeExportsSource(feed: String, gatewayPorts: GatewayPortRange, link: FeedLinkRecorder,
+                           onRejected: @escaping @Sendable (String) -> Void, logger: Logger) throws -> (any ExportsSource)? {
+        guard let configuration = try clientConfiguration(feed: feed, link: link, logger: logger) else { return nil }
+        return ExportsFeedClient(configuration: configuration, gatewayPorts: gatewayPorts, onRejected: onRejected, logger: logger)
     }
 }
