@@ -5,6 +5,11 @@
 PREFIX=${PREFIX:-ma-}
 NODE=${PREFIX}london-node
 POD=${PREFIX}london-pod
+PGW=${PREFIX}paris-gw
+BGW=${PREFIX}berlin-gw
+INTRUDER=${PREFIX}intruder
+# Paris's own feed (it imports nothing; it serves its exports to its gateway), in paris-gw.
+PARIS_FEED_PORT=8444
 DNS_ADDRESS=169.254.20.11
 FEED_PORT=8443
 UPSTREAM=127.0.0.1:5354
@@ -44,7 +49,7 @@ make_certs() {
   mkdir -p "$dir"
   openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj "/CN=mirror-agent demo CA" \
     -keyout "$dir/ca.key" -out "$dir/ca.crt" 2>/dev/null
-  for who in feed agent; do
+  for who in feed agent gateway; do
     openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=mirror-$who" \
       -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" -keyout "$dir/$who.key" -out "$dir/$who.csr" 2>/dev/null
     openssl x509 -req -in "$dir/$who.csr" -CA "$dir/ca.crt" -CAkey "$dir/ca.key" -CAcreateserial -days 2 \
@@ -63,6 +68,40 @@ stop_feed() {
   kill "$(cat "$WORK/feed.pid")" 2>/dev/null || true
   wait "$(cat "$WORK/feed.pid")" 2>/dev/null || true
   wait_for "the feed's port to close" bash -c "! ip netns exec $NODE ss -Hltn 'sport = :$FEED_PORT' | grep -q ."
+}
+
+# Paris's feed: an empty mirror state (paris imports nothing here) and its exports, which its
+# gateway follows over mutual TLS like any agent.
+start_paris_feed() {
+  [ -e "$WORK/paris-state.yaml" ] || echo "clusterDomain: cluster.local" >"$WORK/paris-state.yaml"
+  ip netns exec "$PGW" "$BIN" feed --source "file:$WORK/paris-state.yaml" --exports "file:$WORK/paris-exports.yaml" \
+    --listen "127.0.0.1:$PARIS_FEED_PORT" --poll-interval 100 \
+    --tls-cert "$WORK/tls/feed.crt" --tls-key "$WORK/tls/feed.key" --client-ca "$WORK/tls/ca.crt" >>"$WORK/paris-feed.log" 2>&1 &
+  echo $! >"$WORK/paris-feed.pid"
+  wait_for "paris's feed" ip netns exec "$PGW" bash -c "exec 3<>/dev/tcp/127.0.0.1/$PARIS_FEED_PORT"
+}
+
+# start_gateway paris|berlin: `mirror-agent gateway` on that cluster's gateway node. Paris's
+# follows its feed (https, client certificate), berlin's a file. Only London's node (which
+# masquerades toward them) is an allowed source.
+start_gateway() {
+  local ns source
+  case "$1" in
+    paris) ns=$PGW; source=(--feed "https://127.0.0.1:$PARIS_FEED_PORT" --tls-cert "$WORK/tls/gateway.crt"
+             --tls-key "$WORK/tls/gateway.key" --ca "$WORK/tls/ca.crt" --state-dir "$WORK/paris-gw-state"
+             --allow-source 10.99.1.0/24 --probe-listen 10.99.1.2:4191) ;;
+    berlin) ns=$BGW; source=(--feed "file:$WORK/berlin-exports.yaml" --allow-source 10.99.2.0/24 --probe-listen 10.99.2.2:4191) ;;
+  esac
+  ip netns exec "$ns" "$BIN" gateway "${source[@]}" --admin-socket "$WORK/$1-gw.sock" \
+    --http-listen 127.0.0.1:9154 --drift-check-interval 2 --feed-max-backoff 1 >>"$WORK/$1-gw.log" 2>&1 &
+  echo $! >"$WORK/$1-gw.pid"
+  wait_for "$1's gateway tables" grep -q "gateway tables in sync" "$WORK/$1-gw.log"
+}
+
+# set_exports paris|berlin SED_EXPRESSION: edit that cluster's exports file in place (atomically).
+set_exports() {
+  sed -e "$2" "$WORK/$1-exports.yaml" >"$WORK/$1-exports.yaml.new"
+  mv "$WORK/$1-exports.yaml.new" "$WORK/$1-exports.yaml"
 }
 
 # start_agent NAME: one agent; several may run at once during a restart (SO_REUSEPORT).

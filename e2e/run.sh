@@ -36,7 +36,11 @@ expect() {
 
 e2e/topology.sh up >/dev/null
 cp examples/two-clusters.yaml "$WORK/state.yaml"
+cp examples/paris-exports.yaml examples/berlin-exports.yaml "$WORK/"
 make_certs
+start_paris_feed
+start_gateway paris
+start_gateway berlin
 start_upstream
 start_feed
 start_agent a
@@ -84,6 +88,60 @@ if [[ "$seen" == *paris* && "$seen" == *berlin* ]]; then pass "federated: repeat
 expect "/metrics shows per-service packet counters from the kernel" 'mirror_agent_service_packets_total{service="default/web-federated"} 30' node curl -sS http://127.0.0.1:9153/metrics
 expect "/metrics has a sync latency histogram" 'mirror_agent_sync_duration_seconds_bucket{part="nftables",le=' node curl -sS http://127.0.0.1:9153/metrics
 
+echo "== gateways: one gateway port per exported service port"
+expect "bar-paris reaches bar's pod through paris's gateway" "greetings from paris" pod curl -sS --max-time 3 http://bar-paris/
+expect "echo-paris, through the same gateway address, reaches echo's own pod" "greetings from paris echo" pod curl -sS --max-time 3 http://echo-paris/
+expect "a UDP port through the gateway" "echo from paris: ping" pod bash -c 'echo ping | socat -t 2 - UDP:echo-paris:5300'
+expect "the gateway's probe answers London (what a Link probes)" "ready" node curl -sS --max-time 2 http://10.99.1.2:4191/ready
+expect "dump --gateway lists each exported port with its gateway port" "default/echo  echo udp/5300  20003" ip netns exec "$PGW" "$BIN" dump --admin-socket "$WORK/paris-gw.sock"
+expect "paris's gateway follows its feed over mTLS" "feed:https://127.0.0.1:$PARIS_FEED_PORT/v1/exports  connected" ip netns exec "$PGW" "$BIN" dump --admin-socket "$WORK/paris-gw.sock"
+intruder=$(ip netns exec "$INTRUDER" curl -sS --max-time 1 -o /dev/null -w '%{exitcode}' http://10.99.1.2:20001/ 2>/dev/null || true)
+if [ "$intruder" = 28 ]; then pass "a source outside --allow-source is dropped (no answer at all)"; else fail "allow-source" "intruder's curl ended with $intruder, wanted 28 (timeout)"; fi
+refused=$(ip netns exec "$PGW" curl -sS http://127.0.0.1:9154/metrics | awk '/^mirror_gateway_refused_packets_total/ {print $2}')
+if [ "${refused:-0}" -ge 1 ]; then pass "the gateway counts the refused packets ($refused)"; else fail "refused counter" "mirror_gateway_refused_packets_total=${refused:-absent}"; fi
+expect "/metrics counts packets per gateway port" 'mirror_gateway_port_packets_total{service="default/echo",gateway_port="udp/20003"} 1' ip netns exec "$PGW" curl -sS http://127.0.0.1:9154/metrics
+
+set_exports paris 's/{ip: 10.20.1.5, ready: true}/{ip: 10.20.1.5, ready: false}/'
+wait_for "bar without ready endpoints on paris's gateway" bash -c "ip netns exec $PGW $BIN dump --admin-socket $WORK/paris-gw.sock | grep -q 'REJECT'"
+start=$(date +%s%N)
+if pod curl -sS --max-time 5 http://bar-paris/ >/dev/null 2>&1; then fail "export scaled to zero" "bar-paris still answered"; else
+  elapsed=$(( ($(date +%s%N) - start) / 1000000 ))
+  if [ "$elapsed" -lt 1000 ]; then pass "an export with no ready endpoint: London is refused at once (${elapsed} ms)"; else fail "export scaled to zero" "took ${elapsed} ms"; fi
+fi
+expect "echo-paris is untouched" "greetings from paris echo" pod curl -sS --max-time 3 http://echo-paris/
+set_exports paris 's/{ip: 10.20.1.5, ready: false}/{ip: 10.20.1.5, ready: true}/'
+wait_for "bar ready again" pod curl -sS --max-time 1 http://bar-paris/
+expect "bar's endpoint ready again: bar-paris answers" "greetings from paris" pod curl -sS --max-time 3 http://bar-paris/
+
+# A connection opened through the gateway outlives the gateway process (the rules stay).
+rm -f "$WORK/flow.ready" "$WORK/flow.go"
+ip netns exec "$POD" python3 -c '
+import http.client, os, sys, time
+work = sys.argv[1]
+connection = http.client.HTTPConnection("bar-paris", 80, timeout=5)
+answers = []
+for step in ("first", "second"):
+    connection.request("GET", "/")
+    answers.append(connection.getresponse().read().decode().strip())
+    if step == "first":
+        open(work + "/flow.ready", "w").close()
+        for _ in range(100):
+            if os.path.exists(work + "/flow.go"): break
+            time.sleep(0.1)
+print("%d answers on one connection: %s" % (len(answers), " / ".join(answers)))
+' "$WORK" >"$WORK/flow.out" 2>&1 &
+flow=$!
+wait_for "the long-lived connection" test -e "$WORK/flow.ready"
+kill -KILL "$(cat "$WORK/paris-gw.pid")"; wait "$(cat "$WORK/paris-gw.pid")" 2>/dev/null || true
+if node curl -sS --max-time 1 http://10.99.1.2:4191/ready >/dev/null 2>&1; then fail "gateway killed" "/ready still answered"; else pass "gateway killed: /ready no longer answers"; fi
+touch "$WORK/flow.go"; wait $flow || true
+expect "an established connection keeps working after the gateway is killed" "2 answers on one connection: greetings from paris / greetings from paris" cat "$WORK/flow.out"
+expect "new connections too: the rules stay in the kernel" "greetings from paris" pod curl -sS --max-time 3 http://bar-paris/
+start_gateway paris
+wait_for "paris's probe" node curl -sS --max-time 1 http://10.99.1.2:4191/ready
+expect "restarted gateway: /ready answers again" "ready" node curl -sS --max-time 1 http://10.99.1.2:4191/ready
+expect "restarted gateway with unchanged exports sent an empty batch" "batch=empty" bash -c "grep 'gateway tables in sync' $WORK/paris-gw.log | tail -n 1"
+
 echo "== the feed drives traffic"
 set_state 's/alive: true}\(.*\)$/alive: true}\1/; /name: paris/,/masquerade/ s/alive: true/alive: false/'
 wait_for "paris marked dead" bash -c "ip netns exec $NODE $BIN dump --admin-socket $WORK/admin.sock | grep -q 'paris.*NO'"
@@ -102,7 +160,7 @@ cat >>"$WORK/state.yaml.add" <<'YAML'
     cluster: berlin
     mode: gateway
     ips: ["10.112.0.13"]
-    ports: [{name: http, protocol: TCP, port: 80, targetPort: 8080}]
+    ports: [{name: http, protocol: TCP, port: 80, targetPort: 8080, gatewayPort: 20001}]
 YAML
 cat "$WORK/state.yaml" "$WORK/state.yaml.add" >"$WORK/state.yaml.new" && mv "$WORK/state.yaml.new" "$WORK/state.yaml"
 wait_for "qux-berlin in DNS" bash -c "ip netns exec $POD dig +short qux-berlin.default.svc.cluster.local | grep -q 10.112.0.13"
@@ -159,7 +217,7 @@ set_state 's/ips: \["10.112.0.13"\]/ips: ["10.112.0.14"]/'
 wait_for "the change after the feed came back" bash -c "ip netns exec $POD dig +short qux-berlin.default.svc.cluster.local | grep -q 10.112.0.14"
 expect "the agent resumed from the feed" "greetings from berlin" pod curl -sS --max-time 3 http://qux-berlin/
 expect "dump shows the restarted agent connected to the feed" "  connected since" node "$BIN" dump --admin-socket "$WORK/admin.sock"
-expect "dump --nft reads the kernel" "10.112.0.14 tcp/80 -> 10.99.2.2:4143" node "$BIN" dump --nft
+expect "dump --nft reads the kernel" "10.112.0.14 tcp/80 -> 10.99.2.2:20001" node "$BIN" dump --nft
 
 echo
 echo "e2e: $passed passed, $failures failed"

@@ -30,10 +30,17 @@ step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 show() { printf '\033[2m$ %s\033[0m\n' "$*"; "$@" 2>&1 || true; }
 from_pod() { printf '\033[2mlondon-pod$ %s\033[0m\n' "$*"; ip netns exec "$POD" "$@" 2>&1 || true; }
 
-step "the topology: london-pod -> london-node (agent) -> paris-gw / berlin-gw -> pods"
+step "the topology: london-pod -> london-node (agent) -> paris-gw / berlin-gw (mirror-agent gateway) -> pods"
 e2e/topology.sh up
 cp examples/two-clusters.yaml "$WORK/state.yaml"
+cp examples/paris-exports.yaml examples/berlin-exports.yaml "$WORK/"
 make_certs
+step "paris exports two services through one gateway address, one gateway port per service port"
+show cat "$WORK/paris-exports.yaml"
+start_paris_feed
+start_gateway paris
+start_gateway berlin
+echo "paris's gateway follows paris's feed (https://127.0.0.1:$PARIS_FEED_PORT/v1/exports, client certificate); berlin's reads its file"
 start_upstream
 step "the mirror state the feed serves (London's view of paris and berlin)"
 show "$BIN" check --state "$WORK/state.yaml"
@@ -50,12 +57,27 @@ from_pod getent hosts web-federated
 from_pod dig +noall +answer www.example.org
 
 step "traffic: gateway mode, remote-discovery (flat), federated"
+echo "bar-paris and echo-paris go to the same gateway address, at their own gateway ports:"
 from_pod curl -sS --max-time 3 http://bar-paris/
+from_pod curl -sS --max-time 3 http://echo-paris/
+from_pod bash -c 'echo hello | socat -t 2 - UDP:echo-paris:5300'
+echo "an address outside paris's --allow-source gets nothing (dropped and counted):"
+show ip netns exec "$INTRUDER" curl -sS --max-time 1 http://10.99.1.2:20001/
 from_pod curl -sS --max-time 3 http://baz-paris/
 for _ in 1 2 3 4 5 6; do from_pod curl -sS --max-time 3 http://web-federated/; done
 
 step "mirror-agent dump"
 show ip netns exec "$NODE" "$BIN" dump --admin-socket "$WORK/admin.sock"
+
+step "mirror-agent dump --gateway (on paris's gateway node)"
+show ip netns exec "$PGW" "$BIN" dump --admin-socket "$WORK/paris-gw.sock"
+
+step "paris scales bar to zero ready pods: London is refused at once by paris's gateway"
+set_exports paris 's/{ip: 10.20.1.5, ready: true}/{ip: 10.20.1.5, ready: false}/'
+wait_for "the change" bash -c "ip netns exec $PGW $BIN dump --admin-socket $WORK/paris-gw.sock | grep -q REJECT"
+from_pod bash -c 'time curl -sS --max-time 5 http://bar-paris/'
+set_exports paris 's/{ip: 10.20.1.5, ready: false}/{ip: 10.20.1.5, ready: true}/'
+wait_for "bar back" ip netns exec "$POD" curl -sS --max-time 1 http://bar-paris/
 
 step "paris's gateway dies: the feed says so, bar-paris is refused at once"
 set_state '/name: paris/,/masquerade/ s/alive: true/alive: false/'

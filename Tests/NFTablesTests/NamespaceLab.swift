@@ -1,0 +1,79 @@
+import Foundation
+
+/// Test namespaces wired with veth pairs, and tiny HTTP servers in them that answer with
+/// their own name, so a client sees which target it reached. Servers die with the lab.
+final class NamespaceLab: @unchecked Sendable {
+    private var serverPIDs: [Int32] = []
+
+    deinit {
+        // SIGKILL: the test runner's blocked-signal mask is inherited, so SIGTERM may not land.
+        for pid in serverPIDs { kill(pid, SIGKILL) }
+    }
+
+    func link(_ a: TestNamespace, _ aName: String, _ aAddress: String, _ b: TestNamespace, _ bName: String, _ bAddresses: [String]) throws {
+        try Shell.run(["ip", "-n", a.name, "link", "add", aName, "type", "veth", "peer", "name", bName, "netns", b.name])
+        try a.exec(["ip", "addr", "add", aAddress, "dev", aName])
+        try a.exec(["ip", "link", "set", aName, "up"])
+        for address in bAddresses { try b.exec(["ip", "addr", "add", address, "dev", bName]) }
+        try b.exec(["ip", "link", "set", bName, "up"])
+    }
+
+    /// A tiny HTTP server answering `name` on `address:port`, started in the background by a
+    /// shell so it keeps none of the test's descriptors open.
+    func serve(_ namespace: TestNamespace, _ address: String, _ port: Int, _ name: String) throws {
+        // Close every inherited descriptor first: Foundation's Process watches a socket the
+        // child inherits to learn that it exited, and a daemon holding it would hang the test.
+        let closeAll = "for f in /proc/$$/fd/*; do n=${f##*/}; [ \"$n\" -gt 2 ] && eval \"exec $n>&-\" 2>/dev/null; done; "
+        let script = closeAll + "/usr/bin/python3 \(Self.serverScript) \(address) \(port) \(name) </dev/null >/dev/null 2>&1 & echo $!"
+        let pid = try namespace.exec(["bash", "-c", script]).trimmingCharacters(in: .whitespacesAndNewlines)
+        if let value = Int32(pid) { serverPIDs.append(value) }
+        for _ in 0 ..< 100 {
+            if (try? namespace.exec(["ss", "-ltnH", "src", "\(address):\(port)"]))?.contains("LISTEN") == true { return }
+            usleep(20_000)
+        }
+    }
+
+    /// The server: reads the request head, answers `200` with the server's name, closes.
+    private static let serverScript: String = {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("nftt-http-server.py").path
+        let source = """
+            import socket, sys
+            address, port, name = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+            server = socket.socket()
+            server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            server.bind((address, port))
+            server.listen(64)
+            body = (name + "\\n").encode()
+            while True:
+                client, _ = server.accept()
+                client.settimeout(2)
+                try:
+                    data = b""
+                    while b"\\r\\n\\r\\n" not in data:
+                        chunk = client.recv(4096)
+                        if not chunk:
+                            break
+                        data += chunk
+                    client.sendall(b"HTTP/1.0 200 OK\\r\\nContent-Length: %d\\r\\n\\r\\n" % len(body) + body)
+                except OSError:
+                    pass
+                client.close()
+
+            """
+        try? source.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }()
+
+    /// `curl` from `namespace` to `url`: (exit status, body, seconds taken).
+    func curl(from namespace: TestNamespace, _ url: String, maxTime: Double = 3) throws -> (status: Int32, body: String, seconds: Double) {
+        let start = Date()
+        let marker = "\n%{exitcode}"
+        let output = try namespace.exec(["curl", "-s", "--max-time", "\(maxTime)", "-w", marker, url], allowFailure: true)
+        let seconds = Date().timeIntervalSince(start)
+        let lines = output.split(separator: "\n", omittingEmptySubsequences: false)
+        let status = Int32(lines.last ?? "") ?? -1
+        let body = lines.dropLast().joined(separator: "\n").trimmingCharacters(in: .whitespacesAndNewlines)
+        return (status, body, seconds)
+    }
+
+}
