@@ -6,7 +6,7 @@ import Testing
         let result = try AgentProcess.run(["check", "--state", "examples/two-clusters.yaml"])
         #expect(result.status == 0, "stderr: \(result.stderr)")
         #expect(result.stdout.contains("examples/two-clusters.yaml: valid"))
-        #expect(result.stdout.contains("services:  3 (gateway 1, remote-discovery 1, federated 1)"))
+        #expect(result.stdout.contains("services:  4 (gateway 2, remote-discovery 1, federated 1)"))
         #expect(result.stdout.contains("clusters:  2"))
         #expect(result.stderr.isEmpty)
     }
@@ -26,8 +26,8 @@ import Testing
         #expect(result.stdout.isEmpty, "errors go to stderr only")
         #expect(result.stderr.contains("3 problems"), "\(result.stderr)")
         #expect(result.stderr.contains("clusters[0] paris: masquerade: must be true or false, got a string"))
-        #expect(result.stderr.contains("services[1] default/baz-paris: mode: unknown mode \"flat\""))
-        #expect(result.stderr.contains("services[2] default/web-federated: endpoints[1].cluster: unknown cluster \"madrid\""))
+        #expect(result.stderr.contains("services[2] default/baz-paris: mode: unknown mode \"flat\""))
+        #expect(result.stderr.contains("services[3] default/web-federated: endpoints[1].cluster: unknown cluster \"madrid\""))
     }
 
     @Test func missingFileIsNamed() throws {
@@ -39,7 +39,7 @@ import Testing
     @Test func helpExplainsEverySubcommand() throws {
         let result = try AgentProcess.run(["--help"])
         #expect(result.status == 0)
-        for subcommand in ["run", "feed", "dump", "check"] {
+        for subcommand in ["run", "gateway", "feed", "dump", "check"] {
             #expect(result.stdout.contains("  \(subcommand) "), "help lists \(subcommand)")
         }
     }
