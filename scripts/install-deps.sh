@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=(
   pkg-config libnftnl-dev libmnl-dev libnl-3-dev libnl-route-3-dev
-  nftables iproute2 dnsutils dnsperf unbound dnsmasq socat curl procps
+  nftables iproute2 dnsutils dnsperf unbound dnsmasq socat curl procps conntrack
 )
 # NFTables traffic tests (tiny HTTP servers) and bench/nft.sh (state generator, peak RSS).
 packages+=(python3 time)

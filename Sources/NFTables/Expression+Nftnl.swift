@@ -178,7 +178,9 @@ extension Expression {
                 nftnl_expr_set_u8($0, attribute(NFTNL_EXPR_REJECT_CODE), v4 ? 3 : 4)
             }
         case .masquerade:
-            sink.add("masq") { _ in }
+            sink.add("masq") {
+                nftnl_expr_set_u32($0, attribute(NFTNL_EXPR_MASQ_FLAGS), 0x10) // NF_NAT_RANGE_PROTO_RANDOM_FULLY
+            }
         case .notrack:
             sink.add("notrack") { _ in }
         case .counter:

@@ -33,6 +33,9 @@ public enum Expression: Hashable, Sendable {
     case rejectWithTCPReset
     /// `reject` (ICMP / ICMPv6 port unreachable)
     case rejectPortUnreachable
+    /// `masquerade fully-random`: source ports drawn at random, not in sequence, so bursts of
+    /// new flows from many pods to a few targets do not race for the same port and lose
+    /// packets to conntrack insert failures (why kube-proxy switched too).
     case masquerade
     case notrack
     case counter
@@ -62,7 +65,7 @@ public enum Expression: Hashable, Sendable {
             return family == .ip ? "dnat to \(address):\(port)" : "dnat to [\(address)]:\(port)"
         case .rejectWithTCPReset: return "reject with tcp reset"
         case .rejectPortUnreachable: return family == .ip ? "reject with icmp port-unreachable" : "reject with icmpv6 port-unreachable"
-        case .masquerade: return "masquerade"
+        case .masquerade: return "masquerade fully-random"
         case .notrack: return "notrack"
         case .counter: return "counter"
         case .accept: return "accept"

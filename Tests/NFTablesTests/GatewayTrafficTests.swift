@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import Testing
 @testable import MirrorAgent
 import NFTables
@@ -43,7 +44,12 @@ import Sync
 
         func rules() throws -> GatewayRules {
             let backend = try gateway.run { try KernelRulesetBackend() }
-            return GatewayRules(allowedSources: [try #require(IPPrefix("10.60.0.0/24"))], backend: backend)
+            let flows = try gateway.run { FlowCleaner(logger: Logger(label: "gateway-test")) }
+            return GatewayRules(allowedSources: [try #require(IPPrefix("10.60.0.0/24"))], backend: backend, flows: flows)
+        }
+
+        func serveUDP(_ address: String, _ port: Int, _ name: String) throws {
+            try lab.serveUDP(pods, address, port, name)
         }
     }
 
@@ -110,5 +116,32 @@ import Sync
         _ = try await rules.apply(Self.exports())
         let back = try topology.curl(from: topology.client, "http://10.60.0.1:20001/")
         #expect(back.status == 0 && back.body == "bar-pod", "bar back with its pod ready: \(back)")
+    }
+
+    @Test func aUDPFlowToAnEndpointThatGoesAwayMovesAtOnce() async throws {
+        guard TestNamespace.isRoot else { print("skipped: kernel tests need root"); return }
+        let topology = try Topology("gwu")
+        try topology.serveUDP("10.20.1.5", 5300, "pod-1")
+        try topology.serveUDP("10.20.1.6", 5300, "pod-2")
+        func exports(_ endpoints: [String]) -> ExportsDocument {
+            ExportsDocument(cluster: "paris", gatewayAddresses: ["10.60.0.1"], exports: [
+                ExportedService(name: "dns", namespace: "default",
+                                ports: [ExportedPort(name: "dns", protocol: .udp, port: 53, targetPort: 5300, gatewayPort: 20053)],
+                                endpoints: endpoints.map { ExportEndpoint(ip: $0) }),
+            ])
+        }
+        let rules = try topology.rules()
+        _ = try await rules.apply(exports(["10.20.1.5", "10.20.1.6"]))
+        let client = try StaleFlowTests.UDPClient(from: topology.client, to: "10.60.0.1", port: 20053, sourcePort: 40010)
+        #expect(client.wait(for: { $0.count >= 3 }), "the flow answers through the gateway")
+        let pinned = client.answers.last?.from ?? "?"
+        let changedAt = client.answers.last?.at ?? 0
+        _ = try await rules.apply(exports([pinned == "pod-1" ? "10.20.1.6" : "10.20.1.5"]))
+        rules.flows?.drain()
+        _ = client.wait(for: { answers in answers.contains { $0.at > changedAt + 0.4 } })
+        let later = client.answers.filter { $0.at > changedAt + 0.15 }
+        print("gateway endpoint removed: flow pinned to \(pinned); answers after the change from \(Set(later.map(\.from)).sorted())")
+        #expect(!later.isEmpty && !later.contains { $0.from == pinned }, "the flow moved to the remaining endpoint: \(later)")
+        #expect(rules.flows?.statistics.deleted == 1)
     }
 }

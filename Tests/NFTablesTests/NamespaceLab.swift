@@ -33,6 +33,19 @@ final class NamespaceLab: @unchecked Sendable {
         }
     }
 
+    /// A UDP responder on `address:port` answering every datagram with `name`.
+    func serveUDP(_ namespace: TestNamespace, _ address: String, _ port: Int, _ name: String) throws {
+        let closeAll = "for f in /proc/$$/fd/*; do n=${f##*/}; [ \"$n\" -gt 2 ] && eval \"exec $n>&-\" 2>/dev/null; done; "
+        let program = "import socket,sys\ns=socket.socket(socket.AF_INET6 if ':' in sys.argv[1] else socket.AF_INET,socket.SOCK_DGRAM)\ns.setsockopt(socket.SOL_SOCKET,33,8<<20)\ns.bind((sys.argv[1],int(sys.argv[2])))\nwhile True:\n d,p=s.recvfrom(2048)\n s.sendto(sys.argv[3].encode(),p)\n"
+        let script = closeAll + "/usr/bin/python3 -c \"$0\" \(address) \(port) \(name) </dev/null >/dev/null 2>&1 & echo $!"
+        let pid = try namespace.exec(["bash", "-c", script, program]).trimmingCharacters(in: .whitespacesAndNewlines)
+        if let value = Int32(pid) { serverPIDs.append(value) }
+        for _ in 0 ..< 100 {
+            if (try? namespace.exec(["ss", "-lunH", "src", "\(address.contains(":") ? "[\(address)]" : address):\(port)"]))?.contains(address) == true { return }
+            usleep(20_000)
+        }
+    }
+
     /// The server: reads the request head, answers `200` with the server's name, closes.
     private static let serverScript: String = {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("nftt-http-server.py").path

@@ -16,7 +16,7 @@ final class TrafficTopology: @unchecked Sendable {
     let node: TestNamespace
     let paris: TestNamespace
     let berlin: TestNamespace
-    private let lab = NamespaceLab()
+    let lab = NamespaceLab()
 
     init(_ label: String) throws {
         pod = try TestNamespace("\(label)-pod")

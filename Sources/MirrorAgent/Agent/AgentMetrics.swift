@@ -78,18 +78,26 @@ final class AgentMetrics: Sendable {
     static var upstreamTruncated: MetricNameDescriptor { name("dns_upstream_truncated_retries", "total", "Truncated UDP answers asked again over TCP.") }
     static var upstreamHealthy: MetricNameDescriptor { name("dns_upstream_healthy", "", "1 while the upstream answers; 0 after several failures in a row.") }
     static var upstreamLatency: MetricNameDescriptor { name("dns_upstream_latency", "seconds", "Smoothed time an upstream takes to answer.") }
+    static var conntrackDeleted: MetricNameDescriptor { name("conntrack_deleted", "total", "Conntrack entries of UDP/SCTP flows deleted because their target went away (so their next packet picks a live one).") }
+    static var conntrackFailures: MetricNameDescriptor { name("conntrack_failures", "total", "Conntrack cleanups that failed (the flows stay pinned until idle).") }
+    static var conntrackAvailable: MetricNameDescriptor { name("conntrack_available", "", "1 when ctnetlink answers, so stale flows can be moved.") }
     static var servicePackets: MetricNameDescriptor { name("service_packets", "total", "Connections' first packets steered to a mirrored service (kernel counter of its nat map elements).") }
     static var serviceBytes: MetricNameDescriptor { name("service_bytes", "total", "Bytes of those packets (kernel counter of the service's nat map elements).") }
 
     /// Copies the figures other parts own into the registry and renders the exposition.
     /// `counters` are the kernel's per-service packet and byte counters, keyed by service.
     func scrape(store: MirrorStore, ready: Bool, dns: DNSStatistics?, feed: FeedLinkRecorder.Link? = nil,
-                counters: [String: (packets: UInt64, bytes: UInt64)]) -> String {
-        scrapeLock.withLock { render(store: store, ready: ready, dns: dns, feed: feed, counters: counters) }
+                flows: FlowCleaner.Statistics? = nil, counters: [String: (packets: UInt64, bytes: UInt64)]) -> String {
+        scrapeLock.withLock { render(store: store, ready: ready, dns: dns, feed: feed, flows: flows, counters: counters) }
     }
 
     private func render(store: MirrorStore, ready: Bool, dns: DNSStatistics?, feed: FeedLinkRecorder.Link?,
-                        counters: [String: (packets: UInt64, bytes: UInt64)]) -> String {
+                        flows: FlowCleaner.Statistics?, counters: [String: (packets: UInt64, bytes: UInt64)]) -> String {
+        if let flows {
+            gauge(Self.conntrackAvailable).set(to: flows.available ? 1 : 0)
+            counter(Self.conntrackDeleted).set(total: UInt64(flows.deleted))
+            counter(Self.conntrackFailures).set(total: UInt64(flows.failures))
+        }
         if let feed {
             gauge(Self.feedConnected).set(to: feed.connected ? 1 : 0)
             counter(Self.feedReconnects, []).set(total: UInt64(feed.reconnects))

@@ -31,6 +31,13 @@ actor StatusBoard {
         dnsStatistics = source
     }
 
+    /// Reads the conntrack cleanup totals (nftables on, ctnetlink reachable or not).
+    private var flowStatistics: (@Sendable () async -> FlowCleaner.Statistics?)?
+
+    func setFlowStatisticsSource(_ source: @escaping @Sendable () async -> FlowCleaner.Statistics?) {
+        flowStatistics = source
+    }
+
     /// The DNS query counters now (nil when DNS is off or not started).
     func currentDNSStatistics() async -> DNSStatistics? {
         await dnsStatistics?()
@@ -99,6 +106,11 @@ actor StatusBoard {
             parts["dns", default: PartRecord(enabled: true)].detail["queries"] =
                 (codes + ["cache hits \(statistics.cacheHits)", "forwarded \(statistics.forwarded)", "dropped \(statistics.dropped)"]).joined(separator: ", ")
         }
+        if let flows = await flowStatistics?() {
+            parts["nftables", default: PartRecord(enabled: true)].detail["conntrack"] = flows.available
+                ? "stale UDP/SCTP entries deleted \(flows.deleted), failures \(flows.failures)"
+                : "unavailable (nf_conntrack_netlink?): stale flows are not moved"
+        }
         func part(_ name: String) -> AgentStatus.Part {
             let record = parts[name] ?? PartRecord(enabled: false)
             return AgentStatus.Part(enabled: record.enabled, lastSync: record.lastSync,
@@ -140,7 +152,7 @@ extension StatusBoard {
     /// this actor, as for `snapshot`.
     func prometheusText(counters: [String: Counter]) async -> String {
         let statistics = await currentDNSStatistics()
-        return metrics.scrape(store: store, ready: ready, dns: statistics, feed: feedLink?.link,
+        return metrics.scrape(store: store, ready: ready, dns: statistics, feed: feedLink?.link, flows: await flowStatistics?(),
                               counters: counters.mapValues { (packets: $0.packets, bytes: $0.bytes) })
     }
 }

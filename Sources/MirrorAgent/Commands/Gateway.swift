@@ -76,7 +76,7 @@ struct Gateway: AsyncParsableCommand {
             printError("mirror-agent gateway: cannot program nftables: \(error) (run as root or with CAP_NET_ADMIN)")
             throw ExitCode(1)
         }
-        let rules = GatewayRules(allowedSources: allowed, backend: backend)
+        let rules = GatewayRules(allowedSources: allowed, backend: backend, flows: FlowCleaner(logger: logger))
         let link = FeedLinkRecorder()
         let board = GatewayBoard(source: feed, allowedSources: allowed.map(\.description),
                                  maxStaleness: .seconds(gateway.staleAfter), metrics: GatewayMetrics())
@@ -98,7 +98,7 @@ struct Gateway: AsyncParsableCommand {
         do {
             let admin = try await AdminSocket.serve(path: gateway.adminSocket, logger: logger) {
                 let counters = GatewayCounters.read(rules.role)
-                return try AdminSocket.encoder().encode(await board.status(counters: counters))
+                return try AdminSocket.encoder().encode(await board.status(counters: counters, flows: rules.flows?.statistics))
             }
             services.append(AdminService(channel: admin, path: gateway.adminSocket, identity: AdminSocket.identity(of: gateway.adminSocket)))
         } catch {
@@ -121,7 +121,7 @@ struct Gateway: AsyncParsableCommand {
                     case "/readyz", "/ready":
                         if let reason = await board.notReadyReason() { return .unavailable(reason + "\n") }
                         return .ok("ready\n")
-                    case "/metrics": return .metrics(await board.prometheusText(counters: GatewayCounters.read(rules.role)))
+                    case "/metrics": return .metrics(await board.prometheusText(counters: GatewayCounters.read(rules.role), flows: rules.flows?.statistics))
                     default: return .notFound("/healthz, /readyz or /metrics")
                     }
                 }

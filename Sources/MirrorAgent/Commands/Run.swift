@@ -94,6 +94,7 @@ struct Run: AsyncParsableCommand {
         let source = try network ?? FileMirrorSource(path: try sourceLocation(), logger: logger)
         await board.configure(source: source.description, parts: ["nftables": rulesComponent != nil, "dns": dnsPart != nil])
         if let dnsPart { await board.setDNSStatisticsSource { await dnsPart.statistics() } }
+        if let rulesComponent { await board.setFlowStatisticsSource { await rulesComponent.flowStatistics() } }
         let agent = NodeAgent(board: board, parts: parts, logger: logger)
 
         let admin: Channel?

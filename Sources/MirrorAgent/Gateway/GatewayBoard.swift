@@ -78,7 +78,7 @@ actor GatewayBoard {
         return "exports are stale: no feed for \(Int(stale)) s (limit \(Int(limit)) s): \(link.lastError ?? "never connected")"
     }
 
-    func status(counters: GatewayCounters?) -> GatewayStatus {
+    func status(counters: GatewayCounters?, flows: FlowCleaner.Statistics?) -> GatewayStatus {
         let reason = notReadyReason()
         return GatewayStatus(
             pid: ProcessInfo.processInfo.processIdentifier, version: MirrorAgentCommand.configuration.version, startedAt: startedAt,
@@ -87,11 +87,11 @@ actor GatewayBoard {
             lastError: lastError ?? feedLink?.link.lastError, lastRejected: lastRejected, feedConnected: feedLink?.link.connected,
             syncs: syncs, failures: failures, lastDurationMilliseconds: lastReport?.duration.milliseconds,
             lastBatch: lastReport.map { "\($0.transaction.summary)" }, ports: GatewayStatus.Port.rows(document, counters: counters),
-            refusedPackets: counters?.refusedTotal)
+            refusedPackets: counters?.refusedTotal, conntrackDeleted: flows.flatMap { $0.available ? $0.deleted : nil })
     }
 
-    func prometheusText(counters: GatewayCounters) -> String {
+    func prometheusText(counters: GatewayCounters, flows: FlowCleaner.Statistics?) -> String {
         metrics.scrape(ready: notReadyReason() == nil, ports: GatewayStatus.Port.rows(document, counters: counters),
-                       refused: counters.refusedTotal, feed: feedLink?.link)
+                       refused: counters.refusedTotal, feed: feedLink?.link, flows: flows)
     }
 }

@@ -24,6 +24,8 @@ final class GatewayMetrics: Sendable {
     static var feedConnected: MetricNameDescriptor { name("feed_connected", "", "1 while the watch stream to the feed is up (network feeds only).") }
     static var portPackets: MetricNameDescriptor { name("port_packets", "total", "First packets of connections steered through a gateway port (kernel counter).") }
     static var portBytes: MetricNameDescriptor { name("port_bytes", "total", "Bytes of those packets (kernel counter).") }
+    static var conntrackDeleted: MetricNameDescriptor { name("conntrack_deleted", "total", "Conntrack entries of UDP/SCTP flows deleted because their endpoint went away.") }
+    static var conntrackFailures: MetricNameDescriptor { name("conntrack_failures", "total", "Conntrack cleanups that failed (those flows stay pinned until idle).") }
     static var refused: MetricNameDescriptor { name("refused_packets", "total", "Packets to gateway ports dropped because their source is not in --allow-source.") }
 
     func recordSync(duration: Duration, failed: Bool) {
@@ -39,8 +41,12 @@ final class GatewayMetrics: Sendable {
         registry.makeCounter(descriptor: Self.rejected, labels: []).increment()
     }
 
-    func scrape(ready: Bool, ports: [GatewayStatus.Port], refused: UInt64, feed: FeedLinkRecorder.Link?) -> String {
+    func scrape(ready: Bool, ports: [GatewayStatus.Port], refused: UInt64, feed: FeedLinkRecorder.Link?, flows: FlowCleaner.Statistics?) -> String {
         scrapeLock.withLock {
+            if let flows, flows.available {
+                registry.makeCounter(descriptor: Self.conntrackDeleted, labels: []).set(total: UInt64(flows.deleted))
+                registry.makeCounter(descriptor: Self.conntrackFailures, labels: []).set(total: UInt64(flows.failures))
+            }
             registry.makeGauge(descriptor: Self.ready, labels: []).set(to: ready ? 1 : 0)
             registry.makeGauge(descriptor: Self.ports, labels: []).set(to: Double(ports.count))
             registry.makeGauge(descriptor: Self.rejectingPorts, labels: []).set(to: Double(ports.filter(\.targets.isEmpty).count))

@@ -20,7 +20,8 @@ struct GatewayReport {
         out += "\n"
         if let error = status.lastError { out += "        last error: \(error)\n" }
         if let rejected = status.lastRejected { out += "        last rejected document: \(rejected)\n" }
-        out += "ALLOWED \(status.allowedSources.joined(separator: ", "))  refused packets \(status.refusedPackets.map(String.init) ?? "-")\n"
+        out += "ALLOWED \(status.allowedSources.joined(separator: ", "))  refused packets \(status.refusedPackets.map(String.init) ?? "-")"
+        out += "  stale UDP/SCTP flows moved \(status.conntrackDeleted.map(String.init) ?? "- (conntrack unreachable)")\n"
         out += "\n" + StatusReport.table(header: ["SERVICE", "PORT", "GATEWAY PORT", "ENDPOINTS", "PACKETS", "BYTES", "REFUSED"], rows: status.ports.map { port in
             let name = port.name.map { "\($0) " } ?? ""
             var endpoints = port.targets.isEmpty ? "REJECT (no ready endpoint)" : port.targets.joined(separator: ",")

@@ -1,5 +1,6 @@
 import Logging
 import NFTables
+import Netlink
 import Sync
 
 /// Keeps the kernel's `mirror-gateway` tables in step with the exports document.
@@ -24,10 +25,14 @@ actor GatewayRules {
     private var needsFullReconcile = true
     nonisolated let role: MirrorTables.Role
 
-    init(allowedSources: [IPPrefix], backend: sending any RulesetBackend) {
+    /// Clears UDP/SCTP flows pinned to endpoints that went away (none: flows are left alone).
+    nonisolated let flows: FlowCleaner?
+
+    init(allowedSources: [IPPrefix], backend: sending any RulesetBackend, flows: FlowCleaner? = nil) {
         role = .gateway(allowedSources: allowedSources)
         reconciler = Reconciler(backend: backend, tables: role.tableIDs)
         layout = MirrorTables(role: role)
+        self.flows = flows
     }
 
     /// The desired ruleset (tests, `--once`).
@@ -38,11 +43,14 @@ actor GatewayRules {
         let start = ContinuousClock.now
         let fresh = GatewayTranslator.rules(for: document)
         var scope = DiffScope()
+        var stale: [ConntrackSelector] = []
         for (service, rules) in fresh where applied[service] != rules {
             scope.formUnion(layout.setRules(rules, forService: service))
+            if flows != nil, !needsFullReconcile { stale += StaleFlows.selectors(old: applied[service] ?? [], new: rules) }
         }
-        for service in applied.keys where fresh[service] == nil {
+        for (service, rules) in applied where fresh[service] == nil {
             scope.formUnion(layout.setRules([], forService: service))
+            if flows != nil, !needsFullReconcile { stale += StaleFlows.selectors(old: rules, new: []) }
         }
         applied = fresh
         let full = needsFullReconcile
@@ -54,6 +62,8 @@ actor GatewayRules {
             throw error
         }
         needsFullReconcile = false
+        // After the commit and off this path, as for the node agent.
+        flows?.clear(stale)
         return Report(transaction: transaction, full: full, duration: ContinuousClock.now - start,
                       ports: fresh.values.reduce(0) { $0 + $1.count })
     }

@@ -28,6 +28,9 @@ struct GatewayStatus: Codable, Sendable {
     var ports: [Port]
     /// Packets dropped because their source is not allowed, all ports together.
     var refusedPackets: UInt64?
+    /// Conntrack entries of UDP/SCTP flows deleted because their endpoint went away; nil when
+    /// ctnetlink is not reachable.
+    var conntrackDeleted: Int?
 
     /// One exported service port.
     struct Port: Codable, Sendable {

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import NFTables
+import Netlink
 import Sync
 
 #if canImport(Glibc)
@@ -24,19 +25,28 @@ actor RulesComponent: MirrorConsumer {
     private var applied: MirrorStore?
     private var needsFullReconcile = true
     private let logger: Logger
+    private let flows: FlowCleaner?
 
     /// Opens the kernel backend in the current network namespace.
     /// - Throws: ``NFTablesError/unavailable(_:)`` without permission or nf_tables.
     init(dnsAddresses: [IPAddress], logger: Logger) throws {
-        self.init(backend: try KernelRulesetBackend(), dnsAddresses: dnsAddresses, logger: logger)
+        self.init(backend: try KernelRulesetBackend(), dnsAddresses: dnsAddresses, logger: logger, flows: FlowCleaner(logger: logger))
     }
 
-    /// Uses `backend` (the kernel, or a fake in tests).
-    init(backend: sending any RulesetBackend, dnsAddresses: [IPAddress], logger: Logger) {
+    /// Uses `backend` (the kernel, or a fake in tests) and `flows` to clear stale UDP/SCTP
+    /// flows after each change (none: flows are left alone).
+    init(backend: sending any RulesetBackend, dnsAddresses: [IPAddress], logger: Logger, flows: FlowCleaner? = nil) {
         reconciler = Reconciler(backend: backend, tables: MirrorTables.tableIDs)
         layout = MirrorTables(dnsAddresses: dnsAddresses, rememberingRules: false)
         self.logger = logger
+        self.flows = flows
     }
+
+    /// Conntrack cleanup totals for `dump` and `/metrics`; nil when flows are left alone.
+    func flowStatistics() -> FlowCleaner.Statistics? { flows?.statistics }
+
+    /// Waits for queued conntrack cleanups (tests).
+    func drainFlowCleanups() { flows?.drain() }
 
     /// The desired ruleset for the last applied update.
     var desired: Ruleset { layout.desired }
@@ -53,12 +63,16 @@ actor RulesComponent: MirrorConsumer {
         do {
             if let previous = needsFullReconcile ? nil : applied {
                 var scope = DiffScope()
+                var stale: [ConntrackSelector] = []
                 for key in RulesTranslator.affectedServices(update.changes, store: update.store) {
-                    scope.formUnion(retranslate(key, from: previous, to: update.store))
+                    scope.formUnion(retranslate(key, from: previous, to: update.store, stale: &stale))
                 }
                 applied = update.store
                 let translated = ContinuousClock.now - start
                 transaction = try reconciler.update(layout.desired, scope: scope)
+                // After the commit (a flow deleted earlier could be re-created by its next
+                // packet under the old rules), and off this path.
+                flows?.clear(stale)
                 logger.debug("incremental update", metadata: [
                     "translate_ms": "\(String(format: "%.3f", translated.milliseconds))",
                     "diff_ms": "\(String(format: "%.3f", reconciler.lastDiffDuration.milliseconds))",
@@ -104,9 +118,11 @@ actor RulesComponent: MirrorConsumer {
     /// there) by those translated from `store` (none when it is gone); returns the scope.
     /// Translation is a pure function of the state, so the rules taken out are exactly those
     /// that were put in.
-    private func retranslate(_ key: ServiceKey, from previous: MirrorStore, to store: MirrorStore) -> DiffScope {
+    private func retranslate(_ key: ServiceKey, from previous: MirrorStore, to store: MirrorStore,
+                             stale: inout [ConntrackSelector]) -> DiffScope {
         let old = previous.services[key].map { RulesTranslator.rules(for: $0, clusters: previous.clusters) } ?? []
         let fresh = store.services[key].map { RulesTranslator.rules(for: $0, clusters: store.clusters) } ?? []
+        if flows != nil { stale += StaleFlows.selectors(old: old, new: fresh) }
         return layout.replaceRules(old, with: fresh)
     }
 
