@@ -93,10 +93,13 @@ public struct ExportsFeedClient: ExportsSource {
                 case .body(let bytes):
                     splitter.append(bytes)
                     while let line = try splitter.nextLine() {
+                        let before = held.map { ($0.epoch, $0.revision) }
                         if let document = try apply(ExportsEvent.decode(line: line), to: &held, started: &started) {
                             await onUpdate(document)
-                            if let file, let held { persist(held, to: file) }
                         }
+                        // A snapshot of an unchanged document still moves the position a
+                        // restart resumes from (a restarted feed has a new epoch).
+                        if let file, let held, before.map({ $0 != (held.epoch, held.revision) }) ?? true { persist(held, to: file) }
                     }
                 case .end:
                     throw FeedClientError.streamEnded

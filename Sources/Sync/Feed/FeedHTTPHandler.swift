@@ -71,7 +71,7 @@ final class FeedHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
             hub.isReady ? respond(context, head, .ok, "ready\n") : respond(context, head, .serviceUnavailable, "no mirror state loaded yet\n")
         case "/metrics":
             respond(context, head, .ok, hub.metrics.render(), contentType: "text/plain; version=0.0.4; charset=utf-8")
-        case FeedWatchRequest.path where head.method == .HEAD, ExportsEvent.path where head.method == .HEAD:
+        case FeedWatchRequest.path where head.method == .HEAD, ExportsEvent.path where head.method == .HEAD && exportsHub != nil:
             respond(context, head, .methodNotAllowed, "the watch stream is served to GET only\n", extra: [("allow", "GET")])
         case FeedWatchRequest.path:
             startWatch(head, query: components?.queryItems ?? [], hub: hub, context: context)

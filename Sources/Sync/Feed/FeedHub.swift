@@ -68,6 +68,7 @@ public final class FeedHub: Sendable {
         try state.withLockedValue { s in
             let revision = s.revision + 1
             let line = try ExportsEvent.snapshot(epoch: epoch, revision: revision, exports: document).encodedChunk()
+            let wasReady = s.current != nil
             s.revision = revision
             s.current = .exports(document)
             s.snapshotLine = line
@@ -75,7 +76,7 @@ public final class FeedHub: Sendable {
             dispatch(FeedBroadcast(lines: [(revision, line, "snapshot")], isReset: true), to: s.loops)
             metrics.update {
                 $0.revision = revision
-                $0.snapshotsPublished += 1
+                if wasReady { $0.snapshotsPublished += 1 }
             }
         }
     }
