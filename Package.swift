@@ -70,6 +70,7 @@ let package = Package(
             dependencies: [
                 "Sync", "DNSResponder", "NFTables", "Netlink", "CHeapArenas",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

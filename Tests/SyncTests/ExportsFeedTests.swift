@@ -55,7 +55,7 @@ import Testing
 
         // curl with the client certificate sees the current document as a snapshot line.
         let url = "https://127.0.0.1:\(feed.port)\(ExportsEvent.path)"
-        let curl = try runProgram("/usr/bin/curl", ["-sS", "-N", "--max-time", "1", "--cacert", pki.ca, "--cert", pki.clientCert,
+        let curl = try runProgram("/usr/bin/curl", ["-sS", "-N", "--max-time", "3", "--cacert", pki.ca, "--cert", pki.clientCert,
                                                     "--key", pki.clientKey, url])
         let lines = curl.out.split(separator: "\n").map(String.init)
         #expect(lines.first?.hasPrefix("{\"type\":\"snapshot\"") == true)

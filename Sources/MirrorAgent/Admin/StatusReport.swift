@@ -21,6 +21,7 @@ struct StatusReport {
         }
         out += "\n"
         if let error = feed.lastError { out += "        last error: \(error)\n" }
+        for file in feed.tls ?? [] { out += "TLS     \(file.summary)\n" }
         out += "\n" + Self.table(header: ["CLUSTER", "GATEWAY", "ALIVE", "MASQUERADE", "SERVICES"], rows: status.clusters.map { cluster in
             let gateway = cluster.gatewayAddresses.isEmpty ? "-" : cluster.gatewayAddresses.joined(separator: ",") + ":\(cluster.gatewayPort ?? 0)"
             return [cluster.name, gateway, cluster.alive ? "yes" : "NO", cluster.masquerade ? "yes" : "no", "\(cluster.services)"]

@@ -87,8 +87,12 @@ final class AgentMetrics: Sendable {
     /// Copies the figures other parts own into the registry and renders the exposition.
     /// `counters` are the kernel's per-service packet and byte counters, keyed by service.
     func scrape(store: MirrorStore, ready: Bool, dns: DNSStatistics?, feed: FeedLinkRecorder.Link? = nil,
-                flows: FlowCleaner.Statistics? = nil, counters: [String: (packets: UInt64, bytes: UInt64)]) -> String {
-        scrapeLock.withLock { render(store: store, ready: ready, dns: dns, feed: feed, flows: flows, counters: counters) }
+                flows: FlowCleaner.Statistics? = nil, tls: [TLSReloader.Expiry] = [],
+                counters: [String: (packets: UInt64, bytes: UInt64)]) -> String {
+        scrapeLock.withLock {
+            TLSReloader.Expiry.record(tls, role: "agent", into: registry)
+            return render(store: store, ready: ready, dns: dns, feed: feed, flows: flows, counters: counters)
+        }
     }
 
     private func render(store: MirrorStore, ready: Bool, dns: DNSStatistics?, feed: FeedLinkRecorder.Link?,

@@ -24,6 +24,29 @@ struct AgentStatus: Codable, Sendable {
         var connected: Bool? = nil
         var since: Date? = nil
         var reconnects: Int? = nil
+        /// The client certificate and CA bundle in force, and when they expire.
+        var tls: [TLSFile]? = nil
+    }
+
+    /// One TLS file in force: `certificate` or `ca`, and when it (or its bundle's earliest
+    /// certificate) expires.
+    struct TLSFile: Codable, Sendable {
+        var file: String
+        var kind: String
+        var notAfter: Date
+
+        init(_ expiry: TLSReloader.Expiry) {
+            file = expiry.file
+            kind = expiry.kind
+            notAfter = expiry.notAfter
+        }
+
+        /// `certificate /etc/mirror/tls/tls.crt expires 2027-03-01 (in 86 days)`, loud when near.
+        var summary: String {
+            let days = Int(notAfter.timeIntervalSinceNow / 86_400)
+            let when = notAfter.timeIntervalSinceNow < 0 ? "EXPIRED" : days < 7 ? "in \(days) days: ROTATE SOON" : "in \(days) days"
+            return "\(kind) \(file) expires \(ISO8601DateFormatter().string(from: notAfter)) (\(when))"
+        }
     }
 
     struct ClusterInfo: Codable, Sendable {

@@ -1,4 +1,5 @@
 import Foundation
+import NIOSSL
 import NFTables
 import NIOCore
 import NIOPosix
@@ -14,18 +15,49 @@ struct Preflight {
         var name: String
         var passed: Bool
         var detail: String
+        /// Passed, but needs attention soon (a certificate close to expiry).
+        var warning = false
     }
 
     var dnsListen: [String]
     var upstreams: [String]
     var feed: String?
+    /// PEM files whose certificates are checked for expiry.
+    var certificates: [String] = []
 
     func run() async -> [Result] {
         var results = [privileges(), nftables()]
         for listen in dnsListen { results.append(portFree(listen)) }
         for upstream in upstreams { results.append(upstreamAnswers(upstream)) }
         if let feed { results.append(await feedReachable(feed)) }
+        for file in certificates { results.append(contentsOf: Self.certificateExpiry(file)) }
         return results
+    }
+
+    /// A certificate expiring within this long is a warning; an expired one fails.
+    static let expiryWarning: TimeInterval = 7 * 86_400
+
+    /// One result per certificate in `file` (a bundle may hold several).
+    static func certificateExpiry(_ file: String, now: Date = Date()) -> [Result] {
+        let certificates: [NIOSSLCertificate]
+        do {
+            certificates = try NIOSSLCertificate.fromPEMFile(file)
+        } catch {
+            return [Result(name: "certificate \(file)", passed: false, detail: "cannot read it as PEM: \(error)")]
+        }
+        guard !certificates.isEmpty else { return [Result(name: "certificate \(file)", passed: false, detail: "no PEM certificate in the file")] }
+        return certificates.enumerated().map { index, certificate in
+            let notAfter = Date(timeIntervalSince1970: TimeInterval(certificate.notValidAfter))
+            let left = notAfter.timeIntervalSince(now)
+            let name = certificates.count > 1 ? "certificate \(file) [\(index)]" : "certificate \(file)"
+            let date = ISO8601DateFormatter().string(from: notAfter)
+            if left < 0 { return Result(name: name, passed: false, detail: "EXPIRED on \(date): new TLS handshakes with it fail") }
+            let days = Int(left / 86_400)
+            if left < expiryWarning {
+                return Result(name: name, passed: true, detail: "expires in \(days) days (\(date)): rotate it now", warning: true)
+            }
+            return Result(name: name, passed: true, detail: "expires in \(days) days (\(date))")
+        }
     }
 
     private func privileges() -> Result {

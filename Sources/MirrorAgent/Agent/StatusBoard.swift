@@ -52,6 +52,13 @@ actor StatusBoard {
         feedLink = recorder
     }
 
+    /// The feed client's TLS material, whose expiry `dump` and `/metrics` show.
+    private var tlsMaterial: TLSReloader?
+
+    func setTLSMaterial(_ material: TLSReloader) {
+        tlsMaterial = material
+    }
+
     init(source: String, parts: [String: Bool], metrics: AgentMetrics = AgentMetrics()) {
         self.source = source
         self.parts = parts.mapValues { PartRecord(enabled: $0) }
@@ -141,6 +148,7 @@ extension StatusBoard {
             feed.reconnects = link.reconnects
             feed.lastError = link.lastError
         }
+        if let tlsMaterial { feed.tls = tlsMaterial.expiries.map(AgentStatus.TLSFile.init) }
         return feed
     }
 
@@ -153,6 +161,7 @@ extension StatusBoard {
     func prometheusText(counters: [String: Counter]) async -> String {
         let statistics = await currentDNSStatistics()
         return metrics.scrape(store: store, ready: ready, dns: statistics, feed: feedLink?.link, flows: await flowStatistics?(),
+                              tls: tlsMaterial?.expiries ?? [],
                               counters: counters.mapValues { (packets: $0.packets, bytes: $0.bytes) })
     }
 }

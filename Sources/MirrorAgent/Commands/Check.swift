@@ -8,7 +8,8 @@ struct Check: AsyncParsableCommand {
         discussion: """
             Without --state: node preflight, one pass/fail line each — capabilities \
             (CAP_NET_ADMIN, CAP_NET_BIND_SERVICE), nf_tables answering, each --dns-listen \
-            address free for UDP and TCP, each --upstream answering DNS, --feed reachable. \
+            address free for UDP and TCP, each --upstream answering DNS, --feed reachable, each \
+            --certificate's expiry (! within 7 days, × expired). \
             Exit status 1 when any check fails.
 
             With --state FILE: reads FILE (YAML or JSON), checks every rule the agent enforces (DNS labels, known \
@@ -20,6 +21,7 @@ struct Check: AsyncParsableCommand {
             Examples:
               mirror-agent check --state examples/two-clusters.yaml
               mirror-agent check --dns-listen 169.254.20.11:53 --upstream 10.96.0.10:53 --feed https://mirror-feed:8443
+              mirror-agent check --certificate /etc/mirror/tls/tls.crt --certificate /etc/mirror/tls/ca.crt
             """
     )
 
@@ -35,11 +37,15 @@ struct Check: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Preflight: the feed the agent will follow (https://HOST:PORT or file:PATH).", valueName: "source"))
     var feed: String?
 
+    @Option(name: .customLong("certificate"), help: ArgumentHelp("Preflight: a PEM certificate or CA bundle in use (--tls-cert, --ca, --client-ca; repeatable). Warns when one expires within 7 days, fails when one has expired.", valueName: "file"))
+    var certificates: [String] = []
+
     func run() async throws {
         guard let path = state else {
-            let results = await Preflight(dnsListen: dnsListen, upstreams: upstream, feed: feed).run()
+            let results = await Preflight(dnsListen: dnsListen, upstreams: upstream, feed: feed, certificates: certificates).run()
             for result in results {
-                print("\(result.passed ? "√" : "×") \(result.name.padding(toLength: 28, withPad: " ", startingAt: 0)) \(result.detail)")
+                let mark = !result.passed ? "×" : result.warning ? "!" : "√"
+                print("\(mark) \(result.name.padding(toLength: 28, withPad: " ", startingAt: 0)) \(result.detail)")
             }
             let failed = results.filter { !$0.passed }.count
             print(failed == 0 ? "\nall \(results.count) checks passed" : "\n\(failed) of \(results.count) checks failed")

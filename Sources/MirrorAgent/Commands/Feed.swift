@@ -22,6 +22,11 @@ struct Feed: AsyncParsableCommand {
             the gateways (`mirror-agent gateway --feed https://…`) follow over the same TLS.
 
             Probes: GET /healthz (alive), /readyz (a state is loaded), /metrics (Prometheus).
+            TLS files are followed: a rotated certificate, key or client CA (an edit, or a \
+            Kubernetes Secret's symlink swap) is used for every new handshake within seconds, \
+            without a restart; open streams are not cut. Unusable new files are logged and the \
+            previous ones stay in force.
+
             SIGTERM or SIGINT closes the listener and every stream; agents keep their state \
             and resume when a feed answers again.
 
@@ -115,8 +120,8 @@ struct Feed: AsyncParsableCommand {
         let (host, port) = try listenAddress()
         var tls: FeedTLSFiles?
         if let tlsCert, let tlsKey, let clientCA { tls = FeedTLSFiles(certificate: tlsCert, key: tlsKey, ca: clientCA) }
-        let tlsContext = try tls?.makeServerContext()
-        if tlsContext == nil {
+        let material = try tls.map { try TLSReloader(files: $0, side: .server, logger: logger) }
+        if material == nil {
             logger.warning("serving plain HTTP (--insecure): anyone who can connect reads the mirror state")
         }
         var hubConfiguration = FeedHub.Configuration()
@@ -125,7 +130,8 @@ struct Feed: AsyncParsableCommand {
         hubConfiguration.maxWatcherBacklog = maxWatcherBacklog << 20
         let hub = FeedHub(configuration: hubConfiguration)
         let exportsHub = try exportsPath() == nil ? nil : FeedHub(configuration: hubConfiguration)
-        let server = try await FeedServer(hub: hub, exportsHub: exportsHub, host: host, port: port, tls: tlsContext, logger: logger)
+        if let material { hub.metrics.follow(material) }
+        let server = try await FeedServer(hub: hub, exportsHub: exportsHub, host: host, port: port, tlsMaterial: material, logger: logger)
         let publisher = FeedPublisher(hub: hub, source: FileMirrorSource(path: try sourcePath(), pollInterval: .milliseconds(pollInterval), logger: logger), logger: logger)
 
         let failure: (any Error)? = await withTaskGroup(of: (any Error)?.self) { group in
@@ -154,6 +160,14 @@ struct Feed: AsyncParsableCommand {
                     } catch {
                         return error
                     }
+                }
+            }
+            if let material {
+                // Rotated certificates (cert-manager, an updated Secret) are used for new
+                // handshakes within seconds; open streams keep theirs.
+                group.addTask {
+                    await material.watch()
+                    return nil
                 }
             }
             group.addTask {

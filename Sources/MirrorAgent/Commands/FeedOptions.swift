@@ -58,7 +58,7 @@ struct FeedClientOptions: ParsableArguments {
 
     /// The feed client for `feed`, or nil when `feed` is not an http(s) URL.
     /// `link` is told when the feed stream comes up or goes down (network feeds only).
-    func makeSource(feed: String, link: FeedLinkRecorder? = nil, logger: Logger) throws -> (any MirrorSource)? {
+    func makeSource(feed: String, link: FeedLinkRecorder? = nil, logger: Logger) throws -> FeedClient? {
         guard let configuration = try clientConfiguration(feed: feed, link: link, logger: logger) else { return nil }
         return FeedClient(configuration: configuration, logger: logger)
     }
@@ -75,6 +75,9 @@ struct FeedClientOptions: ParsableArguments {
             logger.notice("no --state-dir: after a restart nothing is served until the feed answers")
         }
         var configuration = FeedClient.Configuration(endpoint: endpoint, tls: tls, stateDirectory: stateDir)
+        // Loaded here (unusable files stop the start) and followed: read again before each
+        // connection, so a rotated client certificate is used from the next reconnect on.
+        configuration.tlsMaterial = try tls.map { try TLSReloader(files: $0, side: .client, logger: logger) }
         configuration.silenceTimeout = .seconds(Int64(feedSilenceTimeout))
         configuration.maxBackoff = .seconds(feedMaxBackoff)
         if let link { configuration.onLinkChange = { link.record($0) } }
@@ -85,7 +88,7 @@ struct FeedClientOptions: ParsableArguments {
 extension FeedClientOptions {
     /// The exports source for a network `feed` (the gateway's), or nil for other sources.
     func makeExportsSource(feed: String, gatewayPorts: GatewayPortRange, link: FeedLinkRecorder,
-                           onRejected: @escaping @Sendable (String) -> Void, logger: Logger) throws -> (any ExportsSource)? {
+                           onRejected: @escaping @Sendable (String) -> Void, logger: Logger) throws -> ExportsFeedClient? {
         guard let configuration = try clientConfiguration(feed: feed, link: link, logger: logger) else { return nil }
         return ExportsFeedClient(configuration: configuration, gatewayPorts: gatewayPorts, onRejected: onRejected, logger: logger)
     }

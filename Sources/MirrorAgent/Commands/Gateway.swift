@@ -85,6 +85,7 @@ struct Gateway: AsyncParsableCommand {
         if let network = try feedClient.makeExportsSource(feed: feed, gatewayPorts: range, link: link, onRejected: rejected, logger: logger) {
             source = network
             await board.setFeedLink(link)
+            if let tls = network.configuration.tlsMaterial { await board.setTLSMaterial(tls) }
         } else {
             source = FileExportsSource(path: try filePath(feed), gatewayPorts: range, logger: logger, onRejected: rejected)
         }

@@ -91,7 +91,9 @@ struct Run: AsyncParsableCommand {
         let link = FeedLinkRecorder()
         let network = try feedClient.makeSource(feed: feed, link: link, logger: logger)
         if network != nil { await board.setFeedLink(link) }
-        let source = try network ?? FileMirrorSource(path: try sourceLocation(), logger: logger)
+        if let tls = network?.configuration.tlsMaterial { await board.setTLSMaterial(tls) }
+        let source: any MirrorSource
+        if let network { source = network } else { source = FileMirrorSource(path: try sourceLocation(), logger: logger) }
         await board.configure(source: source.description, parts: ["nftables": rulesComponent != nil, "dns": dnsPart != nil])
         if let dnsPart { await board.setDNSStatisticsSource { await dnsPart.statistics() } }
         if let rulesComponent { await board.setFlowStatisticsSource { await rulesComponent.flowStatistics() } }

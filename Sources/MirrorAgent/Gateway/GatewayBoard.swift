@@ -40,6 +40,13 @@ actor GatewayBoard {
         feedLink = recorder
     }
 
+    /// The feed client's TLS material, whose expiry `dump` and `/metrics` show.
+    private var tlsMaterial: TLSReloader?
+
+    func setTLSMaterial(_ material: TLSReloader) {
+        tlsMaterial = material
+    }
+
     func recordApplied(_ document: ExportsDocument, report: GatewayRules.Report) {
         self.document = document
         programmed = true
@@ -87,11 +94,12 @@ actor GatewayBoard {
             lastError: lastError ?? feedLink?.link.lastError, lastRejected: lastRejected, feedConnected: feedLink?.link.connected,
             syncs: syncs, failures: failures, lastDurationMilliseconds: lastReport?.duration.milliseconds,
             lastBatch: lastReport.map { "\($0.transaction.summary)" }, ports: GatewayStatus.Port.rows(document, counters: counters),
-            refusedPackets: counters?.refusedTotal, conntrackDeleted: flows.flatMap { $0.available ? $0.deleted : nil })
+            refusedPackets: counters?.refusedTotal, conntrackDeleted: flows.flatMap { $0.available ? $0.deleted : nil },
+            tls: tlsMaterial?.expiries.map(AgentStatus.TLSFile.init))
     }
 
     func prometheusText(counters: GatewayCounters, flows: FlowCleaner.Statistics?) -> String {
         metrics.scrape(ready: notReadyReason() == nil, ports: GatewayStatus.Port.rows(document, counters: counters),
-                       refused: counters.refusedTotal, feed: feedLink?.link, flows: flows)
+                       refused: counters.refusedTotal, feed: feedLink?.link, flows: flows, tls: tlsMaterial?.expiries ?? [])
     }
 }

@@ -41,8 +41,10 @@ final class GatewayMetrics: Sendable {
         registry.makeCounter(descriptor: Self.rejected, labels: []).increment()
     }
 
-    func scrape(ready: Bool, ports: [GatewayStatus.Port], refused: UInt64, feed: FeedLinkRecorder.Link?, flows: FlowCleaner.Statistics?) -> String {
+    func scrape(ready: Bool, ports: [GatewayStatus.Port], refused: UInt64, feed: FeedLinkRecorder.Link?, flows: FlowCleaner.Statistics?,
+                tls: [TLSReloader.Expiry]) -> String {
         scrapeLock.withLock {
+            TLSReloader.Expiry.record(tls, role: "gateway", into: registry)
             if let flows, flows.available {
                 registry.makeCounter(descriptor: Self.conntrackDeleted, labels: []).set(total: UInt64(flows.deleted))
                 registry.makeCounter(descriptor: Self.conntrackFailures, labels: []).set(total: UInt64(flows.failures))

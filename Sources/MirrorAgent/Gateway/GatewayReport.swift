@@ -20,6 +20,7 @@ struct GatewayReport {
         out += "\n"
         if let error = status.lastError { out += "        last error: \(error)\n" }
         if let rejected = status.lastRejected { out += "        last rejected document: \(rejected)\n" }
+        for file in status.tls ?? [] { out += "TLS     \(file.summary)\n" }
         out += "ALLOWED \(status.allowedSources.joined(separator: ", "))  refused packets \(status.refusedPackets.map(String.init) ?? "-")"
         out += "  stale UDP/SCTP flows moved \(status.conntrackDeleted.map(String.init) ?? "- (conntrack unreachable)")\n"
         out += "\n" + StatusReport.table(header: ["SERVICE", "PORT", "GATEWAY PORT", "ENDPOINTS", "PACKETS", "BYTES", "REFUSED"], rows: status.ports.map { port in

@@ -31,6 +31,8 @@ struct GatewayStatus: Codable, Sendable {
     /// Conntrack entries of UDP/SCTP flows deleted because their endpoint went away; nil when
     /// ctnetlink is not reachable.
     var conntrackDeleted: Int?
+    /// The feed client's certificate and CA bundle, and when they expire.
+    var tls: [AgentStatus.TLSFile]?
 
     /// One exported service port.
     struct Port: Codable, Sendable {

@@ -44,7 +44,7 @@ public struct ExportsFeedClient: ExportsSource {
         case (.http, _?): throw FeedClientError.configuration("\(configuration.endpoint) is plain HTTP; TLS files need an https:// feed")
         default: break
         }
-        let tls = try configuration.tls?.makeClientContext()
+        let material = try configuration.clientMaterial(logger: logger)
         let file = configuration.stateDirectory.map { ($0 as NSString).appendingPathComponent("exports-state.json") }
         var held = restore(file)
         if let held {
@@ -54,12 +54,14 @@ public struct ExportsFeedClient: ExportsSource {
         var backoff = configuration.initialBackoff
         while !Task.isCancelled {
             var started = false
+            material?.reload()
             do {
-                try await stream(held: &held, started: &started, tls: tls, onUpdate: onUpdate, persistTo: file)
+                try await stream(held: &held, started: &started, tls: material?.context, onUpdate: onUpdate, persistTo: file)
                 throw FeedClientError.streamEnded
             } catch where Task.isCancelled {
                 break
             } catch {
+                let error = configuration.explain(error)
                 configuration.onLinkChange?(.lost(reason: "\(error)"))
                 logger.warning("exports feed connection lost; keeping the last exports", metadata: [
                     "feed": "\(configuration.endpoint)", "revision": "\(held?.revision ?? 0)", "error": "\(error)",

@@ -17,6 +17,10 @@ public struct FeedClient: MirrorSource {
         public var endpoint: FeedEndpoint
         /// Client certificate, key and CA bundle; required for https, nil for http.
         public var tls: FeedTLSFiles?
+        /// The loaded `tls` files, when the caller follows them too (their expiry in metrics);
+        /// built from ``tls`` when nil. Either way they are read again before each connection,
+        /// so a rotated client certificate is used from the next reconnect on.
+        public var tlsMaterial: TLSReloader?
         /// Where the last applied state is persisted; nil to persist nothing.
         public var stateDirectory: String?
         /// No byte for this long means the connection is dead (several missed bookmarks).
@@ -61,7 +65,7 @@ public struct FeedClient: MirrorSource {
         case (.http, _?): throw FeedClientError.configuration("\(configuration.endpoint) is plain HTTP; TLS files need an https:// feed")
         default: break
         }
-        let tlsContext = try configuration.tls?.makeClientContext()
+        let material = try configuration.clientMaterial(logger: logger)
         var applier = FeedApplier()
         let persistence = FeedPersistence(file: configuration.stateDirectory.map(FeedStateFile.init(directory:)),
                                           interval: configuration.persistInterval, logger: logger)
@@ -75,13 +79,15 @@ public struct FeedClient: MirrorSource {
 
         var backoff = configuration.initialBackoff
         while !Task.isCancelled {
-            let connection = FeedConnection(configuration: configuration, tls: tlsContext, group: group)
+            material?.reload()
+            let connection = FeedConnection(configuration: configuration, tls: material?.context, group: group)
             do {
                 try await connection.stream(into: &applier, persistence: persistence, onUpdate: onUpdate)
                 throw FeedClientError.streamEnded
             } catch where Task.isCancelled {
                 break
             } catch {
+                let error = configuration.explain(error)
                 configuration.onLinkChange?(.lost(reason: "\(error)"))
                 logger.warning("feed connection lost; keeping the last applied state", metadata: [
                     "feed": "\(configuration.endpoint)", "revision": "\(applier.store.revision)", "error": "\(error)",
@@ -103,6 +109,20 @@ public struct FeedClient: MirrorSource {
     }
 }
 
+extension FeedClient.Configuration {
+    /// The client's TLS material: the caller's, or loaded from ``tls``.
+    func clientMaterial(logger: Logger) throws -> TLSReloader? {
+        if let tlsMaterial { return tlsMaterial }
+        return try tls.map { try TLSReloader(files: $0, side: .client, logger: logger) }
+    }
+
+    /// A TLS handshake failure, said with the files an operator must look at.
+    func explain(_ error: any Error) -> any Error {
+        guard let tls, error is NIOSSLError || error is BoringSSLError else { return error }
+        return FeedClientError.handshake(endpoint: endpoint.description, reason: "\(error)", files: tls)
+    }
+}
+
 /// A change of a ``FeedClient``'s link to its feed.
 public enum FeedLinkEvent: Sendable, Equatable {
     /// The feed accepted the watch (HTTP 200); events follow.
@@ -119,6 +139,7 @@ public enum FeedClientError: Error, CustomStringConvertible {
     case httpStatus(Int, String)
     case silent(after: TimeAmount)
     case streamEnded
+    case handshake(endpoint: String, reason: String, files: FeedTLSFiles)
 
     public var description: String {
         switch self {
@@ -127,6 +148,8 @@ public enum FeedClientError: Error, CustomStringConvertible {
         case let .httpStatus(code, reason): "feed answered HTTP \(code) \(reason)"
         case let .silent(after): "no data from the feed for \(after.nanoseconds / 1_000_000) ms (missed bookmarks); reconnecting"
         case .streamEnded: "the feed closed the stream"
+        case let .handshake(endpoint, reason, files):
+            "TLS handshake with the feed at \(endpoint) failed: \(reason). The feed's certificate must chain to a CA in \(files.ca) and name the host dialled; this side's certificate \(files.certificate) must chain to the feed's client CA"
         }
     }
 }

@@ -36,6 +36,14 @@ public final class FeedMetrics: Sendable {
     /// How many watch streams started with a snapshot (`snapshot`) or resumed (`resume`).
     public func watchesStarted(_ kind: String) -> UInt64 { values.withLockedValue { $0.watchesStarted[kind] ?? 0 } }
 
+    /// The server's TLS material, whose expiry each scrape shows.
+    private let tls = NIOLockedValueBox<TLSReloader?>(nil)
+
+    /// Shows the expiry of `material`'s files in `/metrics` (role `feed`).
+    public func follow(_ material: TLSReloader) {
+        tls.withLockedValue { $0 = material }
+    }
+
     /// The Prometheus text exposition (version 0.0.4), through a swift-prometheus registry.
     /// The hot paths only bump ``Values`` under the lock; a scrape copies them in.
     public func render() -> String {
@@ -65,6 +73,7 @@ public final class FeedMetrics: Sendable {
                   v.snapshotBytesInFlight)
             let starts = name("watches_started", "total", "Watch streams started, by how they began.")
             for start in ["snapshot", "resume"] { counter(starts, v.watchesStarted[start] ?? 0, [("start", start)]) }
+            if let material = tls.withLockedValue({ $0 }) { TLSReloader.Expiry.record(material.expiries, role: "feed", into: registry) }
             return registry.emitToString()
         }
     }

@@ -13,7 +13,8 @@ public final class FeedServer: Sendable {
     /// The gateways' stream (`/v1/exports`), when the feed serves exports.
     public let exportsHub: FeedHub?
     private let group: any EventLoopGroup
-    private let tls: NIOSSLContext?
+    /// The context for each new connection (nil: plain HTTP).
+    private let tls: (@Sendable () -> NIOSSLContext)?
     private let logger: Logger
     private let channel: any Channel
     private let bookmarks: [RepeatedTask]
@@ -21,14 +22,30 @@ public final class FeedServer: Sendable {
     /// The bound address (with the real port when 0 was asked).
     public var localAddress: SocketAddress? { channel.localAddress }
 
-    /// Binds `host:port` and starts serving.
+    /// Binds `host:port` and starts serving with one fixed TLS context.
     ///
     /// - Parameters:
     ///   - tls: the server TLS context (``FeedTLSFiles/makeServerContext()``); nil serves plain
     ///     HTTP, which the command allows only with `--insecure`.
     /// - Throws: when the address cannot be bound.
-    public init(hub: FeedHub, exportsHub: FeedHub? = nil, host: String, port: Int, tls: NIOSSLContext?,
-                group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, logger: Logger) async throws {
+    public convenience init(hub: FeedHub, exportsHub: FeedHub? = nil, host: String, port: Int, tls: NIOSSLContext?,
+                            group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, logger: Logger) async throws {
+        var provider: (@Sendable () -> NIOSSLContext)?
+        if let tls { provider = { tls } }
+        try await self.init(hub: hub, exportsHub: exportsHub, host: host, port: port, tlsContext: provider, group: group, logger: logger)
+    }
+
+    /// Binds `host:port` and starts serving; every new connection's handshake uses the newest
+    /// material `tlsMaterial` loaded (a rotation never cuts established streams).
+    public convenience init(hub: FeedHub, exportsHub: FeedHub? = nil, host: String, port: Int, tlsMaterial tls: TLSReloader?,
+                            group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, logger: Logger) async throws {
+        var provider: (@Sendable () -> NIOSSLContext)?
+        if let tls { provider = { tls.context } }
+        try await self.init(hub: hub, exportsHub: exportsHub, host: host, port: port, tlsContext: provider, group: group, logger: logger)
+    }
+
+    private init(hub: FeedHub, exportsHub: FeedHub?, host: String, port: Int, tlsContext tls: (@Sendable () -> NIOSSLContext)?,
+                 group: any EventLoopGroup, logger: Logger) async throws {
         self.hub = hub
         self.exportsHub = exportsHub
         self.group = group
@@ -42,7 +59,7 @@ public final class FeedServer: Sendable {
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations
-                    if let tls { try sync.addHandler(NIOSSLServerHandler(context: tls)) }
+                    if let tls { try sync.addHandler(NIOSSLServerHandler(context: tls())) }
                     try sync.addHandler(ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes)))
                     try sync.addHandler(FeedHTTPHandler(hub: hub, exportsHub: exportsHub, logger: logger))
                 }
