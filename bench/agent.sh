@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # bench/agent.sh — the whole node agent (feed client + nftables + DNS) at N mirrored service
-# ports, against DESIGN.md's whole-agent targets, in a network namespace it creates:
+# ports, against the whole-agent targets in docs/architecture.md, in a network namespace it creates:
 #
 #   ready from empty   `mirror-agent run` started with nothing programmed: time until /readyz
 #                      answers 200 (state received from the feed, kernel programmed, DNS serving)
@@ -120,7 +120,7 @@ PY
 memory() { awk '/VmHWM|VmRSS/ { printf "%s %d MiB  ", $1, $2 / 1024 }' "/proc/$AGENT_PID/status"; }
 revision() { in_ns curl -sf http://127.0.0.1:9153/metrics | awk '/^mirror_agent_revision / { print int($2) }'; }
 
-printf '%-28s %-34s %s\n' "case ($N ports)" "agent" "target (DESIGN.md)"
+printf '%-28s %-34s %s\n' "case ($N ports)" "agent" "target (docs/architecture.md)"
 
 start=$(now_ms); start_agent
 ready=$(time_to_ready "$start")

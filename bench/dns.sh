@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# DNS benchmark: mirror-agent against the references DESIGN.md names, side by side.
+# DNS benchmark: mirror-agent against the references docs/architecture.md names, side by side.
 #
 #   1. mirrored names: 10k services, the same names and query file, answered by
 #      mirror-agent (from its state file) and by unbound (local-data);

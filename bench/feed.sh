@@ -2,7 +2,7 @@
 # Feed fan-out: one `mirror-agent feed` (release build) and W watching clients on loopback;
 # C one-endpoint edits of the state file; prints the p50/p99 time from the file's rename to
 # the last watcher having applied the change, the server's RSS, and the bytes sent per delta
-# per watcher. Target (DESIGN.md): p99 <= 200 ms with 2,000 watchers.
+# per watcher. Target (docs/architecture.md): p99 <= 200 ms with 2,000 watchers.
 #
 # Usage: bench/feed.sh [WATCHERS=2000] [CHANGES=100] [SERVICES=100]
 #        env: TRANSPORT=both|tls|plain (default both)  PROCESSES=4  POLL_MS=10
@@ -102,4 +102,4 @@ for mode in $transports; do
   stop_feed
 done
 echo "load after:  $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15 min; other work on these cores inflates the tail)"
-echo "target:      p99 <= 200 ms with 2,000 watchers (DESIGN.md); bytes per delta ~ size of the one changed service"
+echo "target:      p99 <= 200 ms with 2,000 watchers (docs/architecture.md); bytes per delta ~ size of the one changed service"

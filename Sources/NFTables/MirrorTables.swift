@@ -1,4 +1,4 @@
-/// The agent's nftables layout, built from ``ServicePortRule``s (DESIGN.md "nftables layout").
+/// The agent's nftables layout, built from ``ServicePortRule``s (docs/architecture.md "nftables layout").
 ///
 /// Per family, one table `mirror-agent` holding:
 /// - `service-dnat-0` … `-15`: maps `daddr . l4proto . dport : addr . port` for single-target

@@ -20,7 +20,7 @@ enum DNSProcessResult {
     case drop
 }
 
-/// Decides what to do with one query, following DESIGN.md "DNS behaviour" in this order:
+/// Decides what to do with one query, following docs/architecture.md "DNS behaviour" in this order:
 /// unreadable → drop; client outside `--allow` → REFUSED; bad header → NOTIMP/FORMERR;
 /// malformed sections → FORMERR; EDNS version > 0 → BADVERS; then the record table:
 /// owned names get authoritative answers (data, NODATA+SOA, NXDOMAIN+SOA), others are

@@ -1,7 +1,7 @@
 import NFTables
 import Sync
 
-/// Translates mirror state into the packet-rewrite rules NFTables programs (DESIGN.md mode
+/// Translates mirror state into the packet-rewrite rules NFTables programs (docs/architecture.md, "The mirror state"
 /// rules). Pure functions; the only place that knows both the feed model and the layout.
 ///
 /// - gateway: every gateway address of the service's cluster, at the port's `gatewayPort` or
