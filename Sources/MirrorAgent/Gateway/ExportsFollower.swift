@@ -4,14 +4,19 @@ import ServiceLifecycle
 import Sync
 
 /// Follows the exports source and programs every valid document it delivers; repairs drift
-/// on a timer. Documents are whole, so when several arrive while one is being applied only
-/// the newest is applied next.
+/// as soon as another process touches the gateway's tables, and on a timer as a backstop.
+/// Documents are whole, so when several arrive while one is being applied only the newest is
+/// applied next.
 struct ExportsFollower: Service {
     let source: any ExportsSource
     let rules: GatewayRules
     let board: GatewayBoard
+    /// The periodic drift check; nil turns drift repair off (the timer and the monitor).
     let driftCheckInterval: Duration?
     let logger: Logger
+    /// Opens the nf_tables change monitor in the network namespace of the rules (the calling
+    /// thread's, for the gateway; tests open it inside their namespace).
+    var openMonitor: DriftWatch.OpenMonitor = DriftWatch.openInCurrentNamespace
 
     func run() async throws {
         do {
@@ -27,6 +32,12 @@ struct ExportsFollower: Service {
                     }
                     if let driftCheckInterval {
                         group.addTask { try await repairDrift(every: driftCheckInterval) }
+                        let rules = rules
+                        if let watch = DriftWatch(tables: rules.role.tableIDs, owner: "gateway", checkInterval: driftCheckInterval,
+                                                  open: openMonitor, logger: logger) {
+                            // The watch logs each repair; the gateway's board keeps no drift record.
+                            group.addTask { try await watch.run(repair: { try await rules.repairDrift() }) { _, _, _ in } }
+                        }
                     }
                     try await group.next()
                     group.cancelAll()
