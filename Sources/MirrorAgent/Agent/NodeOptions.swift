@@ -20,7 +20,7 @@ struct NodeOptions: ParsableArguments {
     @Option(help: ArgumentHelp("Per-service packet/byte series in /metrics (mirror_agent_service_packets_total) only while the agent holds at most this many services; above it they are left out so a scrape stays small. 0 turns them off.", valueName: "count"))
     var metricsServiceLimit: Int = 10_000
 
-    @Option(help: ArgumentHelp("Seconds between checks that the kernel still holds the agent's rules; drift (someone editing or deleting the tables) is repaired and logged. 0 disables.", valueName: "seconds"))
+    @Option(help: ArgumentHelp("Seconds between checks that the kernel still holds the agent's rules (the backstop: edits by others, such as `nft flush ruleset`, are seen through nf_tables notifications and repaired within a second). Drift is repaired and logged. 0 turns off both.", valueName: "seconds"))
     var driftCheckInterval: Int = 30
 
     func validate() throws {

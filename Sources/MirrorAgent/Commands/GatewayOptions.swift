@@ -25,7 +25,7 @@ struct GatewayOptions: ParsableArguments {
     @Option(help: ArgumentHelp("Unix socket `mirror-agent dump --gateway` reads the gateway's state from (mode 0600).", valueName: "path"))
     var adminSocket = AdminSocket.gatewayPath
 
-    @Option(help: ArgumentHelp("Seconds between checks that the kernel still holds the gateway's rules; drift is repaired and logged. 0 disables.", valueName: "seconds"))
+    @Option(help: ArgumentHelp("Seconds between checks that the kernel still holds the gateway's rules (the backstop: edits by others are seen through nf_tables notifications and repaired within a second). 0 turns off both.", valueName: "seconds"))
     var driftCheckInterval: Int = 30
 
     @Flag(help: "On SIGTERM/SIGINT remove the ip/ip6 mirror-gateway tables. By default they stay, so established connections keep flowing across an upgrade.")
