@@ -79,10 +79,8 @@ import Testing
         let result = try AgentProcess.run(["check", "--certificate", pki.soon, "--certificate", pki.expired])
         let lines = CheckCertificates.certificateLines(result.stdout)
         #expect(lines.count == 2, "\(result.stdout)")
-        withKnownIssue("Check.swift pads the check name with String.padding(toLength: 28), which also truncates longer names: the file path is cut") {
-            #expect(lines.first?.contains(pki.soon) == true, "\(lines)")
-            #expect(lines.last?.contains(pki.expired) == true, "\(lines)")
-        }
+        #expect(lines.first?.contains(pki.soon) == true, "\(lines)")
+        #expect(lines.last?.contains(pki.expired) == true, "\(lines)")
     }
 }
 

@@ -351,14 +351,7 @@ import Testing
             if !other.isEmpty { unexplained[run.name] = Set(other) }
             print("TLS handshake failures, \(run.name): \(lost.count) attempts, \(other.count) reported without the files: \(Set(other).sorted())")
         }
-        withKnownIssue("""
-            A failed handshake that has closed the channel before the client writes its request is \
-            reported as "I/O on closed channel" (the write's error), not as FeedClientError.handshake \
-            naming the CA and certificate files (FeedConnection.stream / ExportsFeedClient.stream write \
-            before reading the inbound error; FeedClient.Configuration.explain only wraps NIOSSL errors)
-            """) {
-            #expect(unexplained.isEmpty, "\(unexplained)")
-        }
+        #expect(unexplained.isEmpty, "\(unexplained)")
     }
 
     // MARK: helpers

@@ -45,7 +45,9 @@ struct Check: AsyncParsableCommand {
             let results = await Preflight(dnsListen: dnsListen, upstreams: upstream, feed: feed, certificates: certificates).run()
             for result in results {
                 let mark = !result.passed ? "×" : result.warning ? "!" : "√"
-                print("\(mark) \(result.name.padding(toLength: 28, withPad: " ", startingAt: 0)) \(result.detail)")
+                // Padded, never cut: a long certificate path must stay whole.
+                let name = result.name.count < 28 ? result.name.padding(toLength: 28, withPad: " ", startingAt: 0) : result.name
+                print("\(mark) \(name) \(result.detail)")
             }
             let failed = results.filter { !$0.passed }.count
             print(failed == 0 ? "\nall \(results.count) checks passed" : "\n\(failed) of \(results.count) checks failed")

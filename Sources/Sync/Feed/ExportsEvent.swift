@@ -18,9 +18,9 @@ public enum ExportsEvent: Sendable, Equatable {
         case let .resumed(epoch, revision): return try FeedEvent.resumed(epoch: epoch, revision: revision).encodedChunk(allocator: allocator)
         case let .bookmark(revision): return try FeedEvent.bookmark(revision: revision).encodedChunk(allocator: allocator)
         case let .snapshot(epoch, revision, exports):
-            var head = try JSONEncoder().encode(Header(type: "snapshot", revision: revision, epoch: epoch))
-            head.removeLast()  // the closing brace: the document follows
-            let line = head + Data(",\"exports\":".utf8) + (try exports.jsonData()) + Data("}\n".utf8)
+            // `type` and `revision` first, like every event of the watch stream.
+            let head = "{\"type\":\"snapshot\",\"revision\":\(revision),\"epoch\":" + String(decoding: try JSONEncoder().encode(epoch), as: UTF8.self)
+            let line = Data(head.utf8) + Data(",\"exports\":".utf8) + (try exports.jsonData()) + Data("}\n".utf8)
             var chunk = allocator.buffer(capacity: line.count + 12)
             chunk.writeString(String(line.count, radix: 16) + "\r\n")
             chunk.writeBytes(line)

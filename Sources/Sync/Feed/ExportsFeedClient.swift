@@ -84,8 +84,8 @@ public struct ExportsFeedClient: ExportsSource {
             headers.add(name: "host", value: configuration.endpoint.authority)
             headers.add(name: "accept", value: FeedWatchRequest.contentType)
             headers.add(name: "user-agent", value: "mirror-agent-gateway")
-            try await outbound.write(.head(HTTPRequestHead(version: .http1_1, method: .GET, uri: request.target(path: ExportsEvent.path), headers: headers)))
-            try await outbound.write(.end(nil))
+            try await FeedConnection.send(HTTPRequestHead(version: .http1_1, method: .GET, uri: request.target(path: ExportsEvent.path), headers: headers),
+                                          outbound: outbound, inbound: inbound)
             var splitter = FeedLineSplitter(limit: configuration.lineLimit)
             for try await part in inbound {
                 switch part {

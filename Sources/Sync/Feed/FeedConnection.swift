@@ -23,8 +23,8 @@ struct FeedConnection {
             headers.add(name: "host", value: endpoint.authority)
             headers.add(name: "accept", value: FeedWatchRequest.contentType)
             headers.add(name: "user-agent", value: "mirror-agent")
-            try await outbound.write(.head(HTTPRequestHead(version: .http1_1, method: .GET, uri: request.target, headers: headers)))
-            try await outbound.write(.end(nil))
+            try await Self.send(HTTPRequestHead(version: .http1_1, method: .GET, uri: request.target, headers: headers),
+                                outbound: outbound, inbound: inbound)
 
             var splitter = FeedLineSplitter(limit: configuration.lineLimit)
             for try await part in inbound {
@@ -57,6 +57,20 @@ struct FeedConnection {
                     throw FeedClientError.streamEnded
                 }
             }
+        }
+    }
+
+    /// Writes the request. When the write fails because the connection is already gone (a
+    /// failed TLS handshake closes it), the reason is the inbound side's error, not "I/O on
+    /// closed channel": that is what an operator must see.
+    static func send(_ head: HTTPRequestHead, outbound: NIOAsyncChannelOutboundWriter<HTTPClientRequestPart>,
+                     inbound: NIOAsyncChannelInboundStream<HTTPClientResponsePart>) async throws {
+        do {
+            try await outbound.write(.head(head))
+            try await outbound.write(.end(nil))
+        } catch {
+            for try await _ in inbound {}
+            throw error
         }
     }
 
