@@ -6,7 +6,8 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .executable(name: "mirror-agent", targets: ["MirrorAgent"]),
-        .library(name: "Sync", targets: ["Sync"]),
+        .library(name: "MirrorModel", targets: ["MirrorModel"]),
+        .library(name: "MirrorFeed", targets: ["MirrorFeed"]),
         .library(name: "DNSResponder", targets: ["DNSResponder"]),
         .library(name: "NFTables", targets: ["NFTables"]),
     ],
@@ -25,16 +26,27 @@ let package = Package(
         .systemLibrary(name: "CNftnl", pkgConfig: "libnftnl", providers: [.apt(["libnftnl-dev"])]),
         .systemLibrary(name: "CNlRoute", pkgConfig: "libnl-route-3.0", providers: [.apt(["libnl-3-dev", "libnl-route-3-dev"])]),
 
+        // The mirror state and the exports document: model, validation, codecs, the revisioned
+        // store, file sources. What every source (file, feed, Kubernetes) produces.
         .target(
-            name: "Sync",
+            name: "MirrorModel",
             dependencies: [
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Yams", package: "Yams"),
+            ]
+        ),
+        // The mirror feed: protocol, server, client, persistence, TLS.
+        .target(
+            name: "MirrorFeed",
+            dependencies: [
+                "MirrorModel",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "Yams", package: "Yams"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ]
         ),
@@ -55,7 +67,7 @@ let package = Package(
         .executableTarget(
             name: "FeedBench",
             dependencies: [
-                "Sync",
+                "MirrorModel", "MirrorFeed",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -68,7 +80,7 @@ let package = Package(
         .executableTarget(
             name: "MirrorAgent",
             dependencies: [
-                "Sync", "DNSResponder", "NFTables", "Netlink", "CHeapArenas",
+                "MirrorModel", "MirrorFeed", "DNSResponder", "NFTables", "Netlink", "CHeapArenas",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
@@ -80,10 +92,10 @@ let package = Package(
             ]
         ),
 
-        .testTarget(name: "SyncTests", dependencies: ["Sync"]),
+        .testTarget(name: "SyncTests", dependencies: ["MirrorModel", "MirrorFeed"]),
         .testTarget(name: "DNSResponderTests", dependencies: ["DNSResponder"]),
-        .testTarget(name: "NFTablesTests", dependencies: ["NFTables", "Netlink", "MirrorAgent", "Sync"]),
-        .testTarget(name: "MirrorAgentTests", dependencies: ["MirrorAgent", "Sync"]),
+        .testTarget(name: "NFTablesTests", dependencies: ["NFTables", "Netlink", "MirrorAgent", "MirrorModel"]),
+        .testTarget(name: "MirrorAgentTests", dependencies: ["MirrorAgent", "MirrorModel", "MirrorFeed"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,5 +1,6 @@
 import Foundation
-import Sync
+import MirrorModel
+import MirrorFeed
 #if canImport(Glibc)
 import Glibc
 #endif

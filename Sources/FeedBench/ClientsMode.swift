@@ -2,7 +2,8 @@ import Foundation
 import Logging
 import NIOCore
 import NIOPosix
-import Sync
+import MirrorModel
+import MirrorFeed
 
 /// `FeedBench clients`: one process of watchers, started several times by the driver so that
 /// client CPU is spread over processes (and the kernel's scheduler) as over a fleet's nodes.

@@ -1,6 +1,7 @@
 import Foundation
 import NIOConcurrencyHelpers
-import Sync
+import MirrorModel
+import MirrorFeed
 
 /// `FeedBench run`: starts `--processes` clients processes sharing `--watchers` between
 /// them, waits until every watcher holds the snapshot, then makes `--changes` one-endpoint

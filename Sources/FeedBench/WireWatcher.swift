@@ -2,7 +2,8 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 import NIOSSL
-import Sync
+import MirrorModel
+import MirrorFeed
 
 /// A minimal watcher for the fan-out-only mode: reads the stream and notes each event's
 /// revision from the line's fixed prefix (`{"type":"…","revision":N`), without decoding or

@@ -23,7 +23,8 @@ import Foundation
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
-import Sync
+import MirrorModel
+import MirrorFeed
 
 /// Client-side cost of one delta without network: decode (the fast path and, for
 /// comparison, JSONDecoder) and validate + apply.

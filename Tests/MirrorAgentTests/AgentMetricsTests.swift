@@ -1,7 +1,8 @@
 import DNSResponder
 import Testing
 @testable import MirrorAgent
-import Sync
+import MirrorModel
+import MirrorFeed
 
 /// The exposition `/metrics` serves: events counted as they happen, other parts' totals
 /// copied in per scrape, per-service series that follow the services and stop at the limit.

@@ -1,7 +1,8 @@
 import DNSResponder
 import Testing
 @testable import MirrorAgent
-import Sync
+import MirrorModel
+import MirrorFeed
 
 /// When one service's change can patch the DNS table and when it needs a full build.
 @Suite("DNS table patches")

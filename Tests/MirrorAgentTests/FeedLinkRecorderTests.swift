@@ -1,6 +1,7 @@
 import Testing
 @testable import MirrorAgent
-import Sync
+import MirrorModel
+import MirrorFeed
 
 @Suite("FeedLinkRecorder")
 struct FeedLinkRecorderTests {

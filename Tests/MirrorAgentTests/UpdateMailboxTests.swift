@@ -1,6 +1,7 @@
 import Testing
 @testable import MirrorAgent
-import Sync
+import MirrorModel
+import MirrorFeed
 
 /// The mailbox between a mirror source and the agent: a burst that arrives while the agent
 /// is busy is applied once, as the newest store with the union of the changes.

@@ -4,7 +4,8 @@ import Logging
 import NFTables
 import Netlink
 import Synchronization
-import Sync
+import MirrorModel
+import MirrorFeed
 import Testing
 
 /// Drift repaired on the kernel's change notifications: the monitor itself, then the agent's

@@ -3,7 +3,8 @@ import Logging
 import Testing
 @testable import MirrorAgent
 import NFTables
-import Sync
+import MirrorModel
+import MirrorFeed
 
 /// `mirror-agent gateway`'s tables in a real kernel, with real connections:
 ///

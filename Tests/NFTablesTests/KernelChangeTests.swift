@@ -2,7 +2,8 @@ import Logging
 import Testing
 @testable import MirrorAgent
 @testable import NFTables
-import Sync
+import MirrorModel
+import MirrorFeed
 
 /// Every kind of mirror-state change, through the agent's translation and the real kernel:
 /// the batch is the minimal one and the kernel then holds exactly the desired tables.

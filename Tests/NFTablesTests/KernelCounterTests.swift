@@ -2,7 +2,8 @@ import Logging
 import Testing
 @testable import MirrorAgent
 @testable import NFTables
-import Sync
+import MirrorModel
+import MirrorFeed
 
 /// A service's packet and byte counters survive changes that replace its element: a new
 /// number of targets (another value in `service-chains`), a move to the single-target map or

@@ -1,7 +1,8 @@
 import Foundation
 import Testing
 @testable import MirrorAgent
-import Sync
+import MirrorModel
+import MirrorFeed
 
 /// Masquerading with random source ports: a burst of new UDP flows from one pod to one
 /// gateway port, all through the same masquerade, loses nothing to conntrack insert races.

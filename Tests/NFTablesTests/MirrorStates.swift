@@ -1,6 +1,7 @@
 @testable import MirrorAgent
 import NFTables
-import Sync
+import MirrorModel
+import MirrorFeed
 
 /// Mirror states for the change tests: two remote clusters, one service of each mode.
 enum MirrorStates {

@@ -2,7 +2,8 @@ import Foundation
 import Testing
 @testable import MirrorAgent
 import NFTables
-import Sync
+import MirrorModel
+import MirrorFeed
 
 /// UDP flows pinned to a target that goes away move with the change that removes it, in a
 /// real kernel: a client sends one datagram every 50 ms from one source port (one conntrack

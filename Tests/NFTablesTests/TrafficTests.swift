@@ -2,7 +2,8 @@ import Foundation
 import Testing
 @testable import MirrorAgent
 import NFTables
-import Sync
+import MirrorModel
+import MirrorFeed
 
 /// Real connections through the programmed node: curl from a pod namespace (prerouting) and
 /// from the node itself (output) to mirrored ClusterIPs.

@@ -1,7 +1,8 @@
 import Foundation
 @testable import MirrorAgent
 import Logging
-import Sync
+import MirrorModel
+import MirrorFeed
 
 /// London's node and pod plus two remote clusters, as network namespaces joined by veth pairs:
 ///

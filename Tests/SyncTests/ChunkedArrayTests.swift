@@ -1,5 +1,6 @@
 import Testing
-@testable import Sync
+@testable import MirrorModel
+@testable import MirrorFeed
 
 /// `ChunkedArray` must behave like an array (values, order, copies independent) across chunk
 /// boundaries, and a store that is still shared must stay as it was when its copy changes.

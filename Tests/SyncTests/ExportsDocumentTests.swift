@@ -1,7 +1,8 @@
 import Foundation
 import Logging
 import NIOConcurrencyHelpers
-import Sync
+import MirrorModel
+import MirrorFeed
 import Testing
 
 /// The exports document of `mirror-agent gateway`: reading, validation and the JSON form.

@@ -2,7 +2,8 @@ import Foundation
 import NIOConcurrencyHelpers
 import NIOCore
 import Testing
-@testable import Sync
+@testable import MirrorModel
+@testable import MirrorFeed
 
 /// The gateways' stream, `/v1/exports`: a real feed server with an exports hub, real
 /// ``ExportsFeedClient``s and curl over loopback (plain HTTP, and mutual TLS with the

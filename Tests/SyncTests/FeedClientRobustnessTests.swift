@@ -3,7 +3,8 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import Testing
-@testable import Sync
+@testable import MirrorModel
+@testable import MirrorFeed
 
 /// A scripted feed server (raw bytes over loopback) sends the client bad events: nothing of
 /// them is applied, the last good state stays in force, and the client resumes from it.

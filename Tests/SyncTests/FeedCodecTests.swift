@@ -1,6 +1,7 @@
 import NIOCore
 import Testing
-@testable import Sync
+@testable import MirrorModel
+@testable import MirrorFeed
 
 /// The pieces under the stream, without sockets: event codec, line splitting, history, delta
 /// ordering, and the client's acceptance rules.

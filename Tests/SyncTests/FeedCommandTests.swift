@@ -2,7 +2,8 @@ import Foundation
 import NIOCore
 import NIOPosix
 import Testing
-@testable import Sync
+@testable import MirrorModel
+@testable import MirrorFeed
 
 /// The `mirror-agent feed` binary itself: serves a state file to curl and shuts down cleanly
 /// on SIGTERM, ending every stream with HTTP's last chunk.

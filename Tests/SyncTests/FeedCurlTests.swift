@@ -2,7 +2,8 @@ import Foundation
 import NIOCore
 import NIOPosix
 import Testing
-@testable import Sync
+@testable import MirrorModel
+@testable import MirrorFeed
 
 /// The stream as any HTTP client sees it: real curl, and a watcher that never reads.
 @Suite struct FeedCurlTests {

@@ -1,7 +1,8 @@
 import Foundation
 import NIOCore
 import Testing
-@testable import Sync
+@testable import MirrorModel
+@testable import MirrorFeed
 
 /// The in-place event reader against `JSONDecoder`: what it accepts it must decode exactly
 /// as the decoder does, and everything outside its subset must reach the decoder.

@@ -2,7 +2,8 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import Testing
-@testable import Sync
+@testable import MirrorModel
+@testable import MirrorFeed
 
 /// The publisher over a scripted source: a run of changes goes out as deltas (checked against
 /// the store as last published, kept across changes), a change deltas cannot express as a

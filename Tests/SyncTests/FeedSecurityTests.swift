@@ -1,6 +1,7 @@
 import Foundation
 import Testing
-@testable import Sync
+@testable import MirrorModel
+@testable import MirrorFeed
 
 /// Mutual TLS: the feed serves only clients whose certificate chains to its client CA, and
 /// plain HTTP needs an explicit --insecure on both commands.

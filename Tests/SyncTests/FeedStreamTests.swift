@@ -1,6 +1,7 @@
 import Foundation
 import Testing
-@testable import Sync
+@testable import MirrorModel
+@testable import MirrorFeed
 
 /// Real feed server, real clients, loopback: the stream reproduces the state, resumes, and
 /// starts over when it must.

@@ -4,7 +4,8 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import Testing
-@testable import Sync
+@testable import MirrorModel
+@testable import MirrorFeed
 
 // Shared pieces of the feed tests: sample states, a feed harness over a real state file and a
 // real listener on a free loopback port, recording clients, a PKI made with openssl, and

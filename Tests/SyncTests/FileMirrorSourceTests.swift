@@ -1,7 +1,8 @@
 import Foundation
 import Logging
 import NIOConcurrencyHelpers
-import Sync
+import MirrorModel
+import MirrorFeed
 import Testing
 
 /// The state file as a source: edits are seen through inotify long before the (here very

@@ -1,4 +1,5 @@
-@testable import Sync
+@testable import MirrorModel
+@testable import MirrorFeed
 
 /// A valid state with one service of each mode; tests break one field at a time.
 let validYAML = """

@@ -1,5 +1,6 @@
 import Testing
-@testable import Sync
+@testable import MirrorModel
+@testable import MirrorFeed
 
 /// The store's compact indexes (services by key, slots by `ip port/proto`) against a model
 /// that recomputes everything by brute force, through many upserts and deletes.

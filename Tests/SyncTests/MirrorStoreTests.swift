@@ -1,5 +1,6 @@
 import Testing
-@testable import Sync
+@testable import MirrorModel
+@testable import MirrorFeed
 
 @Suite struct MirrorStoreTests {
     func loaded() throws -> MirrorStore {

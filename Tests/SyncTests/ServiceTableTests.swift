@@ -1,5 +1,6 @@
 import Testing
-@testable import Sync
+@testable import MirrorModel
+@testable import MirrorFeed
 
 /// `ServiceTable` must behave like the `[ServiceKey: MirroredService]` it replaced.
 @Suite struct ServiceTableTests {

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
-@testable import Sync
+@testable import MirrorModel
+@testable import MirrorFeed
 
 @Suite struct StateEncodingTests {
     @Test func yamlToJSONAndBackIsLossless() throws {

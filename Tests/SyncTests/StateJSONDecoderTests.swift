@@ -1,6 +1,7 @@
 import Foundation
 import Testing
-@testable import Sync
+@testable import MirrorModel
+@testable import MirrorFeed
 
 /// The one-pass JSON decoder must agree with the strict `Codable` form on every document it
 /// accepts, and decline (so the explaining readers run) everything else.

@@ -3,7 +3,8 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOSSL
 import Testing
-@testable import Sync
+@testable import MirrorModel
+@testable import MirrorFeed
 
 /// TLS files rotate under running feeds and clients, with real TLS over loopback: two CAs made
 /// with openssl ("one" signs the initial certificates, "two" the new ones), files replaced by

@@ -1,7 +1,8 @@
 import DNSResponder
 import NIOConcurrencyHelpers
 import Prometheus
-import Sync
+import MirrorModel
+import MirrorFeed
 
 /// The agent's Prometheus metrics, kept in a swift-prometheus registry.
 ///

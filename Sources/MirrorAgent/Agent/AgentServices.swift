@@ -5,7 +5,8 @@ import NIOCore
 import Netlink
 import ServiceLifecycle
 import Synchronization
-import Sync
+import MirrorModel
+import MirrorFeed
 
 // The pieces of `run`, as swift-service-lifecycle services. `Run` lists them so that the
 // group's reverse-order shutdown on SIGTERM does what a rolling restart needs: DNS listeners

@@ -1,6 +1,7 @@
 import Foundation
 import NFTables
-import Sync
+import MirrorModel
+import MirrorFeed
 
 /// What `mirror-agent dump` shows: the agent's view of its feed, the clusters and services it
 /// mirrors, and what its parts did with them. Sent as JSON over the admin socket.

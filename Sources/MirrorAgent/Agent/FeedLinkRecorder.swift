@@ -1,6 +1,7 @@
 import Foundation
 import NIOConcurrencyHelpers
-import Sync
+import MirrorModel
+import MirrorFeed
 
 /// Whether the agent's feed connection is up, since when, and how often it was lost — what
 /// `dump` and `/metrics` show about the feed. Written from the feed client's connection task

@@ -1,4 +1,5 @@
-import Sync
+import MirrorModel
+import MirrorFeed
 
 /// A part of the agent that follows the mirror state: the DNS responder, the nftables
 /// programmer. `Run` starts each consumer and hands it every applied update in order.

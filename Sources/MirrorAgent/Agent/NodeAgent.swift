@@ -6,7 +6,8 @@ import Glibc
 import Logging
 import NIOCore
 import Netlink
-import Sync
+import MirrorModel
+import MirrorFeed
 
 /// The running node agent: hands every mirror update to its parts (nftables first, so a new
 /// name is never answered before its ClusterIP is routed), records what happened for `dump`,

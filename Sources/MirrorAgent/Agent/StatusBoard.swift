@@ -1,7 +1,8 @@
 import DNSResponder
 import Foundation
 import NFTables
-import Sync
+import MirrorModel
+import MirrorFeed
 
 /// The agent's live bookkeeping for `dump`, `/readyz` and `/metrics`: the last applied store
 /// and what each part did with it. Written by the update loop, read by the admin socket.

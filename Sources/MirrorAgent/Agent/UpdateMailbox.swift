@@ -1,5 +1,6 @@
 import NIOConcurrencyHelpers
-import Sync
+import MirrorModel
+import MirrorFeed
 
 /// Hands mirror updates from a source to the agent, coalescing a burst.
 ///

@@ -1,5 +1,6 @@
 import ArgumentParser
-import Sync
+import MirrorModel
+import MirrorFeed
 
 /// `mirror-agent check`: validate a mirror state file (and, later, preflight a node).
 struct Check: AsyncParsableCommand {

@@ -2,7 +2,8 @@ import ArgumentParser
 import Dispatch
 import Logging
 import NIOCore
-import Sync
+import MirrorModel
+import MirrorFeed
 #if canImport(Glibc)
 import Glibc
 #endif

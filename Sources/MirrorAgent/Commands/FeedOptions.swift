@@ -1,7 +1,8 @@
 import ArgumentParser
 import Logging
 import NIOCore
-import Sync
+import MirrorModel
+import MirrorFeed
 
 /// `run`'s flags for following a remote mirror feed (`--feed https://…`).
 struct FeedClientOptions: ParsableArguments {

@@ -4,7 +4,8 @@ import Logging
 import NFTables
 import NIOCore
 import ServiceLifecycle
-import Sync
+import MirrorModel
+import MirrorFeed
 
 /// `mirror-agent gateway`: the exporting cluster's gateway. Each exported service port has its
 /// own gateway port; the gateway DNATs `gatewayIP:gatewayPort` to the service's ready pods.

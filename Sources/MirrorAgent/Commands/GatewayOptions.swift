@@ -2,7 +2,8 @@ import ArgumentParser
 import Foundation
 import NFTables
 import NIOCore
-import Sync
+import MirrorModel
+import MirrorFeed
 
 /// `gateway`'s own flags: who may reach the gateway ports, which ports exports may use, and
 /// where the probe, metrics and admin socket listen.

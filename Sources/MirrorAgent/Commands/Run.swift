@@ -4,7 +4,8 @@ import Foundation
 import Logging
 import NIOCore
 import ServiceLifecycle
-import Sync
+import MirrorModel
+import MirrorFeed
 
 /// `mirror-agent run`: the node agent (DNS + nftables, driven by the feed).
 struct Run: AsyncParsableCommand {

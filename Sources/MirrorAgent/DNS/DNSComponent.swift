@@ -2,7 +2,8 @@ import DNSResponder
 import Logging
 import NIOCore
 import NIOPosix
-import Sync
+import MirrorModel
+import MirrorFeed
 
 /// The DNS responder as a part of the agent: starts the servers, then turns every mirror
 /// update into a record table and swaps it in.

@@ -4,7 +4,8 @@ import Glibc
 import Darwin
 #endif
 import DNSResponder
-import Sync
+import MirrorModel
+import MirrorFeed
 
 /// Translates the mirror state into the record table's plain input, following the
 /// Kubernetes DNS-based service discovery schema for the names the agent owns:

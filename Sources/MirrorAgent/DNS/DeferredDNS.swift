@@ -1,7 +1,8 @@
 import Foundation
 import Logging
 import DNSResponder
-import Sync
+import MirrorModel
+import MirrorFeed
 
 /// Opens the DNS listeners only once the first mirror state is known, then forwards every
 /// update to the ``DNSComponent``.

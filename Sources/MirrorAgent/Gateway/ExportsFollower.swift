@@ -1,7 +1,8 @@
 import Foundation
 import Logging
 import ServiceLifecycle
-import Sync
+import MirrorModel
+import MirrorFeed
 
 /// Follows the exports source and programs every valid document it delivers; repairs drift
 /// as soon as another process touches the gateway's tables, and on a timer as a backstop.

@@ -1,6 +1,7 @@
 import Foundation
 import NFTables
-import Sync
+import MirrorModel
+import MirrorFeed
 
 /// The gateway's live bookkeeping for `/ready`, `dump` and `/metrics`: the document in force,
 /// how applying it went, and whether it is fresh. Written by the update loop, read by the

@@ -1,5 +1,6 @@
 import NIOConcurrencyHelpers
-import Sync
+import MirrorModel
+import MirrorFeed
 import Prometheus
 
 /// The gateway's Prometheus metrics (`mirror_gateway_*`). Events are counted as they happen;

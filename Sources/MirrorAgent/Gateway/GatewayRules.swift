@@ -1,7 +1,8 @@
 import Logging
 import NFTables
 import Netlink
-import Sync
+import MirrorModel
+import MirrorFeed
 
 /// Keeps the kernel's `mirror-gateway` tables in step with the exports document.
 ///

@@ -1,6 +1,7 @@
 import Foundation
 import NFTables
-import Sync
+import MirrorModel
+import MirrorFeed
 
 /// What `mirror-agent dump` shows of a gateway, as its admin socket sends it (JSON).
 struct GatewayStatus: Codable, Sendable {

@@ -1,5 +1,6 @@
 import NFTables
-import Sync
+import MirrorModel
+import MirrorFeed
 
 /// Translates an exports document into the rules of the gateway's tables: each exported
 /// port's `gatewayAddress . proto . gatewayPort` goes to the service's ready endpoints at

@@ -2,7 +2,8 @@ import Foundation
 import Logging
 import NFTables
 import Netlink
-import Sync
+import MirrorModel
+import MirrorFeed
 
 #if canImport(Glibc)
 import Glibc

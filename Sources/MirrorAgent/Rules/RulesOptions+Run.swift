@@ -2,7 +2,8 @@ import ArgumentParser
 import Foundation
 import Logging
 import NFTables
-import Sync
+import MirrorModel
+import MirrorFeed
 
 extension RulesOptions {
     /// Does the one-shot job (--print-ruleset, --cleanup, --once) if one was asked for.

@@ -1,5 +1,6 @@
 import NFTables
-import Sync
+import MirrorModel
+import MirrorFeed
 
 /// Translates mirror state into the packet-rewrite rules NFTables programs (docs/architecture.md, "The mirror state"
 /// rules). Pure functions; the only place that knows both the feed model and the layout.

@@ -1,4 +1,5 @@
 import Foundation
+import MirrorModel
 
 /// Where a feed client connects: `https://feed.mirror.svc:8443` or `http://127.0.0.1:8080`.
 public struct FeedEndpoint: Sendable, Equatable, CustomStringConvertible {

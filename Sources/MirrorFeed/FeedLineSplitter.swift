@@ -1,4 +1,5 @@
 import NIOCore
+import MirrorModel
 
 /// Cuts the watch stream's bytes into lines, however the network split them.
 ///

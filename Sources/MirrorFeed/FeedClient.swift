@@ -2,6 +2,7 @@ import Logging
 import NIOCore
 import NIOPosix
 import NIOSSL
+import MirrorModel
 
 /// A mirror feed as the agent's ``MirrorSource``: snapshot then deltas, resumed by revision
 /// across reconnects, and persisted so a restart while the feed is down still serves the

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import NIOCore
 import NIOHTTP1
+import MirrorModel
 
 /// Serves one HTTP/1.1 connection of the feed server: `/v1/watch` (the stream), `/v1/exports`
 /// (the gateways' stream, when the feed serves exports), `/healthz`, `/readyz` and `/metrics`.

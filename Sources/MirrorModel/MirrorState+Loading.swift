@@ -100,6 +100,11 @@ extension MirrorState {
 public struct StateFileError: Error, CustomStringConvertible {
     public var path: String
     public var reason: String
+
+    package init(path: String, reason: String) {
+        self.path = path
+        self.reason = reason
+    }
     public var description: String { "cannot read state file \(path): \(reason)" }
 }
 

@@ -1,4 +1,5 @@
 import NIOCore
+import MirrorModel
 
 /// The watch streams open on one event loop.
 ///

@@ -1,5 +1,6 @@
 import NIOConcurrencyHelpers
 import Prometheus
+import MirrorModel
 
 /// The feed server's counters, rendered in the Prometheus text exposition format at
 /// `/metrics`. Updated from every event loop, so behind one lock; writers batch per broadcast.

@@ -2,6 +2,7 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 import NIOSSL
+import MirrorModel
 
 /// One watch connection of a ``FeedClient``: connect, ask for the stream from the applier's
 /// revision, and apply events until the stream fails.

@@ -1,4 +1,5 @@
 import NIOCore
+import MirrorModel
 
 /// One open watch stream: writes events in revision order and cuts itself when the peer
 /// reads too slowly, so a stuck client never makes the server's memory grow without bound.

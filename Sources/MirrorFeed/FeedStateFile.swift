@@ -2,6 +2,7 @@ import Foundation
 import NIOCore
 #if canImport(Glibc)
 import Glibc
+import MirrorModel
 #elseif canImport(Darwin)
 import Darwin
 #endif

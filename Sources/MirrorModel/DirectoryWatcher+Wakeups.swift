@@ -7,7 +7,7 @@ extension DirectoryWatcher {
     /// A burst of wake-ups collapses into one; the watch and the ticks stop when `body` returns.
     ///
     /// - Parameter body: gets the wake-ups and whether inotify watches (false: polling only).
-    static func withWakeups<T>(
+    package static func withWakeups<T>(
         forFileAt path: String, pollInterval: Duration,
         _ body: (_ wakeups: AsyncStream<Void>, _ watching: Bool) async throws -> T
     ) async rethrows -> T {

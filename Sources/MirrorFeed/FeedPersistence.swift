@@ -1,6 +1,7 @@
 import Logging
 import NIOConcurrencyHelpers
 import NIOPosix
+import MirrorModel
 
 /// Keeps the client's applied state on disk, at most every `interval` while changes stream
 /// in, and always on disconnect and exit.

@@ -4,6 +4,7 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 import NIOSSL
+import MirrorModel
 
 /// The gateway's ``ExportsSource`` on a mirror feed: follows `/v1/exports` with the feed
 /// client's TLS, silence detection and backoff, resumes by epoch and revision, and persists the

@@ -1,3 +1,4 @@
+import MirrorModel
 /// The client side of the protocol's rules: applies watch events to a ``MirrorStore`` in
 /// order, each event whole or not at all.
 ///

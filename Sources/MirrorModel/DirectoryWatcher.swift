@@ -11,13 +11,13 @@ import NIOConcurrencyHelpers
 /// one and Kubernetes swaps ConfigMap contents by renaming a symlink, and both replace the
 /// inode a file watch would be on. Partial writes (`IN_MODIFY`) are ignored; the writer's
 /// close is the signal. A dedicated thread blocks in `poll` so no event loop is held.
-final class DirectoryWatcher: Sendable {
+package final class DirectoryWatcher: Sendable {
     private let descriptor: Int32
     private let stopped = NIOLockedValueBox(false)
     private let thread = NIOLockedValueBox<pthread_t?>(nil)
 
     /// Starts watching `directory`; nil when inotify is unavailable (the caller then polls).
-    init?(directory: String, onChange: @escaping @Sendable () -> Void) {
+    package init?(directory: String, onChange: @escaping @Sendable () -> Void) {
         let fd = inotify_init1(Int32(IN_NONBLOCK | IN_CLOEXEC))
         guard fd >= 0 else { return nil }
         let mask = UInt32(IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_DELETE | IN_ATTRIB | IN_MOVE_SELF | IN_DELETE_SELF)
@@ -43,7 +43,7 @@ final class DirectoryWatcher: Sendable {
     }
 
     /// Stops the thread (within its poll timeout) and closes the descriptor.
-    func stop() {
+    package func stop() {
         let wasStopped = stopped.withLockedValue { stopped -> Bool in
             defer { stopped = true }
             return stopped

@@ -1,5 +1,6 @@
 import Foundation
 import NIOCore
+import MirrorModel
 
 /// One event of the exports stream (`GET /v1/exports`), which gateways follow. The grammar is
 /// the watch stream's (docs/feed-protocol.md): `snapshot` carries `exports` instead of `state`,

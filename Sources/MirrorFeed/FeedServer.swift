@@ -3,6 +3,7 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 import NIOSSL
+import MirrorModel
 
 /// The feed's HTTP(S) listener: accepts watchers and probes, sends bookmarks, and shuts
 /// down by closing the listener and then every stream.

@@ -1,6 +1,7 @@
 import Foundation
 import NIOConcurrencyHelpers
 import NIOCore
+import MirrorModel
 
 /// The heart of the feed server: the current state and revision, the history of recent
 /// deltas, and every open watch stream grouped by event loop.

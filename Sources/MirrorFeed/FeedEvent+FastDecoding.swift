@@ -1,3 +1,4 @@
+import MirrorModel
 /// The fast path of ``FeedEvent/decode(line:)``: the event's envelope read straight from the
 /// line's bytes with ``JSONCursor``, its cluster, service or snapshot state with the model
 /// decoders of ``StateJSONDecoder`` (the same ones that read state files and the persisted

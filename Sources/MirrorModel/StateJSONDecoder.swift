@@ -13,16 +13,16 @@
 /// Repeated values are stored once when interning is on: strings such as namespaces and
 /// cluster names, and whole port lists (most services of a cluster expose the same ports),
 /// share one copy-on-write buffer across services.
-struct StateJSONDecoder {
+package struct StateJSONDecoder {
     /// The reader, for callers that decode an envelope around the model objects (feed
     /// events, the persisted feed state).
-    var cursor: JSONCursor
+    package var cursor: JSONCursor
     private let interning: Bool
     private var strings = Interner<String>()
     private var portLists = Interner<[ServicePort]>()
 
     /// Decodes a whole state document; nil when it is not one this decoder accepts.
-    static func decode(_ bytes: UnsafeBufferPointer<UInt8>) -> MirrorState? {
+    package static func decode(_ bytes: UnsafeBufferPointer<UInt8>) -> MirrorState? {
         var decoder = StateJSONDecoder(bytes)
         guard let state = try? decoder.state(), (try? decoder.cursor.finish()) != nil else { return nil }
         return state
@@ -30,13 +30,13 @@ struct StateJSONDecoder {
 
     /// A decoder over `bytes`, which must outlive it. Interning pays for many objects (a
     /// state); for a single cluster or service it is only overhead.
-    init(_ bytes: UnsafeBufferPointer<UInt8>, interning: Bool = true) {
+    package init(_ bytes: UnsafeBufferPointer<UInt8>, interning: Bool = true) {
         self.cursor = JSONCursor(bytes)
         self.interning = interning
     }
 
     /// Reads one state object (not what follows it).
-    mutating func state() throws -> MirrorState {
+    package mutating func state() throws -> MirrorState {
         var state = MirrorState()
         var seen = FieldSet()
         var object = try cursor.openObject()
@@ -57,7 +57,7 @@ struct StateJSONDecoder {
         return state
     }
 
-    mutating func cluster() throws -> Cluster {
+    package mutating func cluster() throws -> Cluster {
         var name: String?
         var cluster = Cluster(name: "")
         var seen = FieldSet()
@@ -108,7 +108,7 @@ struct StateJSONDecoder {
         return gateway
     }
 
-    mutating func service() throws -> MirroredService {
+    package mutating func service() throws -> MirroredService {
         var name: String?, namespace: String?, mode: MirrorMode?, ips: [String]?
         var service = MirroredService(name: "", namespace: "", mode: .gateway, ips: [], ports: [])
         var seen = FieldSet()
@@ -215,7 +215,7 @@ struct StateJSONDecoder {
     /// Reads an object whose possible fields are `names` (for envelopes around the model:
     /// feed events, the persisted feed state), calling `read` with each field's number in
     /// `names`; `read` must consume the value. Unknown and repeated fields are refused.
-    mutating func object(fields names: [StaticString], _ read: (inout Self, Int) throws -> Void) throws {
+    package mutating func object(fields names: [StaticString], _ read: (inout Self, Int) throws -> Void) throws {
         var seen = FieldSet()
         var object = try cursor.openObject()
         while let key = try cursor.nextKey(&object) {
@@ -225,7 +225,7 @@ struct StateJSONDecoder {
         }
     }
 
-    mutating func optionalString() throws -> String? {
+    package mutating func optionalString() throws -> String? {
         cursor.skipNull() ? nil : try cursor.string()
     }
 

@@ -1,4 +1,5 @@
 import NIOCore
+import MirrorModel
 
 /// Writes the mirror state's JSON form straight into a `ByteBuffer`, in the same shape as the
 /// `Codable` conformances (`MirrorState+Codable.swift`: keys sorted, optional fields left out

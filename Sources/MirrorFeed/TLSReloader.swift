@@ -3,6 +3,7 @@ import Logging
 import NIOConcurrencyHelpers
 import NIOSSL
 import Prometheus
+import MirrorModel
 
 /// One side's TLS material that follows its files: certificate, key and CA bundle are read
 /// again when they change (an edit, a rename over the file, Kubernetes' `..data` symlink swap

@@ -1,5 +1,6 @@
 import Logging
 import NIOConcurrencyHelpers
+import MirrorModel
 
 /// Turns a ``MirrorSource``'s successive states into the feed's events: the first state as a
 /// snapshot, then each change as the deltas that lead from the old state to the new one.

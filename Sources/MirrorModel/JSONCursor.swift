@@ -7,32 +7,34 @@
 /// purpose: the caller then hands the document to a slower reader that explains problems.
 ///
 /// The bytes are borrowed: a cursor must not outlive the buffer it was made from.
-struct JSONCursor {
+package struct JSONCursor {
     /// The document is not in the shape this reader accepts.
-    struct Mismatch: Error {}
+    package struct Mismatch: Error {
+        package init() {}
+    }
 
     private let bytes: UnsafeBufferPointer<UInt8>
     private var index = 0
 
-    init(_ bytes: UnsafeBufferPointer<UInt8>) {
+    package init(_ bytes: UnsafeBufferPointer<UInt8>) {
         self.bytes = bytes
     }
 
     /// Progress through one object or array: whether a comma is due before the next item.
-    struct Container {
+    package struct Container {
         fileprivate var first = true
     }
 
     // MARK: structure
 
     /// Consumes `{`.
-    mutating func openObject() throws -> Container {
+    package mutating func openObject() throws -> Container {
         try expect(UInt8(ascii: "{"))
         return Container()
     }
 
     /// Consumes `[`.
-    mutating func openArray() throws -> Container {
+    package mutating func openArray() throws -> Container {
         try expect(UInt8(ascii: "["))
         return Container()
     }
@@ -41,7 +43,7 @@ struct JSONCursor {
     ///
     /// The key is returned as raw bytes (valid until the buffer goes), so matching it
     /// against the known field names allocates nothing.
-    mutating func nextKey(_ container: inout Container) throws -> UnsafeBufferPointer<UInt8>? {
+    package mutating func nextKey(_ container: inout Container) throws -> UnsafeBufferPointer<UInt8>? {
         guard try nextItem(&container, closer: UInt8(ascii: "}")) else { return nil }
         try expect(UInt8(ascii: "\""))
         let start = index
@@ -60,7 +62,7 @@ struct JSONCursor {
 
     /// Whether an open array has another element (and consumes the `,` before it); false
     /// after the closing `]`.
-    mutating func nextElement(_ container: inout Container) throws -> Bool {
+    package mutating func nextElement(_ container: inout Container) throws -> Bool {
         try nextItem(&container, closer: UInt8(ascii: "]"))
     }
 
@@ -81,7 +83,7 @@ struct JSONCursor {
     }
 
     /// Checks that only whitespace follows the document.
-    mutating func finish() throws {
+    package mutating func finish() throws {
         skipWhitespace()
         guard index == bytes.count else { throw Mismatch() }
     }
@@ -89,13 +91,13 @@ struct JSONCursor {
     // MARK: scalars
 
     /// Consumes `null` if it comes next.
-    mutating func skipNull() -> Bool {
+    package mutating func skipNull() -> Bool {
         skipWhitespace()
         guard literal("null") else { return false }
         return true
     }
 
-    mutating func bool() throws -> Bool {
+    package mutating func bool() throws -> Bool {
         skipWhitespace()
         if literal("true") { return true }
         if literal("false") { return false }
@@ -104,7 +106,7 @@ struct JSONCursor {
 
     /// A JSON integer: `-?(0|[1-9][0-9]*)` within `Int`'s range, not followed by a fraction
     /// or an exponent.
-    mutating func int() throws -> Int {
+    package mutating func int() throws -> Int {
         skipWhitespace()
         var negative = false
         if index < bytes.count, bytes[index] == UInt8(ascii: "-") {
@@ -136,7 +138,7 @@ struct JSONCursor {
 
     /// A non-negative JSON integer within `UInt64`'s range (revisions): no sign, fraction or
     /// exponent.
-    mutating func uint64() throws -> UInt64 {
+    package mutating func uint64() throws -> UInt64 {
         skipWhitespace()
         let start = index
         var value: UInt64 = 0
@@ -152,7 +154,7 @@ struct JSONCursor {
     }
 
     /// A JSON string, escapes decoded.
-    mutating func string() throws -> String {
+    package mutating func string() throws -> String {
         skipWhitespace()
         try expect(UInt8(ascii: "\""))
         let start = index
@@ -275,7 +277,7 @@ struct JSONCursor {
 
 extension UnsafeBufferPointer<UInt8> {
     /// Whether these bytes spell `name` exactly (for matching object keys).
-    func spells(_ name: StaticString) -> Bool {
+    package func spells(_ name: StaticString) -> Bool {
         guard count == name.utf8CodeUnitCount else { return false }
         for i in 0..<count where self[i] != name.utf8Start[i] { return false }
         return true

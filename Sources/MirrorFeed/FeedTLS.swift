@@ -1,4 +1,5 @@
 import NIOSSL
+import MirrorModel
 
 /// Files that make up one side's TLS identity and trust.
 ///

@@ -1,5 +1,6 @@
 import Foundation
 import NIOCore
+import MirrorModel
 
 /// One line of the mirror feed's watch stream (see docs/feed-protocol.md).
 ///

@@ -1,4 +1,5 @@
 import NIOCore
+import MirrorModel
 
 /// The server's recent deltas, already encoded, so that a reconnecting client gets exactly
 /// what it missed without the server re-encoding anything.
