@@ -145,4 +145,21 @@ import MirrorFeed
         #expect(!later.isEmpty && !later.contains { $0.from == pinned }, "the flow moved to the remaining endpoint: \(later)")
         #expect(rules.flows?.statistics.deleted == 1)
     }
+
+    /// A one-endpoint change touches that service's elements only (the document is compared
+    /// service by service), and a changed gateway address re-addresses every port.
+    @Test func aChangeTranslatesOnlyTheServicesThatChanged() async throws {
+        let rules = GatewayRules(allowedSources: [try #require(IPPrefix("10.0.0.0/8"))], backend: FakeRulesetBackend())
+        _ = try await rules.apply(Self.exports())
+        var moved = Self.exports()
+        moved.exports[1].endpoints = [ExportEndpoint(ip: "10.20.1.7")]
+        let change = try await rules.apply(moved)
+        #expect(!change.full)
+        #expect(change.transaction.summary.elementsAdded == 2 && change.transaction.summary.elementsDeleted == 2,
+                "baz's DNAT element and its masquerade target: \(change.transaction.summary)")
+        var readdressed = moved
+        readdressed.gatewayAddresses = ["10.60.0.9"]
+        let everything = try await rules.apply(readdressed)
+        #expect(everything.transaction.summary.elementsAdded >= 4, "both ports under the new address: \(everything.transaction.summary)")
+    }
 }

@@ -152,6 +152,19 @@ import Testing
         ])
     }
 
+    /// Valid JSON takes a faster decoder; it must be just as strict as the reader.
+    @Test func jsonIsAsStrictAsYAML() throws {
+        let valid = #"{"cluster":"paris","gatewayAddresses":["10.99.1.2"],"exports":[{"name":"bar","namespace":"default","ports":[{"port":80,"targetPort":8080,"gatewayPort":20001}],"endpoints":[{"ip":"10.20.1.5"}]}]}"#
+        let document = try ExportsDocument.parse(valid)
+        #expect(document.exports.first?.ports.first?.protocol == .tcp && document.exports.first?.endpoints.first?.ready == true)
+        #expect(Self.issues(of: valid.replacingOccurrences(of: #""targetPort":8080"#, with: #""targetPort":8080,"colour":"blue""#))
+                == ["exports[0] default/bar: ports[0].colour: unknown field (check the spelling)"])
+        #expect(Self.issues(of: valid.replacingOccurrences(of: "20001", with: "40001"))
+                == ["exports[0] default/bar: ports[0].gatewayPort: 40001 is outside the gateway port range 20000-29999"])
+        #expect(Self.issues(of: valid.replacingOccurrences(of: #""cluster":"paris","#, with: ""))
+                == ["document: cluster: required field is missing (this cluster's name)"])
+    }
+
     @Test func aNonMapExportIsReportedOnce() {
         #expect(Self.issues(of: "cluster: paris\ngatewayAddresses: [10.99.1.2]\nexports: [bar]")
                 == ["exports[0]: must be a map, got a string"])

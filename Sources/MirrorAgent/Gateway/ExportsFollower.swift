@@ -1,3 +1,4 @@
+import CHeapArenas
 import Foundation
 import Logging
 import ServiceLifecycle
@@ -62,6 +63,10 @@ struct ExportsFollower: Service {
             await board.recordFailure(error)
             logger.error("could not program the exports; the previous rules stay in force", metadata: ["error": "\(error)"])
         }
+        // Every document is decoded whole (a file re-read, a feed snapshot): hand the freed
+        // heap back, or RSS stays at its peak (measured: 256 MiB instead of ~50 after edits
+        // of a 10k-port document).
+        mirror_agent_trim_heap()
     }
 
     private func repairDrift(every interval: Duration) async throws {

@@ -21,8 +21,13 @@ actor GatewayRules {
     }
 
     private let reconciler: Reconciler
+    /// Remembers each service's rules (``MirrorTables/services``): a change takes out exactly
+    /// what the service put in.
     private var layout: MirrorTables
-    private var applied: [String: [ServicePortRule]] = [:]
+    /// The exports and gateway addresses `layout` was built from: a new document is compared
+    /// service by service, so a one-pod change translates one service, not the document.
+    private var appliedExports: [String: ExportedService]?
+    private var appliedAddresses: [IPAddress] = []
     private var needsFullReconcile = true
     nonisolated let role: MirrorTables.Role
 
@@ -42,18 +47,32 @@ actor GatewayRules {
     /// Brings the kernel to `document`.
     func apply(_ document: ExportsDocument) throws -> Report {
         let start = ContinuousClock.now
-        let fresh = GatewayTranslator.rules(for: document)
+        let addresses = document.gatewayAddresses.compactMap(IPAddress.init)
+        let exports = Dictionary(document.exports.map { ($0.key, $0) }, uniquingKeysWith: { _, last in last })
         var scope = DiffScope()
         var stale: [ConntrackSelector] = []
-        for (service, rules) in fresh where applied[service] != rules {
-            scope.formUnion(layout.setRules(rules, forService: service))
-            if flows != nil, !needsFullReconcile { stale += StaleFlows.selectors(old: applied[service] ?? [], new: rules) }
+        if let previous = appliedExports {
+            // Every service when the gateway's addresses changed, else only those that did.
+            let readdressed = addresses != appliedAddresses
+            for (key, export) in exports where readdressed || previous[key] != export {
+                let old = layout.services[key] ?? []
+                let new = GatewayTranslator.rules(for: export, gatewayAddresses: addresses)
+                scope.formUnion(layout.setRules(new, forService: key))
+                if flows != nil { stale += StaleFlows.selectors(old: old, new: new) }
+            }
+            for key in previous.keys where exports[key] == nil {
+                let old = layout.services[key] ?? []
+                scope.formUnion(layout.setRules([], forService: key))
+                if flows != nil { stale += StaleFlows.selectors(old: old, new: []) }
+            }
+        } else {
+            // The first document: built in one pass (maps sized once, no diff scope: the
+            // kernel is reconciled in full anyway).
+            let rules = exports.values.lazy.map { GatewayTranslator.rules(for: $0, gatewayAddresses: addresses) }
+            layout = MirrorTables(role: role, services: rules, expectedPorts: exports.count)
         }
-        for (service, rules) in applied where fresh[service] == nil {
-            scope.formUnion(layout.setRules([], forService: service))
-            if flows != nil, !needsFullReconcile { stale += StaleFlows.selectors(old: rules, new: []) }
-        }
-        applied = fresh
+        appliedExports = exports
+        appliedAddresses = addresses
         let full = needsFullReconcile
         let transaction: Transaction
         do {
@@ -64,9 +83,9 @@ actor GatewayRules {
         }
         needsFullReconcile = false
         // After the commit and off this path, as for the node agent.
-        flows?.clear(stale)
+        if !full { flows?.clear(stale) }
         return Report(transaction: transaction, full: full, duration: ContinuousClock.now - start,
-                      ports: fresh.values.reduce(0) { $0 + $1.count })
+                      ports: layout.services.values.reduce(0) { $0 + $1.count })
     }
 
     /// Reads the kernel back and repairs what someone else changed; nil before the first

@@ -16,12 +16,4 @@ enum GatewayTranslator {
                                    targets: endpoints.map { ServicePortRule.Target(address: $0, port: targetPort, masquerade: true) })
         }
     }
-
-    /// Every exported service's rules, keyed by service (`namespace/name`).
-    static func rules(for document: ExportsDocument) -> [String: [ServicePortRule]] {
-        let addresses = document.gatewayAddresses.compactMap(IPAddress.init)
-        var byService: [String: [ServicePortRule]] = [:]
-        for export in document.exports { byService[export.key] = rules(for: export, gatewayAddresses: addresses) }
-        return byService
-    }
 }
