@@ -19,6 +19,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
     ],
     targets: [
         // C libraries, reached only from Netlink and NFTables.
@@ -48,6 +49,21 @@ let package = Package(
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
+            ]
+        ),
+        // The Kubernetes source: kubeconfig, an API client (list, watch, CRUD), informers.
+        // Depends on MirrorModel only among the project's modules.
+        .target(
+            name: "MirrorKubernetes",
+            dependencies: [
+                "MirrorModel",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Yams", package: "Yams"),
             ]
         ),
         .target(name: "CDatagramBatch"),
@@ -96,6 +112,20 @@ let package = Package(
         .testTarget(name: "DNSResponderTests", dependencies: ["DNSResponder"]),
         .testTarget(name: "NFTablesTests", dependencies: ["NFTables", "Netlink", "MirrorAgent", "MirrorModel"]),
         .testTarget(name: "MirrorAgentTests", dependencies: ["MirrorAgent", "MirrorModel", "MirrorFeed"]),
+        // Against kmock (a Kubernetes API emulator, from PyPI) extended by kmock_harness.py.
+        .testTarget(
+            name: "MirrorKubernetesTests",
+            dependencies: [
+                "MirrorKubernetes",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            exclude: ["kmock_harness.py"]
+        ),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -9,6 +9,8 @@ packages=(
 )
 # NFTables traffic tests (tiny HTTP servers) and bench/nft.sh (state generator, peak RSS).
 packages+=(python3 time)
+# MirrorKubernetesTests: pip for kmock (below), openssl for their test certificates.
+packages+=(python3-pip openssl)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -21,6 +23,17 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   # The Debian unbound/dnsmasq packages start system services; tests start their own.
   for svc in unbound dnsmasq; do $sudo_cmd systemctl disable --now "$svc" >/dev/null 2>&1 || true; done
+fi
+
+# MirrorKubernetesTests run kmock, a Kubernetes API emulator from PyPI, with the first python3
+# on PATH; pinned, since their harness extends its internals.
+kmock_version=0.8
+if ! python3 -c "import importlib.metadata as m, sys; sys.exit(m.version('kmock') != '$kmock_version')" >/dev/null 2>&1; then
+  echo "installing: kmock==$kmock_version (pip)"
+  pip_install=(python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore)
+  # Debian's python refuses system-wide pip installs without this flag (PEP 668).
+  "${pip_install[@]}" --break-system-packages "kmock==$kmock_version" 2>/dev/null \
+    || "${pip_install[@]}" "kmock==$kmock_version"
 fi
 
 if ! command -v swift >/dev/null 2>&1; then
