@@ -1,6 +1,6 @@
 /// Decodes mirror-state JSON straight into model values, one pass over the bytes: whole
-/// states (state files, the agent's persisted feed state, feed snapshots) and single clusters
-/// and services (feed upsert events). The one set of model decoders in the package; every
+/// states (state files, the agent's persisted feed state, feed snapshots), single clusters
+/// and services (feed upsert events), and exports documents (`ExportsDocument+JSON.swift`). The one set of model decoders in the package; every
 /// fast JSON path goes through it, on ``JSONCursor``.
 ///
 /// This is the fast path for big states (a restart with 100k services must be ready in well
@@ -230,7 +230,7 @@ package struct StateJSONDecoder {
     }
 
     /// A required list (`null` is refused, as `Codable` refuses it).
-    private mutating func list<T>(_ element: (inout Self) throws -> T) throws -> [T] {
+    mutating func list<T>(_ element: (inout Self) throws -> T) throws -> [T] {
         var items: [T] = []
         var array = try cursor.openArray()
         while try cursor.nextElement(&array) {
@@ -240,13 +240,13 @@ package struct StateJSONDecoder {
     }
 
     /// A list that may be absent or `null`.
-    private mutating func optionalList<T>(_ element: (inout Self) throws -> T) throws -> [T]? {
+    mutating func optionalList<T>(_ element: (inout Self) throws -> T) throws -> [T]? {
         cursor.skipNull() ? nil : try list(element)
     }
 
     /// Up to 15 UTF-8 bytes a string lives inside its 16-byte value: only longer ones have a
     /// heap buffer worth sharing.
-    private mutating func interned(_ text: String) -> String {
+    mutating func interned(_ text: String) -> String {
         interning && text.utf8.count > 15 ? strings.intern(text) : text
     }
 }

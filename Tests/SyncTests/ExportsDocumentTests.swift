@@ -1,7 +1,7 @@
 import Foundation
 import Logging
 import NIOConcurrencyHelpers
-import MirrorModel
+@testable import MirrorModel
 import MirrorFeed
 import Testing
 
@@ -163,6 +163,27 @@ import Testing
                 == ["exports[0] default/bar: ports[0].gatewayPort: 40001 is outside the gateway port range 20000-29999"])
         #expect(Self.issues(of: valid.replacingOccurrences(of: #""cluster":"paris","#, with: ""))
                 == ["document: cluster: required field is missing (this cluster's name)"])
+    }
+
+    /// The fast decoder reads exactly what the reader reads, and declines what it must explain.
+    @Test func theFastJSONDecoderAgreesWithTheReader() throws {
+        let json = #"{"cluster":"paris","gatewayAddresses":["10.99.1.2"],"exports":[{"name":"bar","namespace":"default","ports":[{"name":"dns","protocol":"UDP","port":53,"targetPort":5353,"gatewayPort":20001},{"port":80,"gatewayPort":20002,"targetPort":null}],"endpoints":[{"ip":"10.20.1.5"},{"ip":"10.20.1.6","ready":false}]}]}"#
+        let yaml = """
+            cluster: paris
+            gatewayAddresses: [10.99.1.2]
+            exports:
+              - name: bar
+                namespace: default
+                ports: [{name: dns, protocol: UDP, port: 53, targetPort: 5353, gatewayPort: 20001}, {port: 80, gatewayPort: 20002}]
+                endpoints: [{ip: 10.20.1.5}, {ip: 10.20.1.6, ready: false}]
+            """
+        func fast(_ text: String) -> ExportsDocument? {
+            Array(text.utf8).withUnsafeBufferPointer { StateJSONDecoder.decodeExports($0) }
+        }
+        #expect(fast(json) == (try ExportsDocument.parse(yaml)))
+        #expect(fast(json.replacingOccurrences(of: #""port":80"#, with: #""port":80,"colour":"blue""#)) == nil, "unknown field")
+        #expect(fast(json.replacingOccurrences(of: #","gatewayPort":20002"#, with: "")) == nil, "gatewayPort is required")
+        #expect(fast(json.replacingOccurrences(of: #""cluster":"paris","#, with: #""cluster":"paris","cluster":"paris","#)) == nil, "repeated field")
     }
 
     @Test func aNonMapExportIsReportedOnce() {

@@ -24,9 +24,7 @@ extension ExportsDocument {
     static func decodeValidJSON(_ data: Data, gatewayPorts: GatewayPortRange) -> ExportsDocument? {
         guard data.first(where: { $0 != UInt8(ascii: " ") && $0 != UInt8(ascii: "\n") && $0 != UInt8(ascii: "\t") && $0 != UInt8(ascii: "\r") })
             == UInt8(ascii: "{") else { return nil }
-        let decoder = JSONDecoder()
-        decoder.userInfo[.strictExportsKeys] = true
-        guard let document = try? decoder.decode(ExportsDocument.self, from: data) else { return nil }
+        guard let document = data.withUnsafeBytes({ raw in StateJSONDecoder.decodeExports(raw.bindMemory(to: UInt8.self)) }) else { return nil }
         return try? document.validated(gatewayPorts: gatewayPorts)
     }
 

@@ -121,35 +121,10 @@ public struct GatewayPortRange: Sendable, Equatable, CustomStringConvertible {
 // The JSON form decodes with the same defaults as a document (protocol TCP, targetPort = port,
 // ready true, empty lists) so that a feed can carry exactly what a file holds.
 
-extension CodingUserInfoKey {
-    /// Set (to `true`) to refuse unknown fields while decoding an exports document, as a file
-    /// must be read; a feed's events leave it unset, so newer servers may add fields.
-    static let strictExportsKeys = CodingUserInfoKey(rawValue: "mirror.strictExportsKeys")!
-}
-
-/// Any key of a JSON object, to see the ones a type does not know.
-private struct AnyKey: CodingKey {
-    var stringValue: String
-    var intValue: Int? { nil }
-    init(stringValue: String) { self.stringValue = stringValue }
-    init?(intValue: Int) { nil }
-}
-
-private extension Decoder {
-    /// With ``CodingUserInfoKey/strictExportsKeys``: throws for a key `Keys` does not name.
-    func refuseUnknownKeys<Keys: CodingKey>(_ keys: Keys.Type) throws {
-        guard userInfo[.strictExportsKeys] as? Bool == true else { return }
-        for key in try container(keyedBy: AnyKey.self).allKeys where Keys(stringValue: key.stringValue) == nil {
-            throw DecodingError.dataCorrupted(.init(codingPath: codingPath + [key], debugDescription: "unknown field \(key.stringValue)"))
-        }
-    }
-}
-
 extension ExportsDocument: Codable {
     private enum CodingKeys: String, CodingKey { case cluster, gatewayAddresses, exports }
 
     public init(from decoder: Decoder) throws {
-        try decoder.refuseUnknownKeys(CodingKeys.self)
         let container = try decoder.container(keyedBy: CodingKeys.self)
         cluster = try container.decode(String.self, forKey: .cluster)
         gatewayAddresses = try container.decode([String].self, forKey: .gatewayAddresses)
@@ -169,7 +144,6 @@ extension ExportedService: Codable {
     private enum CodingKeys: String, CodingKey { case name, namespace, ports, endpoints }
 
     public init(from decoder: Decoder) throws {
-        try decoder.refuseUnknownKeys(CodingKeys.self)
         let container = try decoder.container(keyedBy: CodingKeys.self)
         name = try container.decode(String.self, forKey: .name)
         namespace = try container.decode(String.self, forKey: .namespace)
@@ -182,7 +156,6 @@ extension ExportedPort: Codable {
     private enum CodingKeys: String, CodingKey { case name, `protocol`, port, targetPort, gatewayPort }
 
     public init(from decoder: Decoder) throws {
-        try decoder.refuseUnknownKeys(CodingKeys.self)
         let container = try decoder.container(keyedBy: CodingKeys.self)
         name = try container.decodeIfPresent(String.self, forKey: .name)
         self.protocol = try container.decodeIfPresent(L4Protocol.self, forKey: .protocol) ?? .tcp
@@ -196,7 +169,6 @@ extension ExportEndpoint: Codable {
     private enum CodingKeys: String, CodingKey { case ip, ready }
 
     public init(from decoder: Decoder) throws {
-        try decoder.refuseUnknownKeys(CodingKeys.self)
         let container = try decoder.container(keyedBy: CodingKeys.self)
         ip = try container.decode(String.self, forKey: .ip)
         ready = try container.decodeIfPresent(Bool.self, forKey: .ready) ?? true
