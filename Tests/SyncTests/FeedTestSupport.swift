@@ -175,20 +175,44 @@ func runProgram(_ path: String, _ arguments: [String], timeout: TimeInterval = 2
     process.standardOutput = out
     process.standardError = err
     try process.run()
-    let deadline = Date().addingTimeInterval(timeout)
     // Read while waiting so a chatty child never blocks on a full pipe.
-    let outData = NIOLockedValueBox(Data()), errData = NIOLockedValueBox(Data())
-    out.fileHandleForReading.readabilityHandler = { handle in let d = handle.availableData; outData.withLockedValue { $0.append(d) } }
-    err.fileHandleForReading.readabilityHandler = { handle in let d = handle.availableData; errData.withLockedValue { $0.append(d) } }
+    let outData = PipeDrain(out.fileHandleForReading), errData = PipeDrain(err.fileHandleForReading)
+    let deadline = Date().addingTimeInterval(timeout)
     while process.isRunning, Date() < deadline { usleep(10_000) }
     if process.isRunning { process.terminate() }
     process.waitUntilExit()
-    out.fileHandleForReading.readabilityHandler = nil
-    err.fileHandleForReading.readabilityHandler = nil
-    let restOut = out.fileHandleForReading.readDataToEndOfFile(), restErr = err.fileHandleForReading.readDataToEndOfFile()
-    return (process.terminationStatus,
-            String(decoding: outData.withLockedValue { $0 } + restOut, as: UTF8.self),
-            String(decoding: errData.withLockedValue { $0 } + restErr, as: UTF8.self))
+    return (process.terminationStatus, String(decoding: outData.finish(), as: UTF8.self), String(decoding: errData.finish(), as: UTF8.self))
+}
+
+/// Reads a pipe to its end on a thread of its own (blocking reads), keeping what arrived so far
+/// readable. Not `readabilityHandler`: its dispatch source on the pipe's descriptor crashed the
+/// test process in libdispatch's event loop now and then (a descriptor closed and reused while
+/// still registered).
+final class PipeDrain: @unchecked Sendable {
+    private let data = NIOLockedValueBox(Data())
+    private let done = DispatchSemaphore(value: 0)
+
+    init(_ handle: FileHandle) {
+        let data = self.data, done = self.done
+        Thread.detachNewThread {
+            while true {
+                let chunk = handle.availableData
+                if chunk.isEmpty { break }
+                data.withLockedValue { $0.append(chunk) }
+            }
+            done.signal()
+        }
+    }
+
+    /// What arrived so far.
+    var current: Data { data.withLockedValue { $0 } }
+
+    /// Waits for the end of the pipe (the writer closed it, e.g. exited) and returns everything.
+    func finish() -> Data {
+        done.wait()
+        done.signal()
+        return current
+    }
 }
 
 /// A CA, a server certificate for 127.0.0.1/localhost, a client certificate, and a client

@@ -584,28 +584,24 @@ final class LinkLog: Sendable {
 final class CurlStream {
     private let process = Process()
     private let pipe = Pipe()
-    private let buffer = NIOLockedValueBox(Data())
+    private var drain: PipeDrain?
 
     init(_ arguments: [String]) throws {
         process.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
         process.arguments = arguments
         process.standardOutput = pipe
         process.standardError = FileHandle.nullDevice
-        let buffer = self.buffer
-        pipe.fileHandleForReading.readabilityHandler = { handle in
-            let data = handle.availableData
-            buffer.withLockedValue { $0.append(data) }
-        }
         try process.run()
+        drain = PipeDrain(pipe.fileHandleForReading)
     }
 
-    var output: String { String(decoding: buffer.withLockedValue { $0 }, as: UTF8.self) }
+    var output: String { String(decoding: drain?.current ?? Data(), as: UTF8.self) }
     var isRunning: Bool { process.isRunning }
 
     func stop() {
         if process.isRunning { process.terminate() }
         process.waitUntilExit()
-        pipe.fileHandleForReading.readabilityHandler = nil
+        _ = drain?.finish()
     }
 }
 
