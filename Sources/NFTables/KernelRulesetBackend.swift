@@ -10,7 +10,6 @@ import Synchronization
 /// a ruleset generation when one is given.
 public final class KernelRulesetBackend: RulesetBackend {
     private let socket: NetfilterSocket
-    private var registered = true
 
     /// - Throws: ``NFTablesError/unavailable(_:)`` without permission or nf_tables support.
     public init() throws {
@@ -20,43 +19,12 @@ public final class KernelRulesetBackend: RulesetBackend {
         } catch let error as NetlinkError {
             throw NFTablesError.from(error)
         }
-        Self.openPorts.withLock { $0[socket.portID, default: 0] += 1 }
     }
-
-    deinit { unregister() }
 
     /// Closes the netlink socket.
-    public func close() {
-        unregister()
-        socket.close()
-    }
+    public func close() { socket.close() }
 
-    /// The port id of the socket this backend commits through: nf_tables change notifications
-    /// caused by its batches carry it as their sender (``RulesetMonitor/Change/sender``).
-    public var portID: UInt32 { socket.portID }
-
-    /// Whether `portID` is the commit socket of an open backend of this process, i.e. whether a
-    /// change notification with that sender was caused by this process's own batch.
-    ///
-    /// Port ids are unique within a network namespace; a process working in several (the
-    /// tests) may hold the same id in two of them, which only ever names its own sockets:
-    /// the kernel gives a process's first socket in a namespace the process id, and later
-    /// ones ids from one decreasing negative counter shared by all namespaces.
-    public static func isOwnPort(_ portID: UInt32) -> Bool {
-        openPorts.withLock { $0[portID] != nil }
-    }
-
-    /// The commit sockets of this process's open backends (id -> how many namespaces hold it).
-    private static let openPorts = Mutex<[UInt32: Int]>([:])
-
-    private func unregister() {
-        guard registered else { return }
-        registered = false
-        let port = socket.portID
-        Self.openPorts.withLock { ports in
-            if let count = ports[port], count > 1 { ports[port] = count - 1 } else { ports[port] = nil }
-        }
-    }
+    public var commitPort: UInt32? { socket.portID }
 
     public func read(_ tables: [TableID], counters: Bool) throws -> KernelSnapshot {
         do {

@@ -25,11 +25,18 @@ public protocol RulesetBackend: AnyObject {
     /// without a counter are missing from the result). Used to carry a counter over when an
     /// element is replaced; a backend without counters returns none.
     func readCounters(_ elements: [ElementAddress]) throws -> [ElementAddress: Counter]
+
+    /// The netlink port id batches are committed through: nf_tables change notifications
+    /// caused by them carry it as their sender, so a follower can tell its own commits from
+    /// someone else's. Nil for a backend that is not the kernel.
+    var commitPort: UInt32? { get }
 }
 
 extension RulesetBackend {
     /// Reads `tables` with their counters.
     public func read(_ tables: [TableID]) throws -> KernelSnapshot { try read(tables, counters: true) }
+
+    public var commitPort: UInt32? { nil }
 
     /// No counters (the default for backends that keep none).
     public func readCounters(_ elements: [ElementAddress]) throws -> [ElementAddress: Counter] { [:] }

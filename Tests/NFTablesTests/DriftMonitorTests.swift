@@ -22,7 +22,7 @@ import Testing
         let monitor = try namespace.run { try RulesetMonitor(onEvent: events.append) }
         defer { monitor.stop() }
         let backend = Unchecked(try namespace.run { try KernelRulesetBackend() })
-        #expect(KernelRulesetBackend.isOwnPort(backend.value.portID))
+        let port = try #require(backend.value.commitPort)
 
         // Our own batch carries our commit socket's port id.
         let mine = TableID(family: .ip, name: "mine")
@@ -34,17 +34,16 @@ import Testing
 
         let changes = all.compactMap { if case .changed(let change) = $0 { change } else { nil } }
         let own = changes.first { $0.table == "mine" && $0.message == 0 }
-        #expect(own?.family == 2 && own?.sender == backend.value.portID, "\(changes)")
+        #expect(own?.family == 2 && own?.sender == port, "\(changes)")
         let foreign = changes.filter { $0.table == "other" }
         #expect(foreign.map(\.message) == [0, 3], "add table, add chain: \(changes)")
-        #expect(foreign.allSatisfy { $0.family == 10 && $0.sender != backend.value.portID && !KernelRulesetBackend.isOwnPort($0.sender) })
+        #expect(foreign.allSatisfy { $0.family == 10 && $0.sender != port })
         let deleted = changes.first { $0.table == "mine" && $0.message == 2 }
-        #expect(deleted.map { !KernelRulesetBackend.isOwnPort($0.sender) } == true, "\(changes)")
+        #expect(deleted.map { $0.sender != port } == true, "\(changes)")
         #expect(deleted?.description.hasPrefix("delete table ip mine (port ") == true, "\(deleted?.description ?? "")")
         #expect(!changes.contains { $0.table == "elsewhere" }, "another namespace's change leaked in: \(changes)")
 
         backend.value.close()
-        #expect(!KernelRulesetBackend.isOwnPort(backend.value.portID), "a closed backend is no longer ours")
     }
 
     @Test func aBurstBeyondTheReceiveQueueReportsOverflow() async throws {

@@ -38,7 +38,7 @@ struct MirrorFollower: Service {
                     if let rules, let interval = driftCheckInterval {
                         group.addTask { try await Self.repairDrift(rules, every: interval, board: agent.board, logger: logger) }
                         let board = agent.board
-                        if let watch = DriftWatch(tables: MirrorTables.tableIDs, owner: "agent", checkInterval: interval,
+                        if let watch = DriftWatch(tables: MirrorTables.tableIDs, owner: "agent", ownPort: rules.commitPort, checkInterval: interval,
                                                   open: openMonitor, logger: logger) {
                             group.addTask {
                                 try await watch.run(repair: { try await rules.repairDrift() }) { sent, trigger, elapsed in
@@ -136,10 +136,11 @@ final class DriftWatch: Sendable {
     ///
     /// - Parameters:
     ///   - owner: who owns the tables, for logs (`agent`, `gateway`).
+    ///   - ownPort: the port the owner commits through: its own changes are not drift.
     ///   - checkInterval: the periodic check's interval (the longest pause against a fight).
-    init?(tables: [TableID], owner: String, checkInterval: Duration, coalescing: Duration = .milliseconds(50),
+    init?(tables: [TableID], owner: String, ownPort: UInt32?, checkInterval: Duration, coalescing: Duration = .milliseconds(50),
           open: OpenMonitor, logger: Logger) {
-        let inbox = Inbox(tables: tables)
+        let inbox = Inbox(tables: tables, ownPort: ownPort)
         do {
             monitor = try open { inbox.receive($0) }
         } catch {
@@ -210,6 +211,7 @@ final class DriftWatch: Sendable {
     /// repair loop takes them; one buffered wake-up stands for any number of them.
     final class Inbox: Sendable {
         private let tables: Set<TableKey>
+        private let ownPort: UInt32?
         private let pending = Mutex<Trigger?>(nil)
         let signal: AsyncStream<Void>
         private let wake: AsyncStream<Void>.Continuation
@@ -219,7 +221,8 @@ final class DriftWatch: Sendable {
             var name: String
         }
 
-        init(tables: [TableID]) {
+        init(tables: [TableID], ownPort: UInt32?) {
+            self.ownPort = ownPort
             self.tables = Set(tables.map { TableKey(family: UInt8($0.family.protocolFamily), name: $0.name) })
             (signal, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
         }
@@ -230,7 +233,7 @@ final class DriftWatch: Sendable {
             switch event {
             case .changed(let change):
                 guard tables.contains(TableKey(family: change.family, name: change.table)),
-                      !KernelRulesetBackend.isOwnPort(change.sender) else { return }
+                      change.sender != ownPort else { return }
             case .overflowed:
                 break
             }

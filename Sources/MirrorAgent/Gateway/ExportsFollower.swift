@@ -35,7 +35,7 @@ struct ExportsFollower: Service {
                     if let driftCheckInterval {
                         group.addTask { try await repairDrift(every: driftCheckInterval) }
                         let rules = rules
-                        if let watch = DriftWatch(tables: rules.role.tableIDs, owner: "gateway", checkInterval: driftCheckInterval,
+                        if let watch = DriftWatch(tables: rules.role.tableIDs, owner: "gateway", ownPort: rules.commitPort, checkInterval: driftCheckInterval,
                                                   open: openMonitor, logger: logger) {
                             // The watch logs each repair; the gateway's board keeps no drift record.
                             group.addTask { try await watch.run(repair: { try await rules.repairDrift() }) { _, _, _ in } }

@@ -33,9 +33,12 @@ actor GatewayRules {
 
     /// Clears UDP/SCTP flows pinned to endpoints that went away (none: flows are left alone).
     nonisolated let flows: FlowCleaner?
+    /// The port its batches are committed through (``RulesetBackend/commitPort``).
+    nonisolated let commitPort: UInt32?
 
     init(allowedSources: [IPPrefix], backend: sending any RulesetBackend, flows: FlowCleaner? = nil) {
         role = .gateway(allowedSources: allowedSources)
+        commitPort = backend.commitPort
         reconciler = Reconciler(backend: backend, tables: role.tableIDs)
         layout = MirrorTables(role: role)
         self.flows = flows

@@ -27,6 +27,8 @@ actor RulesComponent: MirrorConsumer {
     private var needsFullReconcile = true
     private let logger: Logger
     private let flows: FlowCleaner?
+    /// The port its batches are committed through (``RulesetBackend/commitPort``).
+    nonisolated let commitPort: UInt32?
 
     /// Opens the kernel backend in the current network namespace.
     /// - Throws: ``NFTablesError/unavailable(_:)`` without permission or nf_tables.
@@ -37,6 +39,7 @@ actor RulesComponent: MirrorConsumer {
     /// Uses `backend` (the kernel, or a fake in tests) and `flows` to clear stale UDP/SCTP
     /// flows after each change (none: flows are left alone).
     init(backend: sending any RulesetBackend, dnsAddresses: [IPAddress], logger: Logger, flows: FlowCleaner? = nil) {
+        commitPort = backend.commitPort
         reconciler = Reconciler(backend: backend, tables: MirrorTables.tableIDs)
         layout = MirrorTables(dnsAddresses: dnsAddresses, rememberingRules: false)
         self.logger = logger
