@@ -84,28 +84,38 @@ final class FlowCleaner: @unchecked Sendable {
     private let totals: NIOLockedValueBox<Statistics>
     private let logger: Logger
 
-    /// Opens ctnetlink in the current network namespace and checks that it answers.
+    /// Opens ctnetlink in the current network namespace and checks, on the cleanup queue,
+    /// that it answers: the check is a filtered walk of the whole conntrack table (~45 ms at
+    /// 100k entries), which must not hold up the agent's start.
     init(logger: Logger) {
         self.logger = logger
-        var table: ConntrackTable?
+        var failure: (any Error)?
         do {
-            let opened = try ConntrackTable()
-            try opened.probe()
-            table = opened
+            table = try ConntrackTable()
         } catch {
-            logger.warning("conntrack is not reachable (is nf_conntrack_netlink loaded?): UDP and SCTP flows pinned to a removed target will not be moved until they go idle",
-                           metadata: ["error": "\(error)"])
+            table = nil
+            failure = error
         }
-        self.table = table
         totals = NIOLockedValueBox(Statistics(available: table != nil))
+        queue.async { [self, failure] in
+            do {
+                if let failure { throw failure }
+                try table?.probe()
+            } catch {
+                totals.withLockedValue { $0.available = false }
+                logger.warning("conntrack is not reachable (is nf_conntrack_netlink loaded?): UDP and SCTP flows pinned to a removed target will not be moved until they go idle",
+                               metadata: ["error": "\(error)"])
+            }
+        }
     }
 
     var statistics: Statistics { totals.withLockedValue { $0 } }
 
     /// Queues the deletion of the flows `selectors` match; `done` gets the report.
     func clear(_ selectors: [ConntrackSelector], done: (@Sendable (Report) -> Void)? = nil) {
-        guard table != nil, !selectors.isEmpty else { return }
+        guard !selectors.isEmpty else { return }
         queue.async { [self] in
+            guard totals.withLockedValue({ $0.available }) else { return }
             let report = run(selectors)
             done?(report)
         }
