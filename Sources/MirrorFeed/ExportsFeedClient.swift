@@ -52,7 +52,7 @@ public struct ExportsFeedClient: ExportsSource {
             logger.info("programming the persisted exports until the feed answers", metadata: ["revision": "\(held.revision)", "file": "\(file ?? "")"])
             await onUpdate(held.exports)
         }
-        var backoff = configuration.initialBackoff
+        var backoff = ReconnectBackoff(initial: configuration.initialBackoff, maximum: configuration.maxBackoff)
         while !Task.isCancelled {
             var started = false
             material?.reload()
@@ -68,10 +68,7 @@ public struct ExportsFeedClient: ExportsSource {
                     "feed": "\(configuration.endpoint)", "revision": "\(held?.revision ?? 0)", "error": "\(error)",
                 ])
             }
-            if started { backoff = configuration.initialBackoff }
-            let delay = backoff / 2 + backoff / 2 * Double.random(in: 0...1)
-            do { try await Task.sleep(for: delay) } catch { break }
-            backoff = min(backoff * 2, configuration.maxBackoff)
+            do { try await Task.sleep(for: backoff.next(afterStreamStarted: started)) } catch { break }
         }
     }
 

@@ -78,7 +78,7 @@ public struct FeedClient: MirrorSource {
             await onUpdate(MirrorUpdate(store: restored.store, changes: restored.changes, rebuilt: true))
         }
 
-        var backoff = configuration.initialBackoff
+        var backoff = ReconnectBackoff(initial: configuration.initialBackoff, maximum: configuration.maxBackoff)
         while !Task.isCancelled {
             material?.reload()
             let connection = FeedConnection(configuration: configuration, tls: material?.context, group: group)
@@ -95,16 +95,11 @@ public struct FeedClient: MirrorSource {
                 ])
             }
             await persistence.persistNow(applier)
-            if applier.streamStarted { backoff = configuration.initialBackoff }
-            // "Equal jitter": half the delay fixed, half random, so a fleet restarted together
-            // spreads its reconnects.
-            let delay = backoff / 2 + backoff / 2 * Double.random(in: 0...1)
             do {
-                try await Task.sleep(for: delay)
+                try await Task.sleep(for: backoff.next(afterStreamStarted: applier.streamStarted))
             } catch {
                 break
             }
-            backoff = min(backoff * 2, configuration.maxBackoff)
         }
         await persistence.persistNow(applier)
     }
@@ -121,6 +116,29 @@ extension FeedClient.Configuration {
     func explain(_ error: any Error) -> any Error {
         guard let tls, error is NIOSSLError || error is BoringSSLError else { return error }
         return FeedClientError.handshake(endpoint: endpoint.description, reason: "\(error)", files: tls)
+    }
+}
+
+/// The wait before a feed client reconnects: doubling from `initial` up to `maximum` while
+/// connections fail, back to `initial` after a stream that started.
+struct ReconnectBackoff {
+    let initial: Duration
+    let maximum: Duration
+    private var current: Duration
+
+    init(initial: Duration, maximum: Duration) {
+        self.initial = initial
+        self.maximum = maximum
+        current = initial
+    }
+
+    /// The next wait. "Equal jitter": half of it fixed, half random, so a fleet restarted
+    /// together spreads its reconnects.
+    mutating func next(afterStreamStarted started: Bool) -> Duration {
+        if started { current = initial }
+        let delay = current / 2 + current / 2 * Double.random(in: 0...1)
+        current = min(current * 2, maximum)
+        return delay
     }
 }
 

@@ -45,7 +45,8 @@ struct AgentStatus: Codable, Sendable {
         /// `certificate /etc/mirror/tls/tls.crt expires 2027-03-01 (in 86 days)`, loud when near.
         var summary: String {
             let days = Int(notAfter.timeIntervalSinceNow / 86_400)
-            let when = notAfter.timeIntervalSinceNow < 0 ? "EXPIRED" : days < 7 ? "in \(days) days: ROTATE SOON" : "in \(days) days"
+            let when = notAfter.timeIntervalSinceNow < 0 ? "EXPIRED"
+                : notAfter.timeIntervalSinceNow < Preflight.expiryWarning ? "in \(days) days: ROTATE SOON" : "in \(days) days"
             return "\(kind) \(file) expires \(ISO8601DateFormatter().string(from: notAfter)) (\(when))"
         }
     }

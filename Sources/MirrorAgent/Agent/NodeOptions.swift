@@ -34,16 +34,21 @@ struct NodeOptions: ParsableArguments {
 }
 
 extension NodeOptions {
-    /// Parses `addr:port` / `[v6]:port`.
     func httpAddress(_ text: String) throws -> SocketAddress {
-        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (0...65535).contains(port) else {
-            throw ValidationError("--http-listen \(text): expected ADDRESS:PORT, e.g. 127.0.0.1:9153")
-        }
-        let host = text[..<colon].trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
-        do {
-            return try SocketAddress(ipAddress: host, port: port)
-        } catch {
-            throw ValidationError("--http-listen \(text): \(host) is not an IP address")
-        }
+        try listenAddress(text, flag: "--http-listen", example: "127.0.0.1:9153")
+    }
+}
+
+/// Parses a listen flag's `addr:port` / `[v6]:port`, naming the flag and an example when it
+/// is not one.
+func listenAddress(_ text: String, flag: String, example: String) throws -> SocketAddress {
+    guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (0...65535).contains(port) else {
+        throw ValidationError("\(flag) \(text): expected ADDRESS:PORT, e.g. \(example)")
+    }
+    let host = text[..<colon].trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
+    do {
+        return try SocketAddress(ipAddress: host, port: port)
+    } catch {
+        throw ValidationError("\(flag) \(text): \(host) is not an IP address")
     }
 }

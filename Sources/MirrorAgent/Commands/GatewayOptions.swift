@@ -61,16 +61,8 @@ struct GatewayOptions: ParsableArguments {
         guard driftCheckInterval >= 0 else { throw ValidationError("--drift-check-interval must be 0 (off) or a number of seconds") }
     }
 
-    /// Parses `addr:port` / `[v6]:port`.
+    /// The address of a listen flag (`--probe-listen`, `--http-listen`).
     func listenAddress(_ text: String, flag: String) throws -> SocketAddress {
-        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (0...65535).contains(port) else {
-            throw ValidationError("\(flag) \(text): expected ADDRESS:PORT, e.g. 0.0.0.0:4191")
-        }
-        let host = text[..<colon].trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
-        do {
-            return try SocketAddress(ipAddress: host, port: port)
-        } catch {
-            throw ValidationError("\(flag) \(text): \(host) is not an IP address")
-        }
+        try MirrorAgent.listenAddress(text, flag: flag, example: "0.0.0.0:4191")
     }
 }
