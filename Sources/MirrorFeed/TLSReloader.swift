@@ -83,25 +83,13 @@ public final class TLSReloader: Sendable {
     /// Follows the files until cancelled: an inotify watch on each file's directory (so a
     /// Secret's symlink swap is seen at once) and a re-check every `interval` as a backstop.
     public func watch(interval: Duration = .seconds(2)) async {
-        let (wakeups, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
-        let directories = Set([files.certificate, files.key, files.ca].map { path -> String in
-            let directory = (path as NSString).deletingLastPathComponent
-            return directory.isEmpty ? "." : directory
-        })
-        let watchers = directories.compactMap { DirectoryWatcher(directory: $0) { wake.yield() } }
-        defer { watchers.forEach { $0.stop() } }
-        let ticker = Task {
-            while !Task.isCancelled {
-                try? await Task.sleep(for: interval)
-                wake.yield()
+        await DirectoryWatcher.withWakeups(forFilesAt: [files.certificate, files.key, files.ca], pollInterval: interval) { wakeups, _ in
+            for await _ in wakeups {
+                if Task.isCancelled { break }
+                // A writer may still be busy with the second file of a pair: let it finish.
+                try? await Task.sleep(for: .milliseconds(100))
+                reload()
             }
-        }
-        defer { ticker.cancel() }
-        for await _ in wakeups {
-            if Task.isCancelled { break }
-            // A writer may still be busy with the second file of a pair: let it finish.
-            try? await Task.sleep(for: .milliseconds(100))
-            reload()
         }
     }
 

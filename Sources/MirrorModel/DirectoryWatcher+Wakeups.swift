@@ -11,10 +11,22 @@ extension DirectoryWatcher {
         forFileAt path: String, pollInterval: Duration,
         _ body: (_ wakeups: AsyncStream<Void>, _ watching: Bool) async throws -> T
     ) async rethrows -> T {
+        try await withWakeups(forFilesAt: [path], pollInterval: pollInterval, body)
+    }
+
+    /// The same for several files (one watch per distinct directory): `watching` is true
+    /// only when every directory is watched.
+    package static func withWakeups<T>(
+        forFilesAt paths: [String], pollInterval: Duration,
+        _ body: (_ wakeups: AsyncStream<Void>, _ watching: Bool) async throws -> T
+    ) async rethrows -> T {
         let (wakeups, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
-        let directory = (path as NSString).deletingLastPathComponent
-        let watcher = DirectoryWatcher(directory: directory.isEmpty ? "." : directory) { wake.yield() }
-        defer { watcher?.stop() }
+        let directories = Set(paths.map { path -> String in
+            let directory = (path as NSString).deletingLastPathComponent
+            return directory.isEmpty ? "." : directory
+        })
+        let watchers = directories.map { DirectoryWatcher(directory: $0) { wake.yield() } }
+        defer { watchers.forEach { $0?.stop() } }
         let ticker = Task {
             while !Task.isCancelled {
                 try? await Task.sleep(for: pollInterval)
@@ -22,6 +34,6 @@ extension DirectoryWatcher {
             }
         }
         defer { ticker.cancel() }
-        return try await body(wakeups, watcher != nil)
+        return try await body(wakeups, watchers.allSatisfy { $0 != nil })
     }
 }
