@@ -241,27 +241,36 @@ struct TestPKI: Sendable {
     }
 
     private static func make() throws -> TestPKI {
-        let directory = try FeedFixtures.temporaryDirectory()
-        let script = """
-            set -e
-            cd '\(directory)'
-            key() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1" 2>/dev/null; }
-            ca() { key "$1.key"; openssl req -x509 -new -key "$1.key" -out "$1.pem" -days 2 -subj "/CN=$1" \
-                     -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign 2>/dev/null; }
-            leaf() { key "$1.key"; openssl req -new -key "$1.key" -out "$1.csr" -subj "/CN=$1" 2>/dev/null
-                     printf '%s\n' "$3" > "$1.ext"
-                     openssl x509 -req -in "$1.csr" -CA "$2.pem" -CAkey "$2.key" -CAcreateserial -out "$1.pem" -days 2 -extfile "$1.ext" 2>/dev/null; }
-            ca ca
-            ca other-ca
-            leaf server ca 'subjectAltName=IP:127.0.0.1,DNS:localhost
+        TestPKI(directory: try makeTestCertificates("""
+            ca ca 2
+            ca other-ca 2
+            leaf server ca 2 'subjectAltName=IP:127.0.0.1,DNS:localhost
             extendedKeyUsage=serverAuth'
-            leaf client ca 'extendedKeyUsage=clientAuth'
-            leaf other-client other-ca 'extendedKeyUsage=clientAuth'
-            """
-        let result = try runProgram("/bin/sh", ["-c", script])
-        guard result.status == 0 else { throw HarnessError("openssl failed: \(result.err)") }
-        return TestPKI(directory: directory)
+            leaf client ca 2 'extendedKeyUsage=clientAuth'
+            leaf other-client other-ca 2 'extendedKeyUsage=clientAuth'
+            """))
     }
+}
+
+/// Runs `commands` with openssl in a new temporary directory and returns it. The commands
+/// use three shell functions: `key FILE`, `ca NAME DAYS` (NAME.key, NAME.pem) and
+/// `leaf NAME CA DAYS EXTENSIONS` (an EC P-256 certificate signed by CA).
+func makeTestCertificates(_ commands: String) throws -> String {
+    let directory = try FeedFixtures.temporaryDirectory()
+    let script = """
+        set -e
+        cd '\(directory)'
+        key() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1" 2>/dev/null; }
+        ca() { key "$1.key"; openssl req -x509 -new -key "$1.key" -out "$1.pem" -days "$2" -subj "/CN=$1" \
+                 -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign 2>/dev/null; }
+        leaf() { key "$1.key"; openssl req -new -key "$1.key" -out "$1.csr" -subj "/CN=$1" 2>/dev/null
+                 printf '%s\n' "$4" > "$1.ext"
+                 openssl x509 -req -in "$1.csr" -CA "$2.pem" -CAkey "$2.key" -CAcreateserial -out "$1.pem" -days "$3" -extfile "$1.ext" 2>/dev/null; }
+        \(commands)
+        """
+    let result = try runProgram("/bin/sh", ["-c", script])
+    guard result.status == 0 else { throw HarnessError("openssl failed: \(result.err)") }
+    return directory
 }
 
 /// The mirror-agent binary built next to the tests (scripts/test.sh builds it first).

@@ -449,18 +449,9 @@ struct RotationPKI: Sendable {
     }
 
     private static func make() throws -> RotationPKI {
-        let directory = try FeedFixtures.temporaryDirectory()
-        let script = """
-            set -e
-            cd '\(directory)'
-            key() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1" 2>/dev/null; }
-            ca() { key "$1.key"; openssl req -x509 -new -key "$1.key" -out "$1.pem" -days 30 -subj "/CN=rotation-ca-$1" \
-                     -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign 2>/dev/null; }
-            leaf() { key "$1.key"; openssl req -new -key "$1.key" -out "$1.csr" -subj "/CN=$1" 2>/dev/null
-                     printf '%s\n' "$4" > "$1.ext"
-                     openssl x509 -req -in "$1.csr" -CA "$2.pem" -CAkey "$2.key" -CAcreateserial -out "$1.pem" -days "$3" -extfile "$1.ext" 2>/dev/null; }
-            ca one
-            ca two
+        RotationPKI(directory: try makeTestCertificates("""
+            ca one 30
+            ca two 30
             cat one.pem two.pem > both.pem
             leaf server-one one 10 'subjectAltName=IP:127.0.0.1,DNS:localhost
             extendedKeyUsage=serverAuth'
@@ -469,10 +460,7 @@ struct RotationPKI: Sendable {
             leaf client-one one 10 'extendedKeyUsage=clientAuth'
             leaf client-two two 20 'extendedKeyUsage=clientAuth'
             key stray.key
-            """
-        let result = try runProgram("/bin/sh", ["-c", script])
-        guard result.status == 0 else { throw HarnessError("openssl failed: \(result.err)") }
-        return RotationPKI(directory: directory)
+            """))
     }
 }
 
