@@ -18,38 +18,39 @@ final class NamespaceLab: @unchecked Sendable {
         try b.exec(["ip", "link", "set", bName, "up"])
     }
 
-    /// A tiny HTTP server answering `name` on `address:port`, started in the background by a
-    /// shell so it keeps none of the test's descriptors open.
-    func serve(_ namespace: TestNamespace, _ address: String, _ port: Int, _ name: String) throws {
-        // Close every inherited descriptor first: Foundation's Process watches a socket the
-        // child inherits to learn that it exited, and a daemon holding it would hang the test.
+    /// Starts `python3 program arguments…` in the background in `namespace` (the program is a
+    /// path, or inline source after `-c`) and returns its pid. Started by a shell that first
+    /// closes every inherited descriptor: Foundation's Process watches a socket the child
+    /// inherits to learn that it exited, and a daemon holding it would hang the test.
+    static func launchPython(in namespace: TestNamespace, source: String, _ arguments: [String]) throws -> Int32? {
         let closeAll = "for f in /proc/$$/fd/*; do n=${f##*/}; [ \"$n\" -gt 2 ] && eval \"exec $n>&-\" 2>/dev/null; done; "
-        let script = closeAll + "/usr/bin/python3 \(Self.serverScript) \(address) \(port) \(name) </dev/null >/dev/null 2>&1 & echo $!"
-        let pid = try namespace.exec(["bash", "-c", script]).trimmingCharacters(in: .whitespacesAndNewlines)
-        if let value = Int32(pid) { serverPIDs.append(value) }
-        for _ in 0 ..< 100 {
-            if (try? namespace.exec(["ss", "-ltnH", "src", "\(address):\(port)"]))?.contains("LISTEN") == true { return }
-            usleep(20_000)
-        }
+        let script = closeAll + "/usr/bin/python3 -c \"$0\" \(arguments.joined(separator: " ")) </dev/null >/dev/null 2>&1 & echo $!"
+        return Int32(try namespace.exec(["bash", "-c", script, source]).trimmingCharacters(in: .whitespacesAndNewlines))
+    }
+
+    /// A tiny HTTP server answering `name` on `address:port`.
+    func serve(_ namespace: TestNamespace, _ address: String, _ port: Int, _ name: String) throws {
+        try start(namespace, source: Self.serverSource, [address, "\(port)", name], until: ["ss", "-ltnH", "src", "\(address):\(port)"], shows: "LISTEN")
     }
 
     /// A UDP responder on `address:port` answering every datagram with `name`.
     func serveUDP(_ namespace: TestNamespace, _ address: String, _ port: Int, _ name: String) throws {
-        let closeAll = "for f in /proc/$$/fd/*; do n=${f##*/}; [ \"$n\" -gt 2 ] && eval \"exec $n>&-\" 2>/dev/null; done; "
         let program = "import socket,sys\ns=socket.socket(socket.AF_INET6 if ':' in sys.argv[1] else socket.AF_INET,socket.SOCK_DGRAM)\ns.setsockopt(socket.SOL_SOCKET,33,8<<20)\ns.bind((sys.argv[1],int(sys.argv[2])))\nwhile True:\n d,p=s.recvfrom(2048)\n s.sendto(sys.argv[3].encode(),p)\n"
-        let script = closeAll + "/usr/bin/python3 -c \"$0\" \(address) \(port) \(name) </dev/null >/dev/null 2>&1 & echo $!"
-        let pid = try namespace.exec(["bash", "-c", script, program]).trimmingCharacters(in: .whitespacesAndNewlines)
-        if let value = Int32(pid) { serverPIDs.append(value) }
+        try start(namespace, source: program, [address, "\(port)", name],
+                  until: ["ss", "-lunH", "src", "\(address.contains(":") ? "[\(address)]" : address):\(port)"], shows: address)
+    }
+
+    /// Launches a server and waits (bounded) until `check`'s output shows `text`.
+    private func start(_ namespace: TestNamespace, source: String, _ arguments: [String], until check: [String], shows text: String) throws {
+        if let pid = try Self.launchPython(in: namespace, source: source, arguments) { serverPIDs.append(pid) }
         for _ in 0 ..< 100 {
-            if (try? namespace.exec(["ss", "-lunH", "src", "\(address.contains(":") ? "[\(address)]" : address):\(port)"]))?.contains(address) == true { return }
+            if (try? namespace.exec(check))?.contains(text) == true { return }
             usleep(20_000)
         }
     }
 
-    /// The server: reads the request head, answers `200` with the server's name, closes.
-    private static let serverScript: String = {
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("nftt-http-server.py").path
-        let source = """
+    /// The HTTP server: reads the request head, answers `200` with the server's name, closes.
+    private static let serverSource = """
             import socket, sys
             address, port, name = sys.argv[1], int(sys.argv[2]), sys.argv[3]
             server = socket.socket()
@@ -73,9 +74,6 @@ final class NamespaceLab: @unchecked Sendable {
                 client.close()
 
             """
-        try? source.write(toFile: path, atomically: true, encoding: .utf8)
-        return path
-    }()
 
     /// `curl` from `namespace` to `url`: (exit status, body, seconds taken).
     func curl(from namespace: TestNamespace, _ url: String, maxTime: Double = 3) throws -> (status: Int32, body: String, seconds: Double) {

@@ -34,9 +34,8 @@ import MirrorFeed
                             out.write("%.3f error\\n" % (time.monotonic() - start))
                             time.sleep(0.05)
                 """
-            let closeAll = "for f in /proc/$$/fd/*; do n=${f##*/}; [ \"$n\" -gt 2 ] && eval \"exec $n>&-\" 2>/dev/null; done; "
-            let script = closeAll + "/usr/bin/python3 -c \"$0\" \(address) \(port) \(sourcePort) \(log.path) \(seconds) </dev/null >/dev/null 2>&1 & echo $!"
-            pid = Int32(try namespace.exec(["bash", "-c", script, program]).trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+            pid = try NamespaceLab.launchPython(in: namespace, source: program,
+                                                [address, "\(port)", "\(sourcePort)", log.path, "\(seconds)"]) ?? 0
         }
 
         deinit {
