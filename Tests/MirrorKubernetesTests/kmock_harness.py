@@ -22,7 +22,12 @@ documentation (resource versions, watches, bookmarks, 410 Gone, pagination):
 - faults, through /_harness/ endpoints: break open watches (optionally mid-line, and either
   cutting the connection or ending the response as if complete), refuse
   watches with 503 until accepted, compact the history, change the bearer token;
-- TLS with an optional client CA, and a required bearer token.
+- TLS with an optional client CA, and a required bearer token;
+- Service ClusterIPs: a create without `spec.clusterIP` gets the next free address of
+  --service-cidr (`clusterIP` and `clusterIPs`), as the API server's allocator does; a
+  replace that omits them keeps the allocated ones (they are immutable);
+- namespaces: with --namespaces, a create in any other namespace is 404 NotFound for the
+  namespace, as when it does not exist.
 
 What it does not prove: a real apiserver's watch cache and its timing (bookmarks come about
 once a minute there, never "every N seconds"), field selectors, resourceVersionMatch, HTTP/2,
@@ -35,6 +40,7 @@ import argparse
 import asyncio
 import copy
 import datetime
+import ipaddress
 import re
 import signal
 import ssl
@@ -130,6 +136,9 @@ class Harness(kmock.KubernetesEmulator):
         self.expired_as_status = args.expired_as_status
         self.snapshots = {}
         self.log = []
+        self.namespaces = set(args.namespaces.split(',')) if args.namespaces else None
+        self.service_network = ipaddress.ip_network(args.service_cidr)
+        self.next_service_ip = 10
 
     async def _handle(self, request):
         if request.url.path.startswith('/_harness/'):
@@ -179,8 +188,12 @@ class Harness(kmock.KubernetesEmulator):
             key = self.key_of(request, data)
             if data is None or not key[2]:
                 raise status_error(422, 'Invalid', 'metadata.name: Required value')
+            if self.namespaces is not None and key[1] is not None and key[1] not in self.namespaces:
+                raise status_error(404, 'NotFound', f'namespaces "{key[1]}" not found')
             if self.current(key) is not None:
                 raise status_error(409, 'AlreadyExists', f'{request.resource.plural} "{key[2]}" already exists')
+            if request.resource.plural == 'services':
+                self.allocate_cluster_ip(data)
             meta = data.setdefault('metadata', {})
             rv = self.next_rv()
             meta.update(resourceVersion=str(rv), uid=str(uuid.uuid4()),
@@ -216,6 +229,22 @@ class Harness(kmock.KubernetesEmulator):
             await self.record(rv, 'MODIFIED', request.resource, self.objects[key].raw, old)
         return response
 
+    def allocate_cluster_ip(self, service):
+        spec = service.setdefault('spec', {})
+        if spec.get('type') == 'ExternalName' or spec.get('clusterIP'):
+            if spec.get('clusterIP') and not spec.get('clusterIPs'):
+                spec['clusterIPs'] = [spec['clusterIP']]
+            return
+        used = {raw.get('spec', {}).get('clusterIP') for (resource, _, _), obj in self.objects.items()
+                if resource.plural == 'services' and not obj.deleted for raw in [obj.raw]}
+        while True:
+            address = str(self.service_network[self.next_service_ip])
+            self.next_service_ip += 1
+            if address not in used:
+                break
+        spec['clusterIP'], spec['clusterIPs'] = address, [address]
+        spec.setdefault('ipFamilies', ['IPv6' if ':' in address else 'IPv4'])
+
     def conflict(self, request, key):
         return status_error(409, 'Conflict', f'Operation cannot be fulfilled on {request.resource.plural} "{key[2]}": '
                             'the object has been modified; please apply your changes to the latest version and try again')
@@ -231,6 +260,14 @@ class Harness(kmock.KubernetesEmulator):
         wanted = new['metadata'].get('resourceVersion')
         if wanted and wanted != old['metadata'].get('resourceVersion'):
             raise self.conflict(request, key)
+        if request.resource.plural == 'services':
+            spec, old_spec = new.setdefault('spec', {}), old.get('spec') or {}
+            for field in ('clusterIP', 'clusterIPs', 'ipFamilies'):
+                if not spec.get(field) and old_spec.get(field):
+                    spec[field] = old_spec[field]
+            if spec.get('clusterIP') != old_spec.get('clusterIP') and old_spec.get('clusterIP'):
+                raise status_error(422, 'Invalid', f'Service "{key[2]}" is invalid: spec.clusterIPs[0]: Invalid value: '
+                                   f'{spec.get("clusterIP")!r}: may not change once set')
         rv = self.next_rv()
         new['metadata'].update(resourceVersion=str(rv), uid=old['metadata'].get('uid'),
                                creationTimestamp=old['metadata'].get('creationTimestamp'))
@@ -420,6 +457,8 @@ async def main():
     parser.add_argument('--tls-cert')
     parser.add_argument('--tls-key')
     parser.add_argument('--client-ca')
+    parser.add_argument('--namespaces', help='comma list of the namespaces that exist (default: every one)')
+    parser.add_argument('--service-cidr', default='10.96.0.0/16')
     args = parser.parse_args()
     if args.tls_cert:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)

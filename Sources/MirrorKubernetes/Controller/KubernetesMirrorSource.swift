@@ -1,0 +1,255 @@
+import Foundation
+import Logging
+import MirrorModel
+import NIOConcurrencyHelpers
+
+/// The mirror state of real clusters: `feed --source kubernetes`.
+///
+/// It watches the Link objects of the local cluster, and through each Link's credentials
+/// the remote cluster's exported Services and EndpointSlices; translates them
+/// (``MirrorTranslator``); keeps the local mirror Services in place (only the replica
+/// holding the Lease writes; the local API server allocates their ClusterIPs); and
+/// publishes the state, with those ClusterIPs, as a ``MirrorSource``.
+///
+/// Every replica publishes the same state from the same watches, so the feed can run
+/// several replicas; each has its own epoch, so an agent switching replicas gets a snapshot.
+public final class KubernetesMirrorSource: MirrorSource {
+    private struct Remote {
+        var cluster: RemoteCluster
+        var task: Task<Void, Never>
+    }
+
+    private struct State {
+        var remotes: [String: Remote] = [:]
+        var store = MirrorStore()
+        var published = false
+        var lastPublished: Date?
+        var servicesByCluster: [String: Int] = [:]
+        var translation = MirrorTranslation()
+        var initialWaitOver = false
+        var retryFailures = true
+        var stopped = false
+    }
+
+    private let local: KubeClient
+    private let options: KubernetesSourceOptions
+    private let logger: Logger
+    private let elector: LeaderElector
+    private let writer: MirrorServiceWriter
+    private let links: Informer<LinkerdLink>
+    private let mirrors: Informer<KubeService>
+    private let state = NIOLockedValueBox(State())
+    private let plan = NIOLockedValueBox<MirrorWritePlan?>(nil)
+    private let rebuilds: AsyncStream<Void>
+    private let rebuildSignal: AsyncStream<Void>.Continuation
+    private let writes: AsyncStream<Void>
+    private let writeSignal: AsyncStream<Void>.Continuation
+
+    /// The label selector of the local mirror Services.
+    public static let ownedSelector = "\(MirrorTranslator.serviceProxyNameLabel)=\(MirrorTranslator.serviceProxyName),\(MirrorTranslator.mirroredServiceLabel)=true"
+
+    /// - Parameter local: a client of the local cluster (in-cluster or `--kubeconfig`); the
+    ///   source does not shut it down.
+    public init(local: KubeClient, options: KubernetesSourceOptions, logger: Logger) {
+        self.local = local
+        self.options = options
+        self.logger = logger
+        elector = LeaderElector(client: local, namespace: options.linkNamespace, name: options.leaseName,
+                                identity: options.identity, leaseDuration: options.leaseDuration, logger: logger)
+        writer = MirrorServiceWriter(client: local, qps: options.writeQPS, burst: options.writeBurst, logger: logger)
+        var linkOptions = options.informer
+        linkOptions.namespace = options.linkNamespace
+        linkOptions.labelSelector = nil
+        links = Informer(client: local, options: linkOptions, logger: logger)
+        var mirrorOptions = options.informer
+        mirrorOptions.namespace = nil
+        mirrorOptions.labelSelector = Self.ownedSelector
+        mirrors = Informer(client: local, options: mirrorOptions, logger: logger)
+        (rebuilds, rebuildSignal) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        (writes, writeSignal) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+    }
+
+    public var description: String { "kubernetes:\(local.connection.server.absoluteString) links in \(options.linkNamespace)" }
+
+    public func run(onUpdate: @escaping @Sendable (MirrorUpdate) async -> Void) async throws {
+        logger.info("following Links", metadata: ["namespace": "\(options.linkNamespace)", "identity": "\(options.identity)"])
+        defer {
+            let remotes = state.withLockedValue { state in
+                state.stopped = true
+                defer { state.remotes = [:] }
+                return state.remotes.values.map(\.task)
+            }
+            remotes.forEach { $0.cancel() }
+        }
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { [links] in
+                await links.run { _ in
+                    self.followLinks()
+                    self.rebuildSignal.yield()
+                }
+            }
+            group.addTask { [mirrors] in await mirrors.run { _ in self.rebuildSignal.yield() } }
+            group.addTask { [elector] in await elector.run { _ in self.rebuildSignal.yield() } }
+            group.addTask { await self.writeLoop() }
+            group.addTask {
+                guard (try? await Task.sleep(for: self.options.initialSyncTimeout)) != nil else { return }
+                self.state.withLockedValue { $0.initialWaitOver = true }
+                self.rebuildSignal.yield()
+            }
+            group.addTask {
+                // The periodic pass: orphans collected, failed writes retried.
+                while (try? await Task.sleep(for: self.options.resyncInterval)) != nil {
+                    self.state.withLockedValue { $0.retryFailures = true }
+                    self.rebuildSignal.yield()
+                }
+            }
+            group.addTask {
+                for await _ in self.rebuilds {
+                    try? await Task.sleep(for: self.options.coalescing)
+                    guard !Task.isCancelled else { return }
+                    await self.rebuild(onUpdate: onUpdate)
+                }
+            }
+            await group.next()
+            group.cancelAll()
+        }
+        try Task.checkCancellation()
+    }
+
+    // MARK: Links → remote clusters
+
+    /// Starts, restarts or stops the remote cluster watches so they match the Links.
+    private func followLinks() {
+        let current = Dictionary(links.objects.map { ($0.key, $0) }, uniquingKeysWith: { first, _ in first })
+        var cancelled: [Task<Void, Never>] = []
+        state.withLockedValue { state in
+            guard !state.stopped else { return }
+            for (key, remote) in state.remotes where current[key] == nil {
+                cancelled.append(remote.task)
+                state.remotes[key] = nil
+                logger.info("Link deleted; its mirrors go", metadata: ["link": "\(key)"])
+            }
+            for (key, link) in current {
+                let settings = RemoteCluster.Settings(link: link)
+                let old = state.remotes[key]
+                if let old, old.cluster.settings == settings { continue }
+                if let old { cancelled.append(old.task) }
+                // A restart (other Secret, other selectors) keeps serving the old view until
+                // the new watches have listed, unless what is watched changed.
+                let carried = old.flatMap { $0.cluster.settings.serviceSelectors == settings.serviceSelectors ? $0.cluster.view() : nil }
+                let cluster = RemoteCluster(linkKey: key, settings: settings, carrying: carried)
+                let task = Task { [local, options, logger, rebuildSignal] in
+                    await cluster.run(local: local, namespace: options.linkNamespace, options: options, logger: logger) {
+                        rebuildSignal.yield()
+                    }
+                }
+                state.remotes[key] = Remote(cluster: cluster, task: task)
+            }
+        }
+        cancelled.forEach { $0.cancel() }
+    }
+
+    // MARK: Translate, publish, hand to the writer
+
+    private func rebuild(onUpdate: @Sendable (MirrorUpdate) async -> Void) async {
+        guard links.health.hasSynced, mirrors.health.hasSynced else { return }
+        let linkObjects = links.objects
+        let remotes = state.withLockedValue { $0.remotes.mapValues(\.cluster) }
+        var inputs: [MirrorLinkInput] = []
+        var unlisted = Set<String>()
+        var linked = Set<String>()
+        for link in linkObjects {
+            let view = remotes[link.key]?.view()
+            if let name = link.spec.targetClusterName {
+                linked.insert(name)
+                if view == nil { unlisted.insert(name) }
+            }
+            inputs.append(MirrorLinkInput(link: link, services: view?.services ?? [], endpointSlices: view?.endpointSlices ?? []))
+        }
+        var clusterIPs: [String: [String]] = [:]
+        let existing = mirrors.objects
+        for service in existing {
+            clusterIPs[service.key] = service.spec.allocatedClusterIPs
+        }
+        let translation = MirrorTranslator.translate(inputs, localClusterIPs: clusterIPs)
+
+        let retry = state.withLockedValue { state in
+            defer { state.retryFailures = false }
+            return state.retryFailures
+        }
+        plan.withLockedValue {
+            $0 = MirrorWritePlan(desired: translation.mirrorServices, existing: existing, linkedClusters: linked,
+                                 unlistedClusters: unlisted, retryFailures: retry || ($0?.retryFailures ?? false))
+        }
+        writeSignal.yield()
+
+        let (store, published, waitOver) = state.withLockedValue { state in
+            state.translation = translation
+            return (state.store, state.published, state.initialWaitOver)
+        }
+        if !published, !unlisted.isEmpty, !waitOver {
+            logger.debug("waiting for remote clusters before the first publication", metadata: ["waiting": "\(unlisted.sorted())"])
+            return
+        }
+        var next = store
+        let changes: ChangeSet
+        do {
+            changes = try next.applySnapshot(translation.state(clusterDomain: options.clusterDomain), revision: store.revision + 1)
+        } catch {
+            logger.error("the translated state does not validate; still serving the previous one", metadata: ["error": "\(error)"])
+            return
+        }
+        guard !published || !changes.isEmpty else { return }
+        if !published, !unlisted.isEmpty {
+            logger.warning("publishing without clusters that could not be listed yet; their mirror Services are kept",
+                           metadata: ["clusters": "\(unlisted.sorted())"])
+        }
+        state.withLockedValue { state in
+            state.store = next
+            state.published = true
+            state.lastPublished = Date()
+            state.servicesByCluster = next.serviceCountsByCluster()
+        }
+        await onUpdate(MirrorUpdate(store: next, changes: changes))
+    }
+
+    private func writeLoop() async {
+        for await _ in writes {
+            guard elector.isLeader else { continue }
+            guard let next = plan.withLockedValue({ box -> MirrorWritePlan? in
+                defer { box?.retryFailures = false }
+                return box
+            }) else { continue }
+            let retry = await writer.reconcile(next, mayWrite: { [elector] in elector.isLeader })
+            if retry {
+                try? await Task.sleep(for: .seconds(1))
+                rebuildSignal.yield()
+            }
+        }
+    }
+
+    // MARK: Status
+
+    public var status: KubernetesSourceStatus {
+        let (remotes, translation, published, lastPublished, byCluster, services) = state.withLockedValue {
+            ($0.remotes.mapValues(\.cluster), $0.translation, $0.published, $0.lastPublished, $0.servicesByCluster,
+             $0.store.services.count)
+        }
+        let report = writer.report
+        let linkStatus = links.objects.map { link -> KubernetesSourceStatus.Link in
+            let health = remotes[link.key]?.health
+            let synced = health?.synced ?? false
+            let connected = health?.connected ?? false
+            return KubernetesSourceStatus.Link(
+                link: link.key, cluster: link.spec.targetClusterName, connected: connected, synced: synced,
+                stale: synced && !connected, lastEvent: health?.lastEvent, lastError: health?.lastError,
+                servicesMirrored: link.spec.targetClusterName.flatMap { byCluster[$0] } ?? 0)
+        }
+        return KubernetesSourceStatus(
+            identity: options.identity, leader: elector.status, linksListed: links.health.hasSynced, links: linkStatus,
+            published: published, lastPublished: lastPublished, servicesPublished: services,
+            mirrorServicesDesired: translation.mirrorServices.count, created: report.created, updated: report.updated,
+            deleted: report.deleted, writeProblems: report.problems,
+            skipped: translation.skipped.prefix(100).map(\.description), skippedCount: translation.skipped.count)
+    }
+}

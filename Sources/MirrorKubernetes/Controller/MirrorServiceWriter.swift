@@ -1,0 +1,215 @@
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+
+/// One comparison of the local mirror Services with what the translation wants.
+struct MirrorWritePlan: Sendable {
+    /// The mirror Services to keep (``MirrorTranslation/mirrorServices``).
+    var desired: [KubeService]
+    /// The local Services carrying this agent's labels, as the local informer holds them.
+    var existing: [KubeService]
+    /// The clusters the current Links name.
+    var linkedClusters: Set<String>
+    /// Linked clusters whose remote API has never been listed: their mirrors are not deleted.
+    var unlistedClusters: Set<String>
+    /// Whether a retry of earlier failures (name clash, missing namespace) is due.
+    var retryFailures: Bool
+}
+
+/// Creates, updates and deletes the local mirror Services (`<svc>-<cluster>`,
+/// `<svc>-federated`) so that they match the translation, at a bounded rate.
+///
+/// Safety rules, because a wrong delete cuts traffic:
+/// - only Services with this agent's labels are ever updated or deleted; a Service of the
+///   same name without them is a clash, reported and left alone;
+/// - a mirror of a cluster whose remote API has never answered is kept (a restart while a
+///   remote is down deletes nothing), and `<svc>-federated` mirrors are only deleted once
+///   every remote has been listed;
+/// - deletes carry the resourceVersion the decision was based on.
+/// The local API server allocates each mirror's ClusterIP on create; updates keep it.
+final class MirrorServiceWriter: Sendable {
+    /// What `dump` shows.
+    struct Report: Sendable, Codable, Equatable {
+        var created = 0
+        var updated = 0
+        var deleted = 0
+        /// Mirrors that could not be written, by `namespace/name`, with the reason.
+        var problems: [String: String] = [:]
+        var lastPass: Date?
+    }
+
+    private struct State {
+        var report = Report()
+        /// Our recent writes, used until the local informer has caught up with them (nil: deleted).
+        var recent: [String: (object: KubeService?, at: ContinuousClock.Instant)] = [:]
+    }
+
+    private let client: KubeClient
+    private let limiter: WriteRateLimiter
+    private let logger: Logger
+    private let state = NIOLockedValueBox(State())
+
+    init(client: KubeClient, qps: Double, burst: Int, logger: Logger) {
+        self.client = client
+        limiter = WriteRateLimiter(qps: qps, burst: burst)
+        self.logger = logger
+    }
+
+    var report: Report { state.withLockedValue { $0.report } }
+
+    /// Applies `plan` while `mayWrite` holds (leadership). Returns whether some write failed
+    /// in a way worth retrying soon (a conflict, a server error).
+    func reconcile(_ plan: MirrorWritePlan, mayWrite: @Sendable () -> Bool) async -> Bool {
+        let existing = effective(plan.existing)
+        let desiredKeys = Set(plan.desired.map(\.key))
+        var retry = false
+        state.withLockedValue { state in
+            state.report.problems = state.report.problems.filter { desiredKeys.contains($0.key) }
+        }
+        for service in plan.desired {
+            guard mayWrite(), !Task.isCancelled else { return retry }
+            let key = service.key
+            if !plan.retryFailures, state.withLockedValue({ $0.report.problems[key] != nil }) { continue }
+            do {
+                if let current = existing[key] {
+                    guard let changed = Self.updated(current, toMatch: service) else {
+                        clearProblem(key)
+                        continue
+                    }
+                    try await limiter.acquire()
+                    let written = try await client.update(changed)
+                    record(key, written) { $0.updated += 1 }
+                    logger.info("updated mirror Service", metadata: ["service": "\(key)"])
+                } else {
+                    try await limiter.acquire()
+                    let written = try await client.create(service)
+                    record(key, written) { $0.created += 1 }
+                    logger.info("created mirror Service", metadata: ["service": "\(key)",
+                                                                   "clusterIP": "\(written.spec.clusterIP ?? "")"])
+                }
+            } catch KubeError.alreadyExists {
+                problem(key, "a Service with this name exists without mirror-agent's labels (\(MirrorTranslator.serviceProxyNameLabel)=\(MirrorTranslator.serviceProxyName)); left untouched, not mirrored")
+            } catch KubeError.notFound(let status) where existing[key] == nil {
+                let namespace = service.metadata.namespace ?? ""
+                let message = status.message ?? ""
+                problem(key, message.contains("namespace") ? "namespace \(namespace) does not exist in this cluster; the mirror is not created (create the namespace to mirror it)" : "create: \(message)")
+            } catch is CancellationError {
+                return retry
+            } catch let error as KubeError where error.isTransient {
+                logger.debug("mirror Service \(key): \(error); retrying")
+                retry = true
+            } catch {
+                problem(key, "\(error)")
+            }
+        }
+        for service in existing.values.sorted(by: { $0.key < $1.key }) where !desiredKeys.contains(service.key) {
+            guard mayWrite(), !Task.isCancelled else { return retry }
+            guard Self.owned(service) else { continue }
+            let cluster = service.metadata.labels?[MirrorTranslator.clusterNameLabel]
+            if let cluster {
+                // A cluster still linked but never listed may simply be unreachable.
+                if plan.unlistedClusters.contains(cluster) { continue }
+            } else if !plan.unlistedClusters.isEmpty {
+                continue
+            }
+            do {
+                try await limiter.acquire()
+                try await client.delete(KubeService.self, namespace: service.metadata.namespace, name: service.metadata.name,
+                                        resourceVersion: service.metadata.resourceVersion)
+                record(service.key, nil) { $0.deleted += 1 }
+                logger.info("deleted mirror Service", metadata: ["service": "\(service.key)",
+                                                               "reason": "\(cluster.map { plan.linkedClusters.contains($0) ? "no longer exported by \($0)" : "no Link names cluster \($0)" } ?? "no federated member left")"])
+            } catch KubeError.notFound {
+                record(service.key, nil) { _ in }
+            } catch is CancellationError {
+                return retry
+            } catch {
+                logger.debug("deleting mirror Service \(service.key): \(error); retrying")
+                retry = true
+            }
+        }
+        state.withLockedValue { $0.report.lastPass = Date() }
+        return retry
+    }
+
+    /// The informer's objects overlaid with our writes it has not shown yet.
+    private func effective(_ existing: [KubeService]) -> [String: KubeService] {
+        var byKey: [String: KubeService] = [:]
+        for service in existing { byKey[service.key] = service }
+        state.withLockedValue { state in
+            let now = ContinuousClock.now
+            for (key, write) in state.recent {
+                let seen = byKey[key]
+                let caughtUp = write.object.map { seen?.metadata.resourceVersion == $0.metadata.resourceVersion } ?? (seen == nil)
+                // After a few seconds the informer's word is final (someone else wrote since).
+                if caughtUp || now - write.at > .seconds(10) {
+                    state.recent[key] = nil
+                } else {
+                    byKey[key] = write.object
+                }
+            }
+        }
+        return byKey
+    }
+
+    private func record(_ key: String, _ object: KubeService?, _ count: (inout Report) -> Void) {
+        state.withLockedValue { state in
+            state.recent[key] = (object, .now)
+            state.report.problems[key] = nil
+            count(&state.report)
+        }
+    }
+
+    private func problem(_ key: String, _ message: String) {
+        let new = state.withLockedValue { state -> Bool in
+            defer { state.report.problems[key] = message }
+            return state.report.problems[key] != message
+        }
+        if new { logger.error("mirror Service \(key): \(message)") }
+    }
+
+    private func clearProblem(_ key: String) {
+        state.withLockedValue { $0.report.problems[key] = nil }
+    }
+
+    /// Whether `service` carries this agent's labels.
+    static func owned(_ service: KubeService) -> Bool {
+        let labels = service.metadata.labels ?? [:]
+        return labels[MirrorTranslator.serviceProxyNameLabel] == MirrorTranslator.serviceProxyName
+            && labels[MirrorTranslator.mirroredServiceLabel] == "true"
+    }
+
+    /// `current` changed to match `desired` (labels added, ports and type replaced; the
+    /// ClusterIP kept), or nil when it already matches.
+    static func updated(_ current: KubeService, toMatch desired: KubeService) -> KubeService? {
+        var labels = current.metadata.labels ?? [:]
+        for (key, value) in desired.metadata.labels ?? [:] { labels[key] = value }
+        if desired.metadata.labels?[MirrorTranslator.clusterNameLabel] == nil { labels[MirrorTranslator.clusterNameLabel] = nil }
+        let samePorts = portKeys(current.spec.ports) == portKeys(desired.spec.ports)
+        guard labels != (current.metadata.labels ?? [:]) || !samePorts || (current.spec.type ?? "ClusterIP") != "ClusterIP"
+                || current.spec.selector != nil else { return nil }
+        var next = current
+        next.metadata.labels = labels
+        next.spec.ports = desired.spec.ports
+        next.spec.type = "ClusterIP"
+        next.spec.selector = nil
+        return next
+    }
+
+    private struct PortKey: Hashable, Comparable {
+        var name: String
+        var proto: String
+        var port: Int
+        var target: String
+
+        static func < (a: PortKey, b: PortKey) -> Bool { (a.port, a.proto, a.name) < (b.port, b.proto, b.name) }
+    }
+
+    /// Ports as the API server holds them (protocol and targetPort defaulted), in one order.
+    private static func portKeys(_ ports: [KubeServicePort]?) -> [PortKey] {
+        (ports ?? []).map { port in
+            PortKey(name: port.name ?? "", proto: port.protocol ?? "TCP", port: port.port,
+                    target: (port.targetPort ?? .int(port.port)).description)
+        }.sorted()
+    }
+}
