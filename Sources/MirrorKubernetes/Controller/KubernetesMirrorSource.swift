@@ -81,20 +81,33 @@ public final class KubernetesMirrorSource: MirrorSource {
             }
             remotes.forEach { $0.cancel() }
         }
-        await withTaskGroup(of: Void.self) { group in
+        // Each long-running part ends only when cancelled; the initial wait ends early and
+        // must not take the others down with it.
+        await withTaskGroup(of: Bool.self) { group in
             group.addTask { [links] in
                 await links.run { _ in
                     self.followLinks()
                     self.rebuildSignal.yield()
                 }
+                return true
             }
-            group.addTask { [mirrors] in await mirrors.run { _ in self.rebuildSignal.yield() } }
-            group.addTask { [elector] in await elector.run { _ in self.rebuildSignal.yield() } }
-            group.addTask { await self.writeLoop() }
+            group.addTask { [mirrors] in
+                await mirrors.run { _ in self.rebuildSignal.yield() }
+                return true
+            }
+            group.addTask { [elector] in
+                await elector.run { _ in self.rebuildSignal.yield() }
+                return true
+            }
             group.addTask {
-                guard (try? await Task.sleep(for: self.options.initialSyncTimeout)) != nil else { return }
+                await self.writeLoop()
+                return true
+            }
+            group.addTask {
+                guard (try? await Task.sleep(for: self.options.initialSyncTimeout)) != nil else { return false }
                 self.state.withLockedValue { $0.initialWaitOver = true }
                 self.rebuildSignal.yield()
+                return false
             }
             group.addTask {
                 // The periodic pass: orphans collected, failed writes retried.
@@ -102,15 +115,17 @@ public final class KubernetesMirrorSource: MirrorSource {
                     self.state.withLockedValue { $0.retryFailures = true }
                     self.rebuildSignal.yield()
                 }
+                return true
             }
             group.addTask {
                 for await _ in self.rebuilds {
                     try? await Task.sleep(for: self.options.coalescing)
-                    guard !Task.isCancelled else { return }
+                    guard !Task.isCancelled else { break }
                     await self.rebuild(onUpdate: onUpdate)
                 }
+                return true
             }
-            await group.next()
+            while let essential = await group.next(), !essential {}
             group.cancelAll()
         }
         try Task.checkCancellation()
