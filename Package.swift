@@ -96,7 +96,7 @@ let package = Package(
         .executableTarget(
             name: "MirrorAgent",
             dependencies: [
-                "MirrorModel", "MirrorFeed", "DNSResponder", "NFTables", "Netlink", "CHeapArenas",
+                "MirrorModel", "MirrorFeed", "MirrorKubernetes", "DNSResponder", "NFTables", "Netlink", "CHeapArenas",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),

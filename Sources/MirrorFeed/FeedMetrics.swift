@@ -45,6 +45,14 @@ public final class FeedMetrics: Sendable {
         tls.withLockedValue { $0 = material }
     }
 
+    /// Metrics of the state's source (per Link for the Kubernetes source), added at each scrape.
+    private let sourceCollector = NIOLockedValueBox<(@Sendable (PrometheusCollectorRegistry) -> Void)?>(nil)
+
+    /// Adds `collect`'s metrics to every scrape.
+    public func collectSource(_ collect: @escaping @Sendable (PrometheusCollectorRegistry) -> Void) {
+        sourceCollector.withLockedValue { $0 = collect }
+    }
+
     /// The Prometheus text exposition (version 0.0.4), through a swift-prometheus registry.
     /// The hot paths only bump ``Values`` under the lock; a scrape copies them in.
     public func render() -> String {
@@ -75,6 +83,7 @@ public final class FeedMetrics: Sendable {
             let starts = name("watches_started", "total", "Watch streams started, by how they began.")
             for start in ["snapshot", "resume"] { counter(starts, v.watchesStarted[start] ?? 0, [("start", start)]) }
             if let material = tls.withLockedValue({ $0 }) { TLSReloader.Expiry.record(material.expiries, role: "feed", into: registry) }
+            sourceCollector.withLockedValue { $0 }?(registry)
             return registry.emitToString()
         }
     }

@@ -34,7 +34,7 @@ once a minute there, never "every N seconds"), field selectors, resourceVersionM
 admission, RBAC, server-side apply, and the exact wording of real error messages.
 
 Prints "LISTENING <port>" once serving; exits on SIGTERM or when its stdin closes (so a
-crashed test run leaves nothing behind).
+crashed test run leaves nothing behind), or with --ignore-stdin only on SIGTERM (scripts).
 """
 import argparse
 import asyncio
@@ -457,6 +457,7 @@ async def main():
     parser.add_argument('--tls-cert')
     parser.add_argument('--tls-key')
     parser.add_argument('--client-ca')
+    parser.add_argument('--ignore-stdin', action='store_true', help='run until SIGTERM even when stdin closes (scripts)')
     parser.add_argument('--namespaces', help='comma list of the namespaces that exist (default: every one)')
     parser.add_argument('--service-cidr', default='10.96.0.0/16')
     args = parser.parse_args()
@@ -476,7 +477,8 @@ async def main():
     class StdinClosed(asyncio.Protocol):
         def connection_lost(self, exc):
             stop.set()
-    await loop.connect_read_pipe(StdinClosed, sys.stdin)
+    if not args.ignore_stdin:
+        await loop.connect_read_pipe(StdinClosed, sys.stdin)
 
     harness = Harness()
     harness.configure(args)

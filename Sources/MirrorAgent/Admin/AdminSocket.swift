@@ -10,6 +10,8 @@ enum AdminSocket {
     static let defaultPath = "/run/mirror-agent/admin.sock"
     /// The gateway's: a node may run both an agent and a gateway.
     static let gatewayPath = "/run/mirror-agent/gateway.sock"
+    /// The feed's (`mirror-agent feed`).
+    static let feedPath = "/run/mirror-agent/feed.sock"
 
     /// JSON with ISO 8601 dates, shared by server and client.
     static func encoder() -> JSONEncoder {

@@ -40,16 +40,21 @@ struct Dump: AsyncParsableCommand {
     @Flag(help: "Ask the gateway (`mirror-agent gateway`) on this node instead of the node agent: exported ports, gateway ports, endpoints, counters. With --nft, read the ip/ip6 mirror-gateway tables.")
     var gateway = false
 
-    @Option(help: ArgumentHelp("The admin socket to ask (default: /run/mirror-agent/admin.sock, or gateway.sock with --gateway).", valueName: "path"))
+    @Flag(help: "Ask the feed (`mirror-agent feed`) instead of the node agent: its epoch and revision, and with the Kubernetes source each Link (connected, stale, services mirrored, last error), the Lease and the mirror Services it could not write.")
+    var feed = false
+
+    @Option(help: ArgumentHelp("The admin socket to ask (default: /run/mirror-agent/admin.sock, or gateway.sock with --gateway, feed.sock with --feed).", valueName: "path"))
     var adminSocket: String?
 
     func run() async throws {
         if nft { return try dumpKernel() }
-        let path = adminSocket ?? (gateway ? AdminSocket.gatewayPath : AdminSocket.defaultPath)
+        let path = adminSocket ?? (gateway ? AdminSocket.gatewayPath : feed ? AdminSocket.feedPath : AdminSocket.defaultPath)
         do {
             let raw = try await AdminClient.request(path: path)
             if output == .json {
                 print(String(decoding: raw, as: UTF8.self), terminator: raw.last == UInt8(ascii: "\n") ? "" : "\n")
+            } else if let status = try? AdminSocket.decoder().decode(FeedStatus.self, from: raw), status.role == "feed" {
+                print(FeedStatusReport(status).text, terminator: "")
             } else if let status = try? AdminSocket.decoder().decode(GatewayStatus.self, from: raw), status.role == "gateway" {
                 print(GatewayReport(status).text, terminator: "")
             } else {

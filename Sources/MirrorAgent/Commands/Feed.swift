@@ -4,6 +4,7 @@ import Logging
 import NIOCore
 import MirrorModel
 import MirrorFeed
+import MirrorKubernetes
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -13,11 +14,20 @@ struct Feed: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Serve the mirror feed (snapshot, then deltas) that node agents follow.",
         discussion: """
-            Watches the state given by --source and serves it over HTTPS with client \
+            Builds the mirror state from --source and serves it over HTTPS with client \
             certificates: each watcher gets a snapshot, then one delta per changed cluster or \
             service, and a bookmark every few seconds. An invalid edit of the state file is \
             logged and nothing is published; the previous state stays in force. The protocol \
             is described in docs/feed-protocol.md.
+
+            --source kubernetes follows this cluster's Link objects (multicluster.linkerd.io/\
+            v1alpha3, as `linkerd multicluster link` writes them): through each Link's \
+            credentials Secret it watches the remote cluster's exported Services and \
+            EndpointSlices, keeps a mirror Service <svc>-<cluster> in this cluster (its \
+            ClusterIP allocated here; labelled so kube-proxy ignores it), and publishes them. \
+            Run several replicas: a Lease elects the one that writes mirror Services, all of \
+            them serve. A remote cluster that cannot be reached keeps its last state (shown \
+            as stale in `mirror-agent dump --feed` and /metrics); nothing is deleted for it.
 
             With --exports it also serves this cluster's exports document at /v1/exports, which \
             the gateways (`mirror-agent gateway --feed https://…`) follow over the same TLS.
@@ -31,14 +41,16 @@ struct Feed: AsyncParsableCommand {
             SIGTERM or SIGINT closes the listener and every stream; agents keep their state \
             and resume when a feed answers again.
 
-            Example:
+            Examples:
+              mirror-agent feed --source kubernetes --tls-cert feed.pem --tls-key feed.key \
+                --client-ca agents-ca.pem --http-listen 0.0.0.0:9154
               mirror-agent feed --source file:/etc/mirror/state.yaml --listen 0.0.0.0:8443 \\
                 --tls-cert feed.pem --tls-key feed.key --client-ca agents-ca.pem
               curl --cacert ca.pem --cert agent.pem --key agent.key https://feed:8443/v1/watch
             """
     )
 
-    @Option(help: ArgumentHelp("Where the state comes from: file:PATH (a state file, YAML or JSON, reloaded when it changes).", valueName: "source"))
+    @Option(help: ArgumentHelp("Where the state comes from: kubernetes (Links and remote clusters; see below), or file:PATH (a state file, YAML or JSON, reloaded when it changes; for labs).", valueName: "source"))
     var source: String
 
     @Option(help: ArgumentHelp("This cluster's exports document for its gateways: file:PATH (YAML or JSON, reloaded when it changes). Served at /v1/exports; an invalid edit is logged and the previous document stays.", valueName: "source"))
@@ -71,12 +83,23 @@ struct Feed: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Unsent MiB a slow watcher may accumulate before it is cut (it then reconnects and resumes).", valueName: "MiB"))
     var maxWatcherBacklog: Int = 8
 
+    @Option(help: ArgumentHelp("Plain-HTTP listener for probes and Prometheus (/healthz, /readyz, /metrics), which need no client certificate; off unless given, e.g. 0.0.0.0:9154.", valueName: "addr:port"))
+    var httpListen: String?
+
+    @Option(help: ArgumentHelp("Admin socket that `mirror-agent dump --feed` reads.", valueName: "path"))
+    var adminSocket = AdminSocket.feedPath
+
+    @OptionGroup(title: "Kubernetes source")
+    var kubernetes: FeedKubernetesOptions
+
     @OptionGroup(title: "Logging")
     var logging: LoggingOptions
 
     func validate() throws {
         _ = try sourcePath()
         _ = try exportsPath()
+        try kubernetes.validate(source: source)
+        if let httpListen { _ = try MirrorAgent.listenAddress(httpListen, flag: "--http-listen", example: "0.0.0.0:9154") }
         _ = try listenAddress()
         if insecure {
             guard tlsCert == nil, tlsKey == nil, clientCA == nil else {
@@ -91,9 +114,11 @@ struct Feed: AsyncParsableCommand {
         guard maxWatcherBacklog > 0 else { throw ValidationError("--max-watcher-backlog must be at least 1 MiB") }
     }
 
-    private func sourcePath() throws -> String {
+    /// The state file, or nil for the Kubernetes source.
+    private func sourcePath() throws -> String? {
+        if source == "kubernetes" { return nil }
         guard source.hasPrefix("file:"), source.count > 5 else {
-            throw ValidationError("--source \(source): expected file:PATH")
+            throw ValidationError("--source \(source): expected kubernetes or file:PATH")
         }
         return String(source.dropFirst(5))
     }
@@ -132,8 +157,25 @@ struct Feed: AsyncParsableCommand {
         let hub = FeedHub(configuration: hubConfiguration)
         let exportsHub = try exportsPath() == nil ? nil : FeedHub(configuration: hubConfiguration)
         if let material { hub.metrics.follow(material) }
+        let source: any MirrorSource
+        var kubeClient: KubeClient?
+        var kubeSource: KubernetesMirrorSource?
+        if let path = try sourcePath() {
+            source = FileMirrorSource(path: path, pollInterval: .milliseconds(pollInterval), logger: logger)
+        } else {
+            do {
+                let (client, options) = try kubernetes.makeSource(logger: logger)
+                let kube = KubernetesMirrorSource(local: client, options: options, logger: logger)
+                hub.metrics.collectSource { LinkMetrics.record(kube.status, into: $0) }
+                (kubeClient, kubeSource, source) = (client, kube, kube)
+            } catch {
+                printError("mirror-agent feed: --source kubernetes: \(error)")
+                throw ExitCode(1)
+            }
+        }
         let server = try await FeedServer(hub: hub, exportsHub: exportsHub, host: host, port: port, tlsMaterial: material, logger: logger)
-        let publisher = FeedPublisher(hub: hub, source: FileMirrorSource(path: try sourcePath(), pollInterval: .milliseconds(pollInterval), logger: logger), logger: logger)
+        let publisher = FeedPublisher(hub: hub, source: source, logger: logger)
+        let listeners = await serveAdminAndProbes(hub: hub, exportsHub: exportsHub, source: source, kubernetes: kubeSource, logger: logger)
 
         let failure: (any Error)? = await withTaskGroup(of: (any Error)?.self) { group in
             group.addTask {
@@ -182,10 +224,51 @@ struct Feed: AsyncParsableCommand {
             return first
         }
         await server.shutdown()
+        for channel in listeners.channels { try? await channel.close() }
+        AdminSocket.removeIfOwned(path: adminSocket, identity: listeners.adminIdentity)
+        try? await kubeClient?.shutdown()
         if let failure, !(failure is CancellationError) {
             printError("mirror-agent feed: \(failure)")
             throw ExitCode(1)
         }
+    }
+}
+
+extension Feed {
+    /// The admin socket for `dump --feed` and, with --http-listen, the plain-HTTP probes and
+    /// metrics. Neither is essential: a failure is logged and the feed serves on.
+    fileprivate func serveAdminAndProbes(hub: FeedHub, exportsHub: FeedHub?, source: any MirrorSource,
+                                         kubernetes: KubernetesMirrorSource?, logger: Logger) async
+        -> (channels: [Channel], adminIdentity: AdminSocket.FileIdentity?) {
+        var channels: [Channel] = []
+        let description = source.description
+        do {
+            channels.append(try await AdminSocket.serve(path: adminSocket, logger: logger) {
+                let status = FeedStatus(pid: getpid(), source: description, epoch: hub.epoch, revision: hub.revision,
+                                        watchers: hub.metrics.watchers, exportsRevision: exportsHub?.revision,
+                                        kubernetes: kubernetes?.status)
+                return try AdminSocket.encoder().encode(status)
+            })
+        } catch {
+            logger.warning("admin socket unavailable; `mirror-agent dump --feed` will not reach this feed",
+                           metadata: ["socket": "\(adminSocket)", "error": "\(error)"])
+        }
+        let identity = AdminSocket.identity(of: adminSocket)
+        if let httpListen, let address = try? MirrorAgent.listenAddress(httpListen, flag: "--http-listen", example: "0.0.0.0:9154") {
+            do {
+                channels.append(try await TextHTTPServer.serve(on: address, name: "health and metrics endpoint", logger: logger) { path in
+                    switch path {
+                    case "/healthz": return .ok("ok\n")
+                    case "/readyz": return hub.revision > 0 ? .ok("ready\n") : .unavailable("no state published yet\n")
+                    case "/metrics": return .metrics(hub.metrics.render())
+                    default: return .notFound("/healthz, /readyz or /metrics")
+                    }
+                })
+            } catch {
+                logger.error("cannot listen on --http-listen \(httpListen): \(error); probes will fail")
+            }
+        }
+        return (channels, identity)
     }
 }
 

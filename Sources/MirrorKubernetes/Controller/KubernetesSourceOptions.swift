@@ -34,13 +34,6 @@ public struct KubernetesSourceOptions: Sendable {
         self.identity = identity
     }
 
-    /// The namespace a pod runs in (its service account's), else nil.
-    public static func podNamespace(directory: String = KubeConnection.serviceAccountDirectory) -> String? {
-        (try? String(contentsOfFile: directory + "/namespace", encoding: .utf8))?
-            .trimmingCharacters(in: .whitespacesAndNewlines)
-            .nilIfEmpty
-    }
-
     /// `$POD_NAME`, else the host name: unique per replica in a Deployment.
     public static func defaultIdentity(environment: [String: String] = ProcessInfo.processInfo.environment) -> String {
         environment["POD_NAME"]?.nilIfEmpty ?? ProcessInfo.processInfo.hostName

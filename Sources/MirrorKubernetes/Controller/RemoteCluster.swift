@@ -108,7 +108,7 @@ final class RemoteCluster: Sendable {
              changed: @escaping @Sendable () -> Void) async {
         let logger = {
             var logger = logger
-            logger[metadataKey: "link"] = "\(namespace)/\(linkKey)"
+            logger[metadataKey: "link"] = "\(linkKey)"
             return logger
         }()
         var failures = 0

@@ -1,0 +1,54 @@
+import Foundation
+import MirrorKubernetes
+
+/// What `mirror-agent dump --feed` reads from the feed's admin socket.
+struct FeedStatus: Codable, Sendable {
+    var role = "feed"
+    var pid: Int32
+    var source: String
+    /// This instance's epoch and revision (a revision means something only with its epoch).
+    var epoch: String
+    var revision: UInt64
+    var watchers: Int
+    var exportsRevision: UInt64?
+    var kubernetes: KubernetesSourceStatus?
+}
+
+/// Renders a ``FeedStatus`` for people.
+struct FeedStatusReport {
+    let status: FeedStatus
+
+    init(_ status: FeedStatus) {
+        self.status = status
+    }
+
+    var text: String {
+        var out = "FEED    pid \(status.pid)  source \(status.source)\n"
+        out += "STATE   epoch \(status.epoch)  revision \(status.revision)  watchers \(status.watchers)"
+        if let exports = status.exportsRevision { out += "  exports revision \(exports)" }
+        out += "\n"
+        guard let kube = status.kubernetes else { return out }
+        let leader = kube.leader
+        out += "LEASE   \(leader.isLeader ? "LEADER (this replica writes mirror Services)" : "follower, leader \(leader.holder ?? "none")")"
+        out += "  identity \(leader.identity)  transitions \(leader.transitions)\n"
+        if let error = leader.lastError { out += "        last lease error: \(error)\n" }
+        out += "PUBLISH \(kube.published ? "\(kube.servicesPublished) services, last \(kube.lastPublished.map(StatusReport.age) ?? "never")" : "NOT YET (waiting for Links and remote clusters)")"
+        out += "  mirror Services wanted \(kube.mirrorServicesDesired)  created \(kube.created)  updated \(kube.updated)  deleted \(kube.deleted)\n"
+        if !kube.linksListed { out += "        Links not listed yet (check RBAC on links.multicluster.linkerd.io)\n" }
+        out += "\n" + StatusReport.table(header: ["LINK", "CLUSTER", "STATE", "SERVICES", "LAST EVENT", "LAST ERROR"], rows: kube.links.map { link in
+            let state = !link.synced ? "NOT SYNCED" : link.stale ? "STALE (keeping last state)" : link.connected ? "connected" : "syncing"
+            return [link.link, link.cluster ?? "-", state, "\(link.servicesMirrored)", link.lastEvent.map(StatusReport.age) ?? "-",
+                    link.lastError ?? ""]
+        })
+        if !kube.writeProblems.isEmpty {
+            out += "\nNOT WRITTEN\n"
+            for (key, problem) in kube.writeProblems.sorted(by: { $0.key < $1.key }) { out += "  \(key): \(problem)\n" }
+        }
+        if kube.skippedCount > 0 {
+            out += "\nNOT MIRRORED (\(kube.skippedCount))\n"
+            for skip in kube.skipped { out += "  \(skip)\n" }
+            if kube.skippedCount > kube.skipped.count { out += "  … \(kube.skippedCount - kube.skipped.count) more\n" }
+        }
+        return out
+    }
+}

@@ -1,0 +1,35 @@
+import Foundation
+import MirrorKubernetes
+import Prometheus
+
+/// The Kubernetes source's part of the feed's `/metrics`, from its status at scrape time.
+enum LinkMetrics {
+    static func record(_ status: KubernetesSourceStatus, into registry: PrometheusCollectorRegistry) {
+        func name(_ metric: String, _ unit: String, _ help: String) -> MetricNameDescriptor {
+            MetricNameDescriptor(namespace: "mirror_feed", metricName: metric, unitName: unit, helpText: help)
+        }
+        let connected = name("link_connected", "", "1 while every watch of the Link's remote cluster is healthy.")
+        let stale = name("link_stale", "", "1 while the remote cluster fails after having been listed: its mirrors keep the last state.")
+        let synced = name("link_synced", "", "1 once the remote cluster has been listed.")
+        let services = name("link_services_mirrored", "", "Services of the Link's cluster in the published state.")
+        let lastEvent = name("link_last_event", "timestamp_seconds", "When the remote cluster was last heard from (Unix time).")
+        for link in status.links {
+            let labels = [("link", link.link), ("cluster", link.cluster ?? "")]
+            registry.makeGauge(descriptor: connected, labels: labels).set(to: link.connected ? 1 : 0)
+            registry.makeGauge(descriptor: stale, labels: labels).set(to: link.stale ? 1 : 0)
+            registry.makeGauge(descriptor: synced, labels: labels).set(to: link.synced ? 1 : 0)
+            registry.makeGauge(descriptor: services, labels: labels).set(to: Double(link.servicesMirrored))
+            registry.makeGauge(descriptor: lastEvent, labels: labels).set(to: link.lastEvent?.timeIntervalSince1970 ?? 0)
+        }
+        registry.makeGauge(descriptor: name("leader", "", "1 on the replica that writes mirror Services (holds the Lease)."))
+            .set(to: status.leader.isLeader ? 1 : 0)
+        let writes = name("mirror_service_writes", "total", "Mirror Services written to the local cluster, by operation.")
+        registry.makeCounter(descriptor: writes, labels: [("op", "create")]).set(total: UInt64(status.created))
+        registry.makeCounter(descriptor: writes, labels: [("op", "update")]).set(total: UInt64(status.updated))
+        registry.makeCounter(descriptor: writes, labels: [("op", "delete")]).set(total: UInt64(status.deleted))
+        registry.makeGauge(descriptor: name("mirror_service_problems", "", "Mirror Services that cannot be written (name clash, missing namespace)."))
+            .set(to: Double(status.writeProblems.count))
+        registry.makeGauge(descriptor: name("translation_skipped", "", "Remote objects left out of the mirror, each reported in dump --feed."))
+            .set(to: Double(status.skippedCount))
+    }
+}
