@@ -24,11 +24,14 @@ enum AgentProcess {
         var stderr: String
     }
 
-    /// Runs the agent to completion with `arguments`.
-    static func run(_ arguments: [String]) throws -> Result {
+    /// Runs the agent to completion with `arguments`, and `environment` over this process's.
+    static func run(_ arguments: [String], environment: [String: String] = [:]) throws -> Result {
         let process = Process()
         process.executableURL = binary
         process.arguments = arguments
+        if !environment.isEmpty {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        }
         process.currentDirectoryURL = repositoryRoot
         let out = Pipe(), err = Pipe()
         process.standardOutput = out
