@@ -221,4 +221,25 @@ struct KubernetesSourceTests {
             await feed.stop()
         }
     }
+
+    @Test func writesKeepToTheConfiguredRate() async throws {
+        try await SourceLab.with { lab in
+            try await lab.addCredentials("paris", server: lab.remote)
+            try await lab.addLink("paris")
+            for index in 0..<30 {
+                try await lab.remote.create(SourceLab.servicesPath("default"), SourceLab.service("svc\(index)"))
+            }
+            let started = ContinuousClock.now
+            let feed = try lab.start { options in
+                options.writeQPS = 20
+                options.writeBurst = 10
+            }
+            #expect(await eventually(timeout: .seconds(15)) { feed.source.status.created == 30 })
+            let elapsed = ContinuousClock.now - started
+            // 10 at once, then 20 more at 20 a second: at least a second.
+            #expect(elapsed >= .milliseconds(950), "30 creates took \(elapsed)")
+            #expect(await eventually { feed.state?.services.count == 30 })
+            await feed.stop()
+        }
+    }
 }
