@@ -139,3 +139,84 @@ wait_for() {
   echo "timed out waiting for $what" >&2
   return 1
 }
+
+# --- The Kubernetes source (e2e/kubernetes.sh): emulated API servers in london-node, and the
+# feed following them.
+KMOCK_HARNESS=${KMOCK_HARNESS:-$(dirname "${BASH_SOURCE[0]}")/../Tests/MirrorKubernetesTests/kmock_harness.py}
+KUBE_FEED_HTTP_PORT=9155
+
+# start_kmock NAME PORT [HARNESS ARGUMENTS...]: an emulated Kubernetes API server
+# (kmock_harness.py, plain HTTP, any token) on 127.0.0.1:PORT in london-node. Waits up to 30 s
+# for it to print LISTENING (python's start can take seconds on a loaded machine).
+start_kmock() {
+  local name=$1 port=$2; shift 2
+  ip netns exec "$NODE" python3 "$KMOCK_HARNESS" --port "$port" --ignore-stdin "$@" </dev/null >>"$WORK/kmock-$name.log" 2>&1 &
+  echo $! >"$WORK/kmock-$name.pid"
+  for _ in $(seq 1 300); do
+    grep -q "LISTENING $port" "$WORK/kmock-$name.log" 2>/dev/null && return 0
+    kill -0 "$(cat "$WORK/kmock-$name.pid")" 2>/dev/null || break
+    sleep 0.1
+  done
+  echo "the $name API server did not start" >&2
+  return 1
+}
+
+# stop_kmock NAME: the API server goes away at once (SIGKILL), as when it becomes unreachable.
+stop_kmock() {
+  kill -KILL "$(cat "$WORK/kmock-$1.pid")" 2>/dev/null || true
+  wait "$(cat "$WORK/kmock-$1.pid")" 2>/dev/null || true
+  rm -f "$WORK/kmock-$1.pid"
+}
+
+# kube PORT METHOD PATH [JSON]: one request to the API server on 127.0.0.1:PORT in
+# london-node, the response body on stdout; fails on an HTTP error. PATCH is a merge patch.
+kube() {
+  local port=$1 method=$2 path=$3 body=${4:-} type=application/json
+  [ "$method" = PATCH ] && type=application/merge-patch+json
+  ip netns exec "$NODE" curl -sS --fail-with-body --max-time 5 -X "$method" -H "Content-Type: $type" \
+    ${body:+--data-binary "$body"} "http://127.0.0.1:$port$path"
+}
+
+# write_kubeconfig FILE CLUSTER SERVER [NAMESPACE]: a kubeconfig with a token user.
+write_kubeconfig() {
+  cat >"$1" <<KUBECONFIG
+apiVersion: v1
+kind: Config
+clusters:
+- name: $2
+  cluster: {server: "$3"}
+users:
+- name: mirror
+  user: {token: e2e-token}
+contexts:
+- name: $2
+  context: {cluster: $2, user: mirror${4:+, namespace: $4}}
+current-context: $2
+KUBECONFIG
+}
+
+# start_kube_feed [FEED ARGUMENTS...]: London's feed with --source kubernetes, following the
+# cluster of $WORK/local.kubeconfig (plain HTTP allowed: emulated clusters), serving agents as
+# start_feed does (TLS, client certificates). Admin socket $WORK/feed.sock, probes and
+# /metrics on 127.0.0.1:$KUBE_FEED_HTTP_PORT.
+start_kube_feed() {
+  ip netns exec "$NODE" "$BIN" feed --source kubernetes --kubeconfig "$WORK/local.kubeconfig" --allow-plain-http \
+    --listen "127.0.0.1:$FEED_PORT" --tls-cert "$WORK/tls/feed.crt" --tls-key "$WORK/tls/feed.key" --client-ca "$WORK/tls/ca.crt" \
+    --admin-socket "$WORK/feed.sock" --http-listen "127.0.0.1:$KUBE_FEED_HTTP_PORT" "$@" >>"$WORK/feed.log" 2>&1 &
+  echo $! >"$WORK/feed.pid"
+  wait_for "the feed" node bash -c "exec 3<>/dev/tcp/127.0.0.1/$FEED_PORT"
+}
+
+# start_paris_gateway_for_pods: paris's gateway as start_gateway paris starts it, also
+# admitting London's pod range (10.10.0.0/24): the Kubernetes source does not masquerade, so
+# connections arrive from the pods' own addresses (deploy/README.md: --allow-source lists the
+# importing clusters' node and pod ranges).
+start_paris_gateway_for_pods() {
+  ip netns exec "$PGW" "$BIN" gateway --feed "https://127.0.0.1:$PARIS_FEED_PORT" --tls-cert "$WORK/tls/gateway.crt" \
+    --tls-key "$WORK/tls/gateway.key" --ca "$WORK/tls/ca.crt" --state-dir "$WORK/paris-gw-state" \
+    --allow-source 10.99.1.0/24 --allow-source 10.10.0.0/24 --probe-listen 10.99.1.2:4191 \
+    --admin-socket "$WORK/paris-gw.sock" --http-listen 127.0.0.1:9154 --drift-check-interval 2 --feed-max-backoff 1 \
+    >>"$WORK/paris-gw.log" 2>&1 &
+  echo $! >"$WORK/paris-gw.pid"
+  wait_for "paris's gateway tables" grep -q "gateway tables in sync" "$WORK/paris-gw.log"
+}

@@ -15,5 +15,7 @@ echo "== tests"
 swift test --no-parallel
 echo "== end-to-end (network namespaces, real dig/getent/curl/unbound)"
 e2e/run.sh
+echo "== end-to-end, Kubernetes source (emulated clusters)"
+e2e/kubernetes.sh
 echo "== fuzz (brief)"
 fuzz/run.sh 15
