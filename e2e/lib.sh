@@ -58,7 +58,7 @@ make_certs() {
 }
 
 start_feed() {
-  ip netns exec "$NODE" "$BIN" feed --source "file:$WORK/state.yaml" --listen "127.0.0.1:$FEED_PORT" --poll-interval 100 \
+  ip netns exec "$NODE" "$BIN" feed --source "file:$WORK/state.yaml" --listen "127.0.0.1:$FEED_PORT" --poll-interval 100 --admin-socket "$WORK/feed.sock" \
     --tls-cert "$WORK/tls/feed.crt" --tls-key "$WORK/tls/feed.key" --client-ca "$WORK/tls/ca.crt" >>"$WORK/feed.log" 2>&1 &
   echo $! >"$WORK/feed.pid"
   wait_for "the feed" node bash -c "exec 3<>/dev/tcp/127.0.0.1/$FEED_PORT"
@@ -74,7 +74,7 @@ stop_feed() {
 # gateway follows over mutual TLS like any agent.
 start_paris_feed() {
   [ -e "$WORK/paris-state.yaml" ] || echo "clusterDomain: cluster.local" >"$WORK/paris-state.yaml"
-  ip netns exec "$PGW" "$BIN" feed --source "file:$WORK/paris-state.yaml" --exports "file:$WORK/paris-exports.yaml" \
+  ip netns exec "$PGW" "$BIN" feed --source "file:$WORK/paris-state.yaml" --exports "file:$WORK/paris-exports.yaml" --admin-socket "$WORK/paris-feed.sock" \
     --listen "127.0.0.1:$PARIS_FEED_PORT" --poll-interval 100 \
     --tls-cert "$WORK/tls/feed.crt" --tls-key "$WORK/tls/feed.key" --client-ca "$WORK/tls/ca.crt" >>"$WORK/paris-feed.log" 2>&1 &
   echo $! >"$WORK/paris-feed.pid"
