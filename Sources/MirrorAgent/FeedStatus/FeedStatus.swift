@@ -40,6 +40,21 @@ struct FeedStatusReport {
             return [link.link, link.cluster ?? "-", state, "\(link.servicesMirrored)", link.lastEvent.map(StatusReport.age) ?? "-",
                     link.lastError ?? ""]
         })
+        let probed = kube.links.filter { $0.gateway != nil }
+        if !probed.isEmpty {
+            out += "\n" + StatusReport.table(header: ["LINK", "GATEWAY", "PROBE", "LATENCY", "FAILURES", "LAST PROBE", "LAST ERROR"], rows: probed.flatMap { link -> [[String]] in
+                guard let gateway = link.gateway else { return [] }
+                var rows = gateway.addresses.map { address in
+                    [link.link, address.address, address.alive ? "alive" : "DEAD",
+                     address.lastLatencyMilliseconds.map { String(format: "%.1f ms", $0) } ?? "-", "\(address.consecutiveFailures)",
+                     address.lastProbe.map(StatusReport.age) ?? "not yet", address.lastError ?? ""]
+                }
+                if rows.isEmpty { rows = [[link.link, "-", "no address", "-", "-", "-", gateway.resolveError ?? ""]] }
+                else if let error = gateway.resolveError { rows.append([link.link, "", "", "", "", "", error]) }
+                return rows
+            })
+            out += "        (gateways probed at \(probed.compactMap { $0.gateway?.target }.first ?? "-"); a cluster is dead when every address is)\n"
+        }
         if !kube.writeProblems.isEmpty {
             out += "\nNOT WRITTEN\n"
             for (key, problem) in kube.writeProblems.sorted(by: { $0.key < $1.key }) { out += "  \(key): \(problem)\n" }

@@ -21,6 +21,19 @@ enum LinkMetrics {
             registry.makeGauge(descriptor: services, labels: labels).set(to: Double(link.servicesMirrored))
             registry.makeGauge(descriptor: lastEvent, labels: labels).set(to: link.lastEvent?.timeIntervalSince1970 ?? 0)
         }
+        let gatewayAlive = name("link_gateway_alive", "", "1 while the Link's gateway answers its probe on some address (Links with a probeSpec).")
+        let probeLatency = name("link_gateway_probe_latency", "seconds", "Duration of the last probe of each gateway address.")
+        let probeFailures = name("link_gateway_probe_failures", "", "Consecutive failed probes of each gateway address.")
+        for link in status.links {
+            guard let gateway = link.gateway else { continue }
+            let labels = [("link", link.link), ("cluster", link.cluster ?? "")]
+            registry.makeGauge(descriptor: gatewayAlive, labels: labels).set(to: gateway.alive ? 1 : 0)
+            for address in gateway.addresses {
+                let addressLabels = labels + [("address", address.address)]
+                registry.makeGauge(descriptor: probeLatency, labels: addressLabels).set(to: (address.lastLatencyMilliseconds ?? 0) / 1000)
+                registry.makeGauge(descriptor: probeFailures, labels: addressLabels).set(to: Double(address.consecutiveFailures))
+            }
+        }
         registry.makeGauge(descriptor: name("leader", "", "1 on the replica that writes mirror Services (holds the Lease)."))
             .set(to: status.leader.isLeader ? 1 : 0)
         let writes = name("mirror_service_writes", "total", "Mirror Services written to the local cluster, by operation.")

@@ -1,4 +1,5 @@
 import Foundation
+import AsyncHTTPClient
 import Logging
 import MirrorModel
 import NIOConcurrencyHelpers
@@ -19,8 +20,14 @@ public final class KubernetesMirrorSource: MirrorSource {
         var task: Task<Void, Never>
     }
 
+    private struct Probe {
+        var prober: GatewayProber
+        var task: Task<Void, Never>
+    }
+
     private struct State {
         var remotes: [String: Remote] = [:]
+        var probes: [String: Probe] = [:]
         var store = MirrorStore()
         var published = false
         var lastPublished: Date?
@@ -44,6 +51,9 @@ public final class KubernetesMirrorSource: MirrorSource {
     private let rebuildSignal: AsyncStream<Void>.Continuation
     private let writes: AsyncStream<Void>
     private let writeSignal: AsyncStream<Void>.Continuation
+    /// The gateway probes' client, while `run` runs (a client must be shut down, and a
+    /// source may be made and never run).
+    private let probeClient = NIOLockedValueBox<HTTPClient?>(nil)
 
     /// The label selector of the local mirror Services.
     public static let ownedSelector = "\(MirrorTranslator.serviceProxyNameLabel)=\(MirrorTranslator.serviceProxyName),\(MirrorTranslator.mirroredServiceLabel)=true"
@@ -73,14 +83,9 @@ public final class KubernetesMirrorSource: MirrorSource {
 
     public func run(onUpdate: @escaping @Sendable (MirrorUpdate) async -> Void) async throws {
         logger.info("following Links", metadata: ["namespace": "\(options.linkNamespace)", "identity": "\(options.identity)"])
-        defer {
-            let remotes = state.withLockedValue { state in
-                state.stopped = true
-                defer { state.remotes = [:] }
-                return state.remotes.values.map(\.task)
-            }
-            remotes.forEach { $0.cancel() }
-        }
+        let http = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup,
+                              configuration: HTTPClient.Configuration(redirectConfiguration: .disallow))
+        probeClient.withLockedValue { $0 = http }
         // Each long-running part ends only when cancelled; the initial wait ends early and
         // must not take the others down with it.
         await withTaskGroup(of: Bool.self) { group in
@@ -128,10 +133,26 @@ public final class KubernetesMirrorSource: MirrorSource {
             while let essential = await group.next(), !essential {}
             group.cancelAll()
         }
+        stopLinks()
+        probeClient.withLockedValue { $0 = nil }
+        try? await http.shutdown()
         try Task.checkCancellation()
     }
 
     // MARK: Links → remote clusters
+
+    /// Cancels every remote watch and probe; no new ones start afterwards.
+    private func stopLinks() {
+        let tasks = state.withLockedValue { state in
+            state.stopped = true
+            defer {
+                state.remotes = [:]
+                state.probes = [:]
+            }
+            return state.remotes.values.map(\.task) + state.probes.values.map(\.task)
+        }
+        tasks.forEach { $0.cancel() }
+    }
 
     /// Starts, restarts or stops the remote cluster watches so they match the Links.
     private func followLinks() {
@@ -160,8 +181,33 @@ public final class KubernetesMirrorSource: MirrorSource {
                 }
                 state.remotes[key] = Remote(cluster: cluster, task: task)
             }
+            followProbes(current, state: &state, cancelled: &cancelled)
         }
         cancelled.forEach { $0.cancel() }
+    }
+
+    /// Starts, restarts or stops the gateway probes so they match the Links' probeSpecs and
+    /// gateway addresses. A restarted prober starts alive, like a new one.
+    private func followProbes(_ links: [String: LinkerdLink], state: inout State, cancelled: inout [Task<Void, Never>]) {
+        for (key, probe) in state.probes {
+            let settings = links[key].flatMap(GatewayProber.Settings.init(link:))
+            if settings != probe.prober.settings {
+                cancelled.append(probe.task)
+                state.probes[key] = nil
+            }
+        }
+        guard let http = probeClient.withLockedValue({ $0 }) else { return }
+        for (key, link) in links where state.probes[key] == nil {
+            guard let settings = GatewayProber.Settings(link: link) else { continue }
+            let prober = GatewayProber(settings: settings)
+            let task = Task { [options, logger, rebuildSignal] in
+                var logger = logger
+                logger[metadataKey: "link"] = "\(key)"
+                await prober.run(http: http, resolver: options.gatewayResolver, resolveInterval: options.gatewayResolveInterval,
+                                 logger: logger) { rebuildSignal.yield() }
+            }
+            state.probes[key] = Probe(prober: prober, task: task)
+        }
     }
 
     // MARK: Translate, publish, hand to the writer
@@ -169,7 +215,7 @@ public final class KubernetesMirrorSource: MirrorSource {
     private func rebuild(onUpdate: @Sendable (MirrorUpdate) async -> Void) async {
         guard links.health.hasSynced, mirrors.health.hasSynced else { return }
         let linkObjects = links.objects
-        let remotes = state.withLockedValue { $0.remotes.mapValues(\.cluster) }
+        let (remotes, probers) = state.withLockedValue { ($0.remotes.mapValues(\.cluster), $0.probes.mapValues(\.prober)) }
         var inputs: [MirrorLinkInput] = []
         var unlisted = Set<String>()
         var linked = Set<String>()
@@ -179,7 +225,11 @@ public final class KubernetesMirrorSource: MirrorSource {
                 linked.insert(name)
                 if view == nil { unlisted.insert(name) }
             }
-            inputs.append(MirrorLinkInput(link: link, services: view?.services ?? [], endpointSlices: view?.endpointSlices ?? []))
+            let verdict = probers[link.key]?.verdict
+            inputs.append(MirrorLinkInput(
+                link: link, services: view?.services ?? [], endpointSlices: view?.endpointSlices ?? [],
+                gatewayAlive: verdict?.alive ?? true, gatewayAddresses: verdict?.addresses,
+                masquerade: link.metadata.annotations?[MirrorTranslator.masqueradeAnnotation] == "true"))
         }
         var clusterIPs: [String: [String]] = [:]
         let existing = mirrors.objects
@@ -246,9 +296,9 @@ public final class KubernetesMirrorSource: MirrorSource {
     // MARK: Status
 
     public var status: KubernetesSourceStatus {
-        let (remotes, translation, published, lastPublished, byCluster, services) = state.withLockedValue {
-            ($0.remotes.mapValues(\.cluster), $0.translation, $0.published, $0.lastPublished, $0.servicesByCluster,
-             $0.store.services.count)
+        let (remotes, probers, translation, published, lastPublished, byCluster, services) = state.withLockedValue {
+            ($0.remotes.mapValues(\.cluster), $0.probes.mapValues(\.prober), $0.translation, $0.published, $0.lastPublished,
+             $0.servicesByCluster, $0.store.services.count)
         }
         let report = writer.report
         let linkStatus = links.objects.map { link -> KubernetesSourceStatus.Link in
@@ -258,7 +308,8 @@ public final class KubernetesMirrorSource: MirrorSource {
             return KubernetesSourceStatus.Link(
                 link: link.key, cluster: link.spec.targetClusterName, connected: connected, synced: synced,
                 stale: synced && !connected, lastEvent: health?.lastEvent, lastError: health?.lastError,
-                servicesMirrored: link.spec.targetClusterName.flatMap { byCluster[$0] } ?? 0)
+                servicesMirrored: link.spec.targetClusterName.flatMap { byCluster[$0] } ?? 0,
+                gateway: probers[link.key]?.status)
         }
         return KubernetesSourceStatus(
             identity: options.identity, leader: elector.status, linksListed: links.health.hasSynced, links: linkStatus,

@@ -26,6 +26,9 @@ public struct KubernetesSourceOptions: Sendable {
     public var allowPlainHTTPRemotes = false
     /// Changes arriving within this window are published together.
     public var coalescing: Duration = .milliseconds(20)
+    /// How gateway names in Links are resolved, and how often again.
+    public var gatewayResolver: any GatewayResolver = SystemGatewayResolver()
+    public var gatewayResolveInterval: Duration = .seconds(30)
     /// The informers' settings (watch timeouts, backoff) for the local and remote watches.
     public var informer = InformerOptions()
 

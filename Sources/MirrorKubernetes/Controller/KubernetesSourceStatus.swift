@@ -17,6 +17,8 @@ public struct KubernetesSourceStatus: Sendable, Codable, Equatable {
         public var lastError: String?
         /// Services of this cluster in the published state.
         public var servicesMirrored: Int
+        /// The gateway's probes; nil when the Link has no probeSpec.
+        public var gateway: GatewayProbeStatus?
     }
 
     public var identity: String

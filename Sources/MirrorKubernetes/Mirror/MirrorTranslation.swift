@@ -8,14 +8,19 @@ public struct MirrorLinkInput: Sendable, Hashable {
     public var services: [KubeService]
     /// The remote cluster's EndpointSlices, as its informer caches them.
     public var endpointSlices: [KubeEndpointSlice]
-    /// Whether the gateway's probe succeeds (the probe comes later; a parameter until then).
+    /// Whether the gateway answers its probe (true when the Link is not probed).
     public var gatewayAlive: Bool
+    /// The gateway addresses to publish when the controller resolved and probed them (names
+    /// in `gatewayAddress` resolved, dead addresses left out while others live); nil: the
+    /// Link's own entries, which must then be IP addresses.
+    public var gatewayAddresses: [String]?
     /// Whether traffic to this cluster is masqueraded (SNAT to the node's address).
     public var masquerade: Bool
 
     public init(link: LinkerdLink, services: [KubeService] = [], endpointSlices: [KubeEndpointSlice] = [],
-                gatewayAlive: Bool = true, masquerade: Bool = false) {
+                gatewayAlive: Bool = true, gatewayAddresses: [String]? = nil, masquerade: Bool = false) {
         self.link = link
+        self.gatewayAddresses = gatewayAddresses
         self.services = services
         self.endpointSlices = endpointSlices
         self.gatewayAlive = gatewayAlive

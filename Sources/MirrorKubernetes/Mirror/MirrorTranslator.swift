@@ -40,6 +40,10 @@ public enum MirrorTranslator {
     /// naming no port and ports outside 1–65535 are reported and ignored.
     public static let gatewayPortsAnnotation = "mirror-agent.io/gateway-ports"
 
+    /// A Link annotation: `"true"` masquerades traffic to that cluster (SNAT to the node's
+    /// address), for gateways that only accept the importing cluster's node addresses.
+    public static let masqueradeAnnotation = "mirror-agent.io/masquerade"
+
     /// The key of a mirror Service in the local ClusterIP map: `namespace/<svc>-<cluster>`.
     public static func localKey(namespace: String, mirroredName: String) -> String { "\(namespace)/\(mirroredName)" }
 
@@ -256,7 +260,7 @@ public enum MirrorTranslator {
         let spec = input.link.spec
         let object = "Link \(input.link.key)"
         var addresses: [String] = []
-        for address in spec.gatewayAddresses {
+        for address in input.gatewayAddresses ?? spec.gatewayAddresses {
             guard let canonical = IPAddressText.canonical(address)?.text else {
                 report.skip(object, .invalidGatewayAddress(address))
                 continue
