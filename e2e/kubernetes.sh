@@ -126,6 +126,7 @@ kube "$LOCAL_PORT" POST "$LINKS" '{"apiVersion":"multicluster.linkerd.io/v1alpha
   "metadata":{"name":"paris","namespace":"mirror-agent"},
   "spec":{"targetClusterName":"paris","targetClusterDomain":"cluster.local","clusterCredentialsSecret":"cluster-credentials-paris",
           "gatewayAddress":"10.99.1.2","gatewayPort":"4143",
+          "probeSpec":{"path":"/ready","port":"4191","period":"500ms","timeout":"400ms","failureThreshold":"3"},
           "selector":{"matchLabels":{"mirror.linkerd.io/exported":"true"}}}}' >/dev/null
 remote_service bar '{"mirror.linkerd.io/exported":"true"}'
 
@@ -196,6 +197,40 @@ reject "the feed did not take it over" "service-proxy-name" kube "$LOCAL_PORT" G
 expect "/metrics counts the Service not written" "mirror_feed_mirror_service_problems 1" feed_metrics
 expect "bar-paris is untouched" "greetings from paris" pod curl -sS --max-time 3 "http://$NAME/"
 
+echo "== paris's gateway stops answering its probe, then comes back"
+# The agent's reject rule answers a TCP SYN with a reset: curl's "couldn't connect" (7) at once.
+refused() { local out; out=$(pod curl -sS --max-time 2 "http://$NAME/" 2>&1); [[ "$out" == *"curl: (7)"* ]]; }
+answers() { pod curl -sS --max-time 2 "http://$NAME/" 2>/dev/null | grep -q "greetings from paris"; }
+expect_re "dump --feed shows the gateway probe alive" "^mirror-agent/paris +10\.99\.1\.2 +alive " feed_dump
+start=$(date +%s%N)
+kill -KILL "$(cat "$WORK/paris-gw.pid")"
+wait "$(cat "$WORK/paris-gw.pid")" 2>/dev/null || true
+if dead_ms=$(within "$start" 15000 refused); then
+  pass "gateway gone: the pod's connections are refused at once by the agent (gateway dead after 3 failed probes)"
+else
+  fail "dead gateway" "$(pod curl -sS --max-time 2 "http://$NAME/" 2>&1; feed_dump 2>&1)"
+fi
+expect_re "dump --feed shows the gateway DEAD with the probe's error" "^mirror-agent/paris +10\.99\.1\.2 +DEAD " feed_dump
+expect "/metrics: the Link's gateway is dead" 'mirror_feed_link_gateway_alive{link="mirror-agent/paris",cluster="paris"} 0' feed_metrics
+expect_re "a refused connection fails fast (reset by the agent, not a timeout)" "curl: \(7\) Failed to connect .* after [0-9]{1,3} ms" pod curl -sS --max-time 2 "http://$NAME/"
+start=$(date +%s%N)
+start_paris_gateway_for_pods
+if alive_ms=$(within "$start" 15000 answers); then
+  pass "gateway back: the pod reaches paris again"
+else
+  fail "gateway back" "$(pod curl -sS --max-time 2 "http://$NAME/" 2>&1; feed_dump 2>&1)"
+fi
+expect_re "dump --feed shows the gateway alive again" "^mirror-agent/paris +10\.99\.1\.2 +alive " feed_dump
+
+echo "== a feed restart while the gateway is alive publishes it alive (no dead window)"
+kill -TERM "$(cat "$WORK/feed.pid")"; wait "$(cat "$WORK/feed.pid")" 2>/dev/null || true
+start_kube_feed
+wait_for "the restarted feed's Link" feed_dump_matches "^mirror-agent/paris +paris +connected +1 "
+reject "the restarted feed never published the gateway dead" "gateway\":{\"addresses\":[\"10.99.1.2\"],\"alive\":false" \
+  node curl -sS --max-time 2 --cacert "$WORK/tls/ca.crt" --cert "$WORK/tls/agent.crt" --key "$WORK/tls/agent.key" \
+  "https://127.0.0.1:$FEED_PORT/v1/watch"
+expect "curl from the pod reaches paris after the feed restart" "greetings from paris" pod curl -sS --max-time 3 "http://$NAME/"
+
 echo "== paris's API server unreachable: the last state stays"
 start=$(date +%s%N)
 stop_kmock paris
@@ -213,6 +248,7 @@ expect "curl from the pod still reaches paris" "greetings from paris" pod curl -
 
 echo
 echo "figures (measured, not asserted): remote Service labelled -> the pod resolves its mirror: ${export_ms:-n/a} ms;" \
-  "label removed -> the pod gets NXDOMAIN: ${unexport_ms:-n/a} ms; remote API server killed -> dump --feed says STALE: ${stale_ms:-n/a} ms"
+  "label removed -> the pod gets NXDOMAIN: ${unexport_ms:-n/a} ms; remote API server killed -> dump --feed says STALE: ${stale_ms:-n/a} ms;" \
+  "gateway killed -> the pod's connection refused: ${dead_ms:-n/a} ms (probe period 500 ms, threshold 3); gateway restarted -> the pod reaches paris: ${alive_ms:-n/a} ms"
 echo "e2e kubernetes: $passed passed, $failures failed"
 [ "$failures" -eq 0 ]

@@ -83,8 +83,11 @@ public final class KubernetesMirrorSource: MirrorSource {
 
     public func run(onUpdate: @escaping @Sendable (MirrorUpdate) async -> Void) async throws {
         logger.info("following Links", metadata: ["namespace": "\(options.linkNamespace)", "identity": "\(options.identity)"])
-        let http = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup,
-                              configuration: HTTPClient.Configuration(redirectConfiguration: .disallow))
+        // One attempt per probe: failureThreshold is the retry, and a refused connection must
+        // count at once, not after the client's own retries used up the probe's timeout.
+        var probeConfiguration = HTTPClient.Configuration(redirectConfiguration: .disallow)
+        probeConfiguration.connectionPool.retryConnectionEstablishment = false
+        let http = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: probeConfiguration)
         probeClient.withLockedValue { $0 = http }
         // Each long-running part ends only when cancelled; the initial wait ends early and
         // must not take the others down with it.
