@@ -30,7 +30,13 @@ struct Feed: AsyncParsableCommand {
             as stale in `mirror-agent dump --feed` and /metrics); nothing is deleted for it.
 
             With --exports it also serves this cluster's exports document at /v1/exports, which \
-            the gateways (`mirror-agent gateway --feed https://…`) follow over the same TLS.
+            the gateways (`mirror-agent gateway --feed https://…`) follow over the same TLS. \
+            --exports kubernetes builds it from this cluster's exported Services (--export-selector) \
+            and their EndpointSlices: each service port gets a stable gateway port from \
+            --gateway-port-range, recorded in ConfigMap --gateway-ports-configmap and written on \
+            the Service as annotation mirror-agent.io/gateway-ports, which importing clusters \
+            read. Replicas never hand out a port twice (the ConfigMap is written with its \
+            resourceVersion); a port is freed only once its Service is deleted.
 
             Probes: GET /healthz (alive), /readyz (a state is loaded), /metrics (Prometheus).
             TLS files are followed: a rotated certificate, key or client CA (an edit, or a \
@@ -53,7 +59,7 @@ struct Feed: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Where the state comes from: kubernetes (Links and remote clusters; see below), or file:PATH (a state file, YAML or JSON, reloaded when it changes; for labs).", valueName: "source"))
     var source: String
 
-    @Option(help: ArgumentHelp("This cluster's exports document for its gateways: file:PATH (YAML or JSON, reloaded when it changes). Served at /v1/exports; an invalid edit is logged and the previous document stays.", valueName: "source"))
+    @Option(help: ArgumentHelp("This cluster's exports document for its gateways: kubernetes (this cluster's exported Services, with --source kubernetes; see below), or file:PATH (YAML or JSON, reloaded when it changes). Served at /v1/exports; an invalid edit is logged and the previous document stays.", valueName: "source"))
     var exports: String?
 
     @Option(help: ArgumentHelp("Address and port to listen on: 0.0.0.0:8443, [::]:8443, 127.0.0.1:0.", valueName: "addr:port"))
@@ -92,6 +98,9 @@ struct Feed: AsyncParsableCommand {
     @OptionGroup(title: "Kubernetes source")
     var kubernetes: FeedKubernetesOptions
 
+    @OptionGroup(title: "Kubernetes exports (--exports kubernetes)")
+    var exportOptions: FeedExportsOptions
+
     @OptionGroup(title: "Logging")
     var logging: LoggingOptions
 
@@ -99,6 +108,7 @@ struct Feed: AsyncParsableCommand {
         _ = try sourcePath()
         _ = try exportsPath()
         try kubernetes.validate(source: source)
+        try exportOptions.validate(exports: exports, source: source)
         if let httpListen { _ = try MirrorAgent.listenAddress(httpListen, flag: "--http-listen", example: "0.0.0.0:9154") }
         _ = try listenAddress()
         if insecure {
@@ -123,10 +133,11 @@ struct Feed: AsyncParsableCommand {
         return String(source.dropFirst(5))
     }
 
+    /// The exports file, or nil without --exports or for `--exports kubernetes`.
     private func exportsPath() throws -> String? {
-        guard let exports else { return nil }
+        guard let exports, !FeedExportsOptions.isKubernetes(exports) else { return nil }
         guard exports.hasPrefix("file:"), exports.count > 5 else {
-            throw ValidationError("--exports \(exports): expected file:PATH")
+            throw ValidationError("--exports \(exports): expected kubernetes or file:PATH")
         }
         return String(exports.dropFirst(5))
     }
@@ -155,11 +166,15 @@ struct Feed: AsyncParsableCommand {
         hubConfiguration.historyCount = history
         hubConfiguration.maxWatcherBacklog = maxWatcherBacklog << 20
         let hub = FeedHub(configuration: hubConfiguration)
-        let exportsHub = try exportsPath() == nil ? nil : FeedHub(configuration: hubConfiguration)
+        let exportsHub = exports == nil ? nil : FeedHub(configuration: hubConfiguration)
         if let material { hub.metrics.follow(material) }
         let source: any MirrorSource
         var kubeClient: KubeClient?
         var kubeSource: KubernetesMirrorSource?
+        // The feed checks an exports file's structure only; each gateway checks its own range.
+        var exportsSource: (any ExportsSource)? = try exportsPath().map {
+            FileExportsSource(path: $0, gatewayPorts: .any, logger: logger, onRejected: nil)
+        }
         if let path = try sourcePath() {
             source = FileMirrorSource(path: path, pollInterval: .milliseconds(pollInterval), logger: logger)
         } else {
@@ -168,6 +183,10 @@ struct Feed: AsyncParsableCommand {
                 let kube = KubernetesMirrorSource(local: client, options: options, logger: logger)
                 hub.metrics.collectSource { LinkMetrics.record(kube.status, into: $0) }
                 (kubeClient, kubeSource, source) = (client, kube, kube)
+                if FeedExportsOptions.isKubernetes(exports) {
+                    exportsSource = try exportOptions.makeSource(client: client, namespace: options.linkNamespace,
+                                                                 writeQPS: options.writeQPS, writeBurst: options.writeBurst, logger: logger)
+                }
             } catch {
                 printError("mirror-agent feed: --source kubernetes: \(error)")
                 throw ExitCode(1)
@@ -186,12 +205,10 @@ struct Feed: AsyncParsableCommand {
                     return error
                 }
             }
-            if let exportsHub, let path = try? exportsPath() {
-                // The feed checks structure only; each gateway checks its own port range.
-                let source = FileExportsSource(path: path, gatewayPorts: .any, logger: logger, onRejected: nil)
+            if let exportsHub, let exportsSource {
                 group.addTask {
                     do {
-                        try await source.run { document in
+                        try await exportsSource.run { document in
                             do {
                                 try exportsHub.publishExports(document)
                                 logger.info("published exports", metadata: ["revision": "\(exportsHub.revision)", "exports": "\(document.exports.count)"])
