@@ -115,6 +115,36 @@ struct GatewayProbeTests {
         await target.stop()
     }
 
+    @Test func theLinkStatusRecordsTheProbesAndARestartStartsFromIt() async throws {
+        let target = try await ProbeTarget.start()
+        target.answer(.serviceUnavailable)
+        try await SourceLab.with { lab in
+            try await lab.addCredentials("paris", server: lab.remote)
+            try await lab.addLink("paris", gateway: "127.0.0.1", extra: Self.probeSpec(port: target.port))
+            try await lab.remote.create(SourceLab.servicesPath("default"), SourceLab.service("bar"))
+            let first = try lab.start()
+            #expect(await eventually(timeout: .seconds(5)) {
+                let link = try? await lab.localClient.get(LinkerdLink.self, namespace: SourceLab.linkNamespace, name: "paris")
+                return link?.status?.gateway?.alive == false && link?.status?.servicesMirrored == 1
+            })
+            let link = try await lab.localClient.get(LinkerdLink.self, namespace: SourceLab.linkNamespace, name: "paris")
+            #expect(link.status?.gateway?.addresses.first?.lastError == "HTTP 503")
+            #expect(link.status?.remote?.connected == true)
+            #expect(link.status?.observedBy == "feed-a")
+            #expect(link.spec.targetClusterName == "paris")
+            await first.stop()
+
+            // Probes every 30 s: what the new feed publishes first comes from the status.
+            try await lab.local.patch(SourceLab.linksPath + "/paris", ["spec": Self.probeSpec(port: target.port, period: "30s")])
+            let second = try lab.start(identity: "feed-b")
+            #expect(await eventually { second.service("default", "bar-paris")?.ips.isEmpty == false })
+            #expect(second.published.allSatisfy { $0.store.state.clusters.first?.gateway?.alive == false },
+                    "a gateway last seen dead was published alive before its first probe")
+            await second.stop()
+        }
+        await target.stop()
+    }
+
     @Test func goDurations() {
         #expect(GoDuration.parse("3s") == .seconds(3))
         #expect(GoDuration.parse("500ms") == .milliseconds(500))

@@ -27,7 +27,8 @@ documentation (resource versions, watches, bookmarks, 410 Gone, pagination):
   --service-cidr (`clusterIP` and `clusterIPs`), as the API server's allocator does; a
   replace that omits them keeps the allocated ones (they are immutable);
 - namespaces: with --namespaces, a create in any other namespace is 404 NotFound for the
-  namespace, as when it does not exist.
+  namespace, as when it does not exist;
+- the status subresource: PUT .../status changes `.status` only; a PUT of the object keeps it.
 
 What it does not prove: a real apiserver's watch cache and its timing (bookmarks come about
 once a minute there, never "every N seconds"), field selectors, resourceVersionMatch, HTTP/2,
@@ -260,6 +261,15 @@ class Harness(kmock.KubernetesEmulator):
         wanted = new['metadata'].get('resourceVersion')
         if wanted and wanted != old['metadata'].get('resourceVersion'):
             raise self.conflict(request, key)
+        if getattr(request, 'subresource', None) == 'status':
+            # The status subresource changes .status only, whatever else the body says.
+            status, new = new.get('status'), copy.deepcopy(old)
+            new['status'] = status
+        elif getattr(request, 'subresource', None):
+            raise status_error(404, 'NotFound', f'the server could not find the requested resource ({request.subresource})')
+        elif 'status' in old:
+            # A replace of the object leaves .status alone (CRDs with a status subresource).
+            new['status'] = old['status']
         if request.resource.plural == 'services':
             spec, old_spec = new.setdefault('spec', {}), old.get('spec') or {}
             for field in ('clusterIP', 'clusterIPs', 'ipFamilies'):

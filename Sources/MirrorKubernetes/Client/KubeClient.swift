@@ -124,6 +124,13 @@ public final class KubeClient: Sendable {
                        body: Envelope(object), as: Object.self)
     }
 
+    /// Replaces the object's status subresource (PUT …/status): only `.status` changes.
+    /// A resource without one answers ``KubeError/notFound(_:)``.
+    public func updateStatus<Object: KubeObject>(_ object: Object) async throws -> Object {
+        try await send(.PUT, Object.resource.objectPath(namespace: object.metadata.namespace, name: object.metadata.name) + "/status",
+                       body: Envelope(object), as: Object.self)
+    }
+
     /// Deletes an object; with `resourceVersion`, only that version of it (409 otherwise).
     public func delete<Object: KubeObject>(_ type: Object.Type, namespace: String?, name: String,
                                            resourceVersion: String? = nil) async throws {

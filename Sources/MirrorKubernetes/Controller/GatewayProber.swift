@@ -28,9 +28,9 @@ public struct GatewayProbeStatus: Sendable, Codable, Equatable {
 /// `GET http://address:port/path` every `period` (jittered), dead after `failureThreshold`
 /// consecutive failures, alive again after one success.
 ///
-/// Every address starts alive — the last known state of a gateway nobody has seen fail — so
-/// a feed restart publishes no dead window (Linkerd's probe starts dead and fails traffic
-/// after every restart). A Link without `probeSpec` is not probed.
+/// Every address starts from its last known state: dead if the Link's status says so, else
+/// alive — so a feed restart publishes no dead window (Linkerd's probe starts dead and fails
+/// traffic after every restart). A Link without `probeSpec` is not probed.
 final class GatewayProber: Sendable {
     struct Settings: Hashable, Sendable {
         var entries: [String]
@@ -71,10 +71,17 @@ final class GatewayProber: Sendable {
     }
 
     let settings: Settings
-    private let state = NIOLockedValueBox(State())
+    private let state: NIOLockedValueBox<State>
 
-    init(settings: Settings) {
+    /// - Parameter dead: addresses last known dead (from the Link's status): they start dead
+    ///   and need one successful probe, so a restarted feed does not publish them alive.
+    init(settings: Settings, dead: Set<String> = []) {
         self.settings = settings
+        var state = State()
+        for address in dead {
+            state.probes[address] = AddressState(alive: false, failures: settings.failureThreshold)
+        }
+        self.state = NIOLockedValueBox(state)
     }
 
     /// The addresses to publish and whether the gateway is alive: the live addresses, or

@@ -51,6 +51,10 @@ public final class KubernetesMirrorSource: MirrorSource {
     private let rebuildSignal: AsyncStream<Void>.Continuation
     private let writes: AsyncStream<Void>
     private let writeSignal: AsyncStream<Void>.Continuation
+    private let statusWrites: AsyncStream<Void>
+    private let statusSignal: AsyncStream<Void>.Continuation
+    /// Links whose API has no status subresource (Linkerd's CRD): not written again.
+    private let statusUnsupported = NIOLockedValueBox<Set<String>>([])
     /// The gateway probes' client, while `run` runs (a client must be shut down, and a
     /// source may be made and never run).
     private let probeClient = NIOLockedValueBox<HTTPClient?>(nil)
@@ -77,6 +81,7 @@ public final class KubernetesMirrorSource: MirrorSource {
         mirrors = Informer(client: local, options: mirrorOptions, logger: logger)
         (rebuilds, rebuildSignal) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
         (writes, writeSignal) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        (statusWrites, statusSignal) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
     }
 
     public var description: String { "kubernetes:\(local.connection.server.absoluteString) links in \(options.linkNamespace)" }
@@ -109,6 +114,15 @@ public final class KubernetesMirrorSource: MirrorSource {
             }
             group.addTask {
                 await self.writeLoop()
+                return true
+            }
+            group.addTask {
+                await self.statusLoop()
+                return true
+            }
+            group.addTask {
+                // Remote failures raise no event: look at the Links' status now and then.
+                while (try? await Task.sleep(for: .seconds(5))) != nil { self.statusSignal.yield() }
                 return true
             }
             group.addTask {
@@ -202,7 +216,8 @@ public final class KubernetesMirrorSource: MirrorSource {
         guard let http = probeClient.withLockedValue({ $0 }) else { return }
         for (key, link) in links where state.probes[key] == nil {
             guard let settings = GatewayProber.Settings(link: link) else { continue }
-            let prober = GatewayProber(settings: settings)
+            let dead = Set((link.status?.gateway?.addresses ?? []).filter { !$0.alive }.map(\.address))
+            let prober = GatewayProber(settings: settings, dead: dead)
             let task = Task { [options, logger, rebuildSignal] in
                 var logger = logger
                 logger[metadataKey: "link"] = "\(key)"
@@ -279,6 +294,7 @@ public final class KubernetesMirrorSource: MirrorSource {
             state.servicesByCluster = next.serviceCountsByCluster()
         }
         await onUpdate(MirrorUpdate(store: next, changes: changes))
+        statusSignal.yield()
     }
 
     private func writeLoop() async {
@@ -294,6 +310,65 @@ public final class KubernetesMirrorSource: MirrorSource {
                 rebuildSignal.yield()
             }
         }
+    }
+
+    // MARK: Link status
+
+    /// Writes each Link's `.status` (leader only) when its meaningful part changes: the
+    /// remote watch's state, the gateway's liveness per address, the service count.
+    private func statusLoop() async {
+        for await _ in statusWrites {
+            guard elector.isLeader else { continue }
+            let current = status
+            for link in links.objects {
+                guard !statusUnsupported.withLockedValue({ $0.contains(link.key) }),
+                      let entry = current.links.first(where: { $0.link == link.key }) else { continue }
+                let next = Self.linkStatus(entry, identity: options.identity)
+                guard Self.meaningful(next) != link.status.map(Self.meaningful) else { continue }
+                var updated = link
+                updated.status = next
+                do {
+                    _ = try await local.updateStatus(updated)
+                } catch KubeError.notFound {
+                    statusUnsupported.withLockedValue { _ = $0.insert(link.key) }
+                    logger.info("Link \(link.key) has no status subresource (not mirror-agent's CRD); its status is in dump --feed only")
+                } catch is CancellationError {
+                    return
+                } catch {
+                    logger.debug("Link \(link.key) status: \(error)")
+                }
+            }
+        }
+    }
+
+    static func linkStatus(_ entry: KubernetesSourceStatus.Link, identity: String) -> LinkStatus {
+        let gateway = entry.gateway.map { probe in
+            LinkStatus.Gateway(alive: probe.alive, addresses: probe.addresses.map { address in
+                LinkStatus.GatewayAddress(address: address.address, alive: address.alive,
+                                          latencyMilliseconds: address.lastLatencyMilliseconds.map { Int($0.rounded()) },
+                                          lastError: address.lastError)
+            })
+        }
+        return LinkStatus(remote: LinkStatus.Remote(connected: entry.connected, synced: entry.synced, stale: entry.stale,
+                                                    lastError: entry.lastError),
+                          gateway: gateway, servicesMirrored: entry.servicesMirrored, observedBy: identity,
+                          updateTime: KubeTime.microTime(Date()))
+    }
+
+    /// The status without what changes at every probe (latency, time, writer).
+    static func meaningful(_ status: LinkStatus) -> LinkStatus {
+        var status = status
+        status.updateTime = nil
+        status.observedBy = nil
+        if var gateway = status.gateway {
+            gateway.addresses = gateway.addresses.map { address in
+                var address = address
+                address.latencyMilliseconds = nil
+                return address
+            }
+            status.gateway = gateway
+        }
+        return status
     }
 
     // MARK: Status

@@ -8,17 +8,52 @@ public struct LinkerdLink: KubeObject, Hashable {
 
     public var metadata: ObjectMeta
     public var spec: LinkerdLinkSpec
+    /// What the feed last wrote (with deploy/'s CRD, which has a status subresource); nil
+    /// when absent or in another shape (Linkerd's own controller's).
+    public var status: LinkStatus?
 
-    public init(metadata: ObjectMeta, spec: LinkerdLinkSpec = LinkerdLinkSpec()) {
+    public init(metadata: ObjectMeta, spec: LinkerdLinkSpec = LinkerdLinkSpec(), status: LinkStatus? = nil) {
         self.metadata = metadata
         self.spec = spec
+        self.status = status
     }
 
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
         metadata = try container.decode(ObjectMeta.self, forKey: .metadata)
         spec = try container.decodeIfPresent(LinkerdLinkSpec.self, forKey: .spec) ?? LinkerdLinkSpec()
+        status = try? container.decodeIfPresent(LinkStatus.self, forKey: .status)
     }
+}
+
+/// The status the feed writes on each Link: the remote watch and the gateway probes, so
+/// `kubectl get link -o yaml` answers "is this cluster working" without the feed's socket.
+public struct LinkStatus: Codable, Sendable, Hashable {
+    public struct Remote: Codable, Sendable, Hashable {
+        public var connected: Bool
+        public var synced: Bool
+        public var stale: Bool
+        public var lastError: String?
+    }
+
+    public struct GatewayAddress: Codable, Sendable, Hashable {
+        public var address: String
+        public var alive: Bool
+        public var latencyMilliseconds: Int?
+        public var lastError: String?
+    }
+
+    public struct Gateway: Codable, Sendable, Hashable {
+        public var alive: Bool
+        public var addresses: [GatewayAddress]
+    }
+
+    public var remote: Remote?
+    public var gateway: Gateway?
+    public var servicesMirrored: Int?
+    /// The feed replica that wrote it, and when (RFC 3339).
+    public var observedBy: String?
+    public var updateTime: String?
 }
 
 /// The CRD declares ports, periods and thresholds as strings; they are kept as sent and
