@@ -15,6 +15,6 @@ struct MirrorAgentCommand: AsyncParsableCommand {
             Start with `mirror-agent check --state FILE` to validate a state file.
             """,
         version: "0.1.0",
-        subcommands: [Run.self, Gateway.self, Feed.self, Dump.self, Check.self]
+        subcommands: [Run.self, Gateway.self, Feed.self, Dump.self, Check.self, Link.self]
     )
 }
