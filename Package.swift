@@ -98,6 +98,8 @@ let package = Package(
             dependencies: [
                 "MirrorModel", "MirrorFeed", "MirrorKubernetes", "DNSResponder", "NFTables", "Netlink", "CHeapArenas",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -111,7 +113,10 @@ let package = Package(
         .testTarget(name: "SyncTests", dependencies: ["MirrorModel", "MirrorFeed"]),
         .testTarget(name: "DNSResponderTests", dependencies: ["DNSResponder"]),
         .testTarget(name: "NFTablesTests", dependencies: ["NFTables", "Netlink", "MirrorAgent", "MirrorModel"]),
-        .testTarget(name: "MirrorAgentTests", dependencies: ["MirrorAgent", "MirrorModel", "MirrorFeed"]),
+        .testTarget(name: "MirrorAgentTests", dependencies: [
+            "MirrorAgent", "MirrorModel", "MirrorFeed", "MirrorKubernetes",
+            .product(name: "Yams", package: "Yams"),
+        ]),
         // Against kmock (a Kubernetes API emulator, from PyPI) extended by kmock_harness.py.
         .testTarget(
             name: "MirrorKubernetesTests",

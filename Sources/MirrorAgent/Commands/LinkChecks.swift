@@ -233,6 +233,8 @@ struct LinkChecks {
         var configuration = HTTPClient.Configuration(redirectConfiguration: .disallow,
                                                      timeout: HTTPClient.Configuration.Timeout(connect: timeout, read: timeout))
         configuration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = 1
+        // One attempt, as the feed's prober makes: a refused connection is reported at once.
+        configuration.connectionPool.retryConnectionEstablishment = false
         let http = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
         let started = ContinuousClock.now
         let outcome: Swift.Result<(UInt, String), any Error>
