@@ -143,7 +143,7 @@ public enum ExportsTranslator {
                 let key = GatewayPortsAnnotation.key(of: port.port)
                 guard let gatewayPort = record.port(namespace: candidate.namespace, name: candidate.name, portKey: key,
                                                     uid: candidate.uid), range.contains(gatewayPort) else {
-                    problems.append(ExportProblem(object: "\(candidate.object) port \(key)", message: "no gateway port allocated yet"))
+                    // Not allocated yet, or not at all: the allocator reports why.
                     continue
                 }
                 port.port.gatewayPort = gatewayPort
