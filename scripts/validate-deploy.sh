@@ -4,8 +4,10 @@
 #   schemas (strict: unknown fields are errors);
 # - the least-privilege overlay leaves no DaemonSet privileged or with capabilities beyond
 #   NET_ADMIN/NET_BIND_SERVICE;
-# - the feed's RBAC grants no list/watch on Secrets and no writes but to Services and Leases;
-#   the agent and the gateway are bound to nothing;
+# - the feed's RBAC grants no list/watch on Secrets and no writes but to Services, Leases and
+#   ConfigMaps (the gateway-port record: by name, besides create), no list/watch on ConfigMaps;
+#   the agent and the gateway are bound to nothing; --lease-name and --gateway-ports-configmap
+#   are among the names the Role allows;
 # - examples/link-*.yaml: Links against the CRD's schema in deploy/crds (kubernetes-validate
 #   knows no custom resources; unknown fields are errors here too), everything else strictly
 #   like the manifests.
@@ -68,11 +70,13 @@ for ds in daemonsets:
 sys.exit(1 if bad else 0)
 PY
 
-echo "== RBAC: the feed reads no Secret list and writes only Services and Leases"
+echo "== RBAC: the feed reads no Secret list and writes only Services, Leases and its ConfigMap"
 "$py_yaml" - "${renderings[@]}" <<'PY' || status=1
 import sys, yaml
 READ = {"get", "list", "watch"}
-WRITABLE = {("", "services"), ("coordination.k8s.io", "leases")}
+WRITABLE = {("", "services"), ("coordination.k8s.io", "leases"), ("", "configmaps")}
+# Writable only by name (create cannot be limited by name; the rest must be).
+BY_NAME = {("coordination.k8s.io", "leases"), ("", "configmaps")}
 bad = 0
 for path in sys.argv[1:]:
     docs = [d for d in yaml.safe_load_all(open(path)) if d]
@@ -96,7 +100,7 @@ for path in sys.argv[1:]:
             problems.append(f"{where} refers to {ref['kind']} {ref['name']}, not rendered here, so it cannot be checked")
             continue
         feed_rules += [(f"{ref['kind'].lower()}/{ref['name']}", r) for r in role.get("rules") or []]
-    lease_names = set()
+    lease_names, configmap_names = set(), set()
     for role, rule in feed_rules:
         verbs, groups, resources = set(rule.get("verbs") or []), rule.get("apiGroups") or [], rule.get("resources") or []
         what = f"{role}: {','.join(sorted(verbs))} on {','.join(resources) or rule.get('nonResourceURLs')}"
@@ -108,9 +112,15 @@ for path in sys.argv[1:]:
                 if (group, resource) == ("", "secrets") and verbs & {"list", "watch"}:
                     problems.append(f"{what}: Secrets are read by name (get), never listed or watched")
                 if verbs - READ and (group, resource) not in WRITABLE:
-                    problems.append(f"{what}: writes only to services and leases")
+                    problems.append(f"{what}: writes only to services, leases and configmaps")
+                if (group, resource) in BY_NAME and verbs - {"create"} and not rule.get("resourceNames"):
+                    problems.append(f"{what}: {resource} are read and written by name (resourceNames) only")
+                if (group, resource) == ("", "configmaps") and verbs & {"list", "watch"}:
+                    problems.append(f"{what}: ConfigMaps are read by name (get), never listed or watched")
                 if (group, resource) == ("coordination.k8s.io", "leases"):
                     lease_names |= set(rule.get("resourceNames") or [])
+                if (group, resource) == ("", "configmaps") and {"get", "update"} <= verbs:
+                    configmap_names |= set(rule.get("resourceNames") or [])
     # The Role names the Lease: the Deployment's --lease-name must be one of them.
     for d in docs:
         if d["kind"] == "Deployment" and d["metadata"]["name"] == "mirror-feed":
@@ -118,6 +128,11 @@ for path in sys.argv[1:]:
             lease = [a.split("=", 1)[1] for a in args if a.startswith("--lease-name=")]
             if "--source=kubernetes" in args and (not lease or lease[0] not in lease_names):
                 problems.append(f"deployment/mirror-feed --lease-name {lease} is not among the Role's Lease names {sorted(lease_names)}")
+            # The gateway-port record (default mirror-agent-gateway-ports) must be readable and writable.
+            record = [a.split("=", 1)[1] for a in args if a.startswith("--gateway-ports-configmap=")] or ["mirror-agent-gateway-ports"]
+            if "--exports=kubernetes" in args and record[0] not in configmap_names:
+                problems.append(f"deployment/mirror-feed --gateway-ports-configmap {record[0]} is not among the ConfigMaps "
+                                f"the Role lets it get and update {sorted(configmap_names)}")
     if not feed_rules:
         problems.append("no rules bound to serviceaccount/mirror-feed")
     for p in problems:
