@@ -59,6 +59,9 @@ public final class GatewayPortAllocator: Sendable {
         var record: GatewayPortRecord?
         var report = Report()
         var reported = Set<ExportProblem>()
+        /// Instances outside the exported set that a GET found alive: not asked again until a
+        /// pass with `recheckUnexported` (keeping a port longer is always safe).
+        var confirmedAlive = Set<ServiceInstance>()
     }
 
     public let options: Options
@@ -88,13 +91,19 @@ public final class GatewayPortAllocator: Sendable {
     /// ports of Services that are gone, hands out the missing ones, commits the record, then
     /// writes the annotations that differ. Returns the committed record.
     ///
+    /// Whether a Service the record names but `services` lacks still exists is asked of the
+    /// API server; with `recheckUnexported` false, only for those not found alive before (an
+    /// unexported Service deleted since is then freed by the next pass that rechecks: the
+    /// exports source's periodic one).
+    ///
     /// - Throws: when the record cannot be read or written (nothing is half-done then: the
     ///   annotations are only written from a committed record), or on cancellation.
     @discardableResult
-    public func reconcile(_ services: [KubeService]) async throws -> GatewayPortRecord {
+    public func reconcile(_ services: [KubeService], recheckUnexported: Bool = true) async throws -> GatewayPortRecord {
         var problems: [ExportProblem] = []
         let candidates = services.compactMap { ExportCandidate.make($0, problems: &problems) }
         let committed: GatewayPortRecord
+        if recheckUnexported { state.withLockedValue { $0.confirmedAlive = [] } }
         do {
             let plan = try await commit(candidates)
             committed = plan.record
@@ -200,11 +209,17 @@ public final class GatewayPortAllocator: Sendable {
         var gone = Set<ServiceInstance>()
         for instance in instances.sorted(by: { ($0.key, $0.uid ?? "") < ($1.key, $1.uid ?? "") }) {
             if let uid = alive[instance.key], instance.uid == nil || instance.uid == uid { continue }
+            // (A Service of that name among the exported ones is another instance: ask.)
+            if alive[instance.key] == nil, state.withLockedValue({ $0.confirmedAlive.contains(instance) }) { continue }
             guard let owner = record.owners.values.first(where: { $0.serviceKey == instance.key && $0.uid == instance.uid }) else { continue }
             do {
                 let current = try await client.get(KubeService.self, namespace: owner.namespace, name: owner.name)
                 // A uid never comes back: another one means the recorded instance was deleted.
-                if let uid = instance.uid, let currentUID = current.metadata.uid, uid != currentUID { gone.insert(instance) }
+                if let uid = instance.uid, let currentUID = current.metadata.uid, uid != currentUID {
+                    gone.insert(instance)
+                } else {
+                    state.withLockedValue { _ = $0.confirmedAlive.insert(instance) }
+                }
             } catch KubeError.notFound {
                 gone.insert(instance)
             }

@@ -33,6 +33,8 @@ public struct KubernetesExportsStatus: Sendable, Equatable {
 public final class KubernetesExportsSource: ExportsSource {
     private struct State {
         var allocationDue = true
+        /// The next pass asks again whether unexported Services holding ports still exist.
+        var recheckDue = true
         var failures = 0
         var published: ExportsDocument?
         var lastPublished: Date?
@@ -109,7 +111,10 @@ public final class KubernetesExportsSource: ExportsSource {
             group.addTask {
                 // The periodic pass: ports of Services deleted while unexported are freed.
                 while (try? await Task.sleep(for: self.options.resyncInterval)) != nil {
-                    self.state.withLockedValue { $0.allocationDue = true }
+                    self.state.withLockedValue {
+                        $0.allocationDue = true
+                        $0.recheckDue = true
+                    }
                     changed.yield()
                 }
             }
@@ -138,17 +143,21 @@ public final class KubernetesExportsSource: ExportsSource {
     /// An allocation pass when one is due, then the document.
     private func pass(onUpdate: @Sendable (ExportsDocument) async -> Void, retry: AsyncStream<Duration>.Continuation) async {
         guard services.health.hasSynced, slices.health.hasSynced, !Task.isCancelled else { return }
-        let due = state.withLockedValue { state in
-            defer { state.allocationDue = false }
-            return state.allocationDue
+        let (due, recheck) = state.withLockedValue { state in
+            defer {
+                state.allocationDue = false
+                state.recheckDue = false
+            }
+            return (state.allocationDue, state.recheckDue)
         }
         if due {
             do {
-                try await allocator.reconcile(services.objects)
+                try await allocator.reconcile(services.objects, recheckUnexported: recheck)
                 state.withLockedValue { $0.failures = 0 }
             } catch {
                 guard !Task.isCancelled, !(error is CancellationError) else { return }
                 let failures = state.withLockedValue { state in
+                    state.recheckDue = state.recheckDue || recheck
                     state.failures += 1
                     return state.failures
                 }
