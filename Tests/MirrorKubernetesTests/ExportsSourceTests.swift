@@ -98,6 +98,23 @@ struct KubernetesExportsSourceTests {
         }
     }
 
+    @Test func anUnreachableAPIServerKeepsTheLastDocumentAndIsReported() async throws {
+        try await ExportsLab.with { lab in
+            try await lab.addService("bar")
+            let feed = try lab.start()
+            #expect(await eventually { feed.export("bar")?.ports.first?.gatewayPort != nil })
+            let document = try #require(feed.document)
+            let count = feed.published.count
+            await lab.server.kill()
+            // The periodic pass fails: reported, retried, nothing else changes.
+            #expect(await eventually { feed.source.status.allocator.lastError != nil })
+            #expect(feed.document == document)
+            #expect(feed.published.count == count)
+            #expect(feed.source.allocator.record?.owners.count == 1)
+            await feed.stop()
+        }
+    }
+
     @Test func problemsAreReportedNamingTheService() async throws {
         try await ExportsLab.with { lab in
             try await lab.addService("odd", annotations: [ExportsLab.annotation: "http=20001,junk"])

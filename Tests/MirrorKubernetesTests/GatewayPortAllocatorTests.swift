@@ -326,6 +326,52 @@ struct GatewayPortAllocatorTests {
         }
     }
 
+    // MARK: The pure parts
+
+    @Test func annotationIsReadAsTheImportersReadItAndRefusedAsAWholeWhenUnreadable() {
+        let ports = [ServicePort(name: "http", protocol: .tcp, port: 80), ServicePort(protocol: .udp, port: 53),
+                     ServicePort(protocol: .tcp, port: 53)]
+        #expect(GatewayPortsAnnotation.read("http=20001, 53/UDP=20002", ports: ports) == .entries(["http": 20001, "53/UDP": 20002]))
+        // A bare port number means every protocol of it; a stale entry is ignored.
+        #expect(GatewayPortsAnnotation.read("53=20003,gone=20009", ports: ports) == .entries(["53/UDP": 20003, "53/TCP": 20003]))
+        #expect(GatewayPortsAnnotation.read("", ports: ports) == .entries([:]))
+        for text in ["http", "http=x", "http=70000", "=20001", "53/XTP=20001", "http=20001,http=20002"] {
+            guard case .malformed = GatewayPortsAnnotation.read(text, ports: ports) else {
+                Issue.record("\(text) was read")
+                continue
+            }
+        }
+        #expect(GatewayPortsAnnotation.render([("http", 20001), ("53/UDP", 20002)]) == "http=20001,53/UDP=20002")
+        #expect(GatewayPortsAnnotation.render([]) == nil)
+    }
+
+    @Test func recordRoundTripsAndKeepsWhatItCannotRead() {
+        let data = ["20001": "default/bar/http uid=u1", "20002": "shop/dns/53/UDP", "20003": "junk",
+                    "last-allocated": "20002", "note": "x"]
+        let record = GatewayPortRecord(data: data)
+        #expect(record.owners[20001] == GatewayPortOwner(namespace: "default", name: "bar", portKey: "http", uid: "u1"))
+        #expect(record.owners[20002] == GatewayPortOwner(namespace: "shop", name: "dns", portKey: "53/UDP"))
+        #expect(record.reserved == [20003: "junk"])
+        #expect(!record.isFree(20003))
+        #expect(record.data == data)
+        #expect(record.port(namespace: "default", name: "bar", portKey: "http", uid: "u1") == 20001)
+        #expect(record.port(namespace: "default", name: "bar", portKey: "http", uid: "u2") == nil)
+        #expect(record.port(namespace: "shop", name: "dns", portKey: "53/UDP", uid: "any") == 20002)
+        #expect(record.problems.count == 1)
+    }
+
+    @Test func exportSelectorTextParsesAsTheAPIReadsIt() throws {
+        let selector = try LabelSelector(parsing: "mirror.linkerd.io/exported=true, tier in (a,b),env!=dev,team,!legacy")
+        #expect(try selector.matches(["mirror.linkerd.io/exported": "true", "tier": "a", "team": "x"]))
+        #expect(try !selector.matches(["mirror.linkerd.io/exported": "true", "tier": "a", "team": "x", "env": "dev"]))
+        #expect(try !selector.matches(["mirror.linkerd.io/exported": "true", "tier": "c", "team": "x"]))
+        #expect(try !selector.matches(["mirror.linkerd.io/exported": "true", "tier": "a", "team": "x", "legacy": ""]))
+        #expect(try selector.queryText() == "mirror.linkerd.io/exported=true,tier in (a,b),env notin (dev),team,!legacy")
+        for bad in ["", "a=b,", "a in b", "-a=b", "a=(b"] {
+            #expect(throws: LabelSelectorError.self) { try LabelSelector(parsing: bad) }
+        }
+    }
+
     @Test func anUnreadableRecordEntryKeepsItsPortReserved() async throws {
         try await ExportsLab.with { lab in
             let range = try #require(GatewayPortRange(lower: 20000, upper: 20001))
