@@ -24,6 +24,9 @@ actor DNSComponent: MirrorConsumer {
     private var table: DNSRecordTable?
     /// Names contributed by more than one service at the last full build.
     private var sharedNames: Set<DNSName> = []
+    /// Each cluster's gateway address families at the last update (nil: not known), which
+    /// the A/AAAA of its dual-stack gateway-mode services follow.
+    private var gatewayFamilies: [String: AddressFamilies]?
 
     private init(server: DNSServer, ttl: UInt32, logger: Logger) {
         self.server = server
@@ -85,11 +88,17 @@ actor DNSComponent: MirrorConsumer {
         let clock = ContinuousClock()
         let started = clock.now
         let store = update.store
+        // New gateway families of a cluster change the names of its dual-stack gateway-mode
+        // services, which the change does not list.
+        let families = store.gatewayFamilies
+        var changes = update.changes
+        changes.changedServices.formUnion(DNSRecordTranslator.servicesRefamilied(by: changes, store: store, before: gatewayFamilies ?? [:],
+                                                                                 after: families))
         let next: DNSRecordTable
         let mode: String
         do {
-            if let table, !update.changes.clusterDomainChanged,
-               let patched = try Self.patch(table, sharedNames: sharedNames, to: store, changes: update.changes, ttl: ttl) {
+            if let table, !changes.clusterDomainChanged,
+               let patched = try Self.patch(table, sharedNames: sharedNames, to: store, changes: changes, ttl: ttl) {
                 next = patched
                 mode = "patched"
             } else {
@@ -103,6 +112,7 @@ actor DNSComponent: MirrorConsumer {
             throw error
         }
         table = next
+        gatewayFamilies = families
         server.replaceTable(next)
         logger.info("DNS records updated", metadata: ["revision": "\(store.revision)", "names": "\(next.nameCount)", "table": "\(mode)",
                                                       "bytes": "\(next.byteCount)",
@@ -125,8 +135,9 @@ actor DNSComponent: MirrorConsumer {
         // Most services give two names (their own and a PTR).
         var builder = DNSRecordTableBuilder(zones: try DNSRecordTranslator.zones(for: store, ttl: ttl), expectedNames: store.services.count * 2)
         try builder.add(try DNSRecordTranslator.base(for: store, ttl: ttl))
+        let gateways = store.gatewayFamilies
         for (_, service) in store.services {
-            let fragment = try DNSRecordTranslator.fragment(for: service, zone: store.clusterDomain, ttl: ttl)
+            let fragment = try DNSRecordTranslator.fragment(for: service, zone: store.clusterDomain, gatewayFamilies: gateways, ttl: ttl)
             try builder.add(fragment, head: DNSRecordTranslator.head(of: fragment))
         }
         let shared = builder.repeatedNames
@@ -151,9 +162,10 @@ actor DNSComponent: MirrorConsumer {
         }
         var parts: [DNSTablePart] = []
         var addedNames: Set<DNSName> = []
+        let gateways = store.gatewayFamilies
         for key in changes.addedServices.union(changes.changedServices) {
             guard let service = store.services[key] else { continue }
-            let fragment = try DNSRecordTranslator.fragment(for: service, zone: store.clusterDomain, ttl: ttl)
+            let fragment = try DNSRecordTranslator.fragment(for: service, zone: store.clusterDomain, gatewayFamilies: gateways, ttl: ttl)
             for name in Set(DNSRecordTranslator.names(of: fragment)) {
                 // Given by two of the added services: a build merges their records.
                 guard addedNames.insert(name).inserted else { return nil }

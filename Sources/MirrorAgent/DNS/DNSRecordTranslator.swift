@@ -10,10 +10,15 @@ import MirrorFeed
 /// Translates the mirror state into the record table's plain input, following the
 /// Kubernetes DNS-based service discovery schema for the names the agent owns:
 ///
-/// - `<svc>-<cluster>.<ns>.svc.<zone>` (or `<svc>-federated…`): A/AAAA → mirrored ClusterIPs;
+/// - `<svc>-<cluster>.<ns>.svc.<zone>` (or `<svc>-federated…`): A/AAAA → mirrored ClusterIPs,
+///   of the families that can carry the service's traffic only
+///   (``MirroredService/advertisedFamilies(gatewayFamilies:)``: a v6 ClusterIP whose targets
+///   are all IPv4 is rejected by the rules, so its name answers AAAA with NODATA);
 /// - `_<port>._<proto>.<that name>`: SRV for each named port;
 /// - `<hostname>.<that name>`: A/AAAA for each ready endpoint that has a hostname;
-/// - the reverse name of each ClusterIP: PTR → the service name;
+/// - the reverse name of each ClusterIP, advertised or not: PTR → the service name (an
+///   address seen in a log or conntrack still names its service; the forward name then
+///   simply has no record of that family);
 /// - for federated services, the MCS name `<svc>.<ns>.svc.clusterset.local` (A/AAAA, SRV),
 ///   and `dns-version.clusterset.local TXT "1.0.0"`.
 ///
@@ -25,9 +30,10 @@ enum DNSRecordTranslator {
     /// The whole table content for `store`.
     static func content(for store: MirrorStore, ttl: UInt32) throws -> DNSTableContent {
         var content = try base(for: store, ttl: ttl)
+        let gateways = store.gatewayFamilies
         for key in store.services.keys.sorted() {
             guard let service = store.services[key] else { continue }
-            let part = try fragment(for: service, zone: store.clusterDomain, ttl: ttl)
+            let part = try fragment(for: service, zone: store.clusterDomain, gatewayFamilies: gateways, ttl: ttl)
             content.ownedNames += part.ownedNames
             content.records += part.records
         }
@@ -55,22 +61,28 @@ enum DNSRecordTranslator {
     /// Everything one service contributes (no zones). Every name it creates is listed in
     /// `ownedNames` or owns a record, so removing the service removes exactly these names.
     /// The service's own name comes first in `ownedNames` (see ``head(of:)``).
-    static func fragment(for service: MirroredService, zone: String, ttl: UInt32) throws -> DNSTableContent {
+    ///
+    /// `gatewayFamilies`: every cluster's gateway address families
+    /// (``MirrorStore/gatewayFamilies``), which decide the A/AAAA of gateway-mode services.
+    static func fragment(for service: MirroredService, zone: String, gatewayFamilies: [String: AddressFamilies],
+                         ttl: UInt32) throws -> DNSTableContent {
         var content = DNSTableContent()
         let name = try DNSName(service.dnsName(zone: zone))
-        try addService(service, at: name, ttl: ttl, to: &content)
+        let families = service.advertisedFamilies(gatewayFamilies: gatewayFamilies)
+        try addService(service, at: name, families: families, ttl: ttl, to: &content)
         for ip in service.ips {
             guard let reverse = try reverseName(ip) else { continue }
             content.ownedNames.append(reverse)
             content.records.append(DNSRecord(name: reverse, ttl: ttl, data: .ptr(name)))
         }
+        // Pod names stay: each is one pod's own address, of its own family.
         for endpoint in service.endpoints where endpoint.ready {
             guard let hostname = endpoint.hostname, let data = addressData(endpoint.ip) else { continue }
             content.records.append(DNSRecord(name: try name.prepending(hostname), ttl: ttl, data: data))
         }
         if service.mode == .federated {
             let clusterSetName = try DNSName("\(service.name).\(service.namespace).svc.\(clusterSetZone)")
-            try addService(service, at: clusterSetName, ttl: ttl, to: &content)
+            try addService(service, at: clusterSetName, families: families, ttl: ttl, to: &content)
         }
         return content
     }
@@ -81,8 +93,26 @@ enum DNSRecordTranslator {
         try DNSName(key.dnsName(zone: zone))
     }
 
-    /// The service's own name in a fragment made by ``fragment(for:zone:ttl:)`` (its first
-    /// owned name), the same as ``head(of:zone:)`` for its key.
+    /// The services whose A/AAAA a change alters through their cluster rather than
+    /// themselves: the dual-stack gateway-mode services of every changed or added cluster
+    /// whose gateway families are not those of `before` (what the table was made with).
+    /// A change of liveness alone alters none. Services the change adds or removes are left
+    /// out: they are translated, or dropped, anyway.
+    static func servicesRefamilied(by changes: ChangeSet, store: MirrorStore, before: [String: AddressFamilies],
+                                   after: [String: AddressFamilies]) -> Set<ServiceKey> {
+        let clusters = changes.changedClusters.union(changes.addedClusters).filter { before[$0] != after[$0] }
+        guard !clusters.isEmpty else { return [] }
+        var keys = Set<ServiceKey>()
+        for service in store.services.values where service.mode == .gateway {
+            guard let cluster = service.cluster, clusters.contains(cluster), service.clusterIPFamilies == .both else { continue }
+            keys.insert(service.key)
+        }
+        return keys.subtracting(changes.addedServices).subtracting(changes.removedServices)
+    }
+
+    /// The service's own name in a fragment made by
+    /// ``fragment(for:zone:gatewayFamilies:ttl:)`` (its first owned name), the same as
+    /// ``head(of:zone:)`` for its key.
     static func head(of fragment: DNSTableContent) -> DNSName? {
         fragment.ownedNames.first
     }
@@ -92,12 +122,21 @@ enum DNSRecordTranslator {
         fragment.ownedNames + fragment.records.map(\.name)
     }
 
-    /// The service name itself (owned even without addresses), its A/AAAA and SRV records,
-    /// and the `_<proto>` names between them.
-    private static func addService(_ service: MirroredService, at name: DNSName, ttl: UInt32, to content: inout DNSTableContent) throws {
+    /// The service name itself (owned even without addresses), its A/AAAA records of
+    /// `families`, its SRV records (whose target, the name, then resolves to those families
+    /// only), and the `_<proto>` names between them.
+    private static func addService(_ service: MirroredService, at name: DNSName, families: AddressFamilies, ttl: UInt32,
+                                   to content: inout DNSTableContent) throws {
         content.ownedNames.append(name)
         for ip in service.ips {
-            if let data = addressData(ip) { content.records.append(DNSRecord(name: name, ttl: ttl, data: data)) }
+            switch addressData(ip) {
+            case .a(let bytes)? where families.contains(.v4):
+                content.records.append(DNSRecord(name: name, ttl: ttl, data: .a(bytes)))
+            case .aaaa(let bytes)? where families.contains(.v6):
+                content.records.append(DNSRecord(name: name, ttl: ttl, data: .aaaa(bytes)))
+            default:
+                continue
+            }
         }
         for port in service.ports {
             guard let portName = port.name, !portName.isEmpty else { continue }
