@@ -28,7 +28,8 @@ struct StatusReport {
         })
         out += "\n" + Self.table(header: ["SERVICE", "MODE", "CLUSTERIP:PORT", "TARGETS", "PACKETS", "BYTES"], rows: status.services.flatMap { service in
             service.routes.enumerated().map { index, route in
-                [index == 0 ? service.dnsName : "", index == 0 ? service.mode : "", route.frontend,
+                [index == 0 ? service.dnsName : "", index == 0 ? service.mode : "",
+                 route.frontend + (route.notInDNS.map { " (\($0): not in DNS)" } ?? ""),
                  route.targets.isEmpty ? "REJECT (no live target)" : route.targets.joined(separator: ","),
                  index == 0 ? service.packets.map(String.init) ?? "-" : "", index == 0 ? service.bytes.map(String.init) ?? "-" : ""]
             }

@@ -73,6 +73,9 @@ struct AgentStatus: Codable, Sendable {
         var frontend: String
         /// Empty when the port is rejected (no live target).
         var targets: [String]
+        /// Why DNS does not give this ClusterIP out (`no v6 targets`: its family has no target
+        /// even when everything is up); nil when it does, and from older agents.
+        var notInDNS: String? = nil
     }
 
     struct Part: Codable, Sendable {
@@ -118,12 +121,15 @@ extension AgentStatus {
                         alive: cluster.gateway?.alive ?? true, masquerade: cluster.masquerade,
                         services: counts[cluster.name] ?? 0)
         }
+        let gatewayFamilies = store.gatewayFamilies
         let services = store.services.values.sorted { $0.key < $1.key }.map { service in
             let rules = RulesTranslator.rules(for: service, clusters: store.clusters)
+            let advertised = service.advertisedFamilies(gatewayFamilies: gatewayFamilies)
             let routes = rules.flatMap { rule in
                 rule.addresses.map { address in
                     Route(frontend: Self.endpoint(address, rule.port) + "/" + (L4Protocol.allCases.first { $0.number == rule.proto }?.rawValue ?? "\(rule.proto)"),
-                          targets: rule.targets.map { Self.endpoint($0.address, $0.port) })
+                          targets: rule.targets.map { Self.endpoint($0.address, $0.port) },
+                          notInDNS: Self.dnsNote(address, advertised: advertised))
                 }
             }
             let counter = counters[service.key.description]
@@ -131,6 +137,13 @@ extension AgentStatus {
                                packets: counter?.packets, bytes: counter?.bytes)
         }
         return (clusters, services)
+    }
+
+    /// `no v6 targets` for a ClusterIP of a family DNS does not give out (see
+    /// ``MirroredService/advertisedFamilies(gatewayFamilies:)``), nil otherwise.
+    private static func dnsNote(_ address: IPAddress, advertised: AddressFamilies) -> String? {
+        let family: AddressFamilies = address.family == .ip ? .v4 : .v6
+        return advertised.contains(family) ? nil : "no \(family) targets"
     }
 
     private static func endpoint(_ address: IPAddress, _ port: UInt16) -> String {
