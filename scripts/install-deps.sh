@@ -11,6 +11,8 @@ packages=(
 packages+=(python3 time)
 # MirrorKubernetesTests: pip for kmock (below), openssl for their test certificates.
 packages+=(python3-pip openssl)
+# e2e/transparent.sh: kube-proxy's iptables mode, emulated with iptables-nft.
+packages+=(iptables)
 
 missing=()
 for p in "${packages[@]}"; do

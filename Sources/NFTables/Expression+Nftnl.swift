@@ -181,6 +181,14 @@ extension Expression {
             sink.add("masq") {
                 nftnl_expr_set_u32($0, attribute(NFTNL_EXPR_MASQ_FLAGS), 0x10) // NF_NAT_RANGE_PROTO_RANDOM_FULLY
             }
+        case .socketPresent:
+            // As nft encodes `socket transparent 0`: the lookup fails the rule when there is
+            // no socket; otherwise the socket's IP_TRANSPARENT flag (one byte) is compared.
+            sink.add("socket") {
+                nftnl_expr_set_u32($0, attribute(NFTNL_EXPR_SOCKET_KEY), number(NFT_SOCKET_TRANSPARENT))
+                nftnl_expr_set_u32($0, attribute(NFTNL_EXPR_SOCKET_DREG), Register.one)
+            }
+            sink.compare(number(NFT_CMP_EQ), register: Register.one, [0])
         case .notrack:
             sink.add("notrack") { _ in }
         case .counter:

@@ -37,6 +37,10 @@ public enum Expression: Hashable, Sendable {
     /// new flows from many pods to a few targets do not race for the same port and lose
     /// packets to conntrack insert failures (why kube-proxy switched too).
     case masquerade
+    /// `socket transparent 0`: a local socket exists for the packet (looked up by its
+    /// addresses and ports; in the output hook, the sending socket). With it, a rule applies
+    /// only while some process listens — the kernel itself falls back when it is gone.
+    case socketPresent
     case notrack
     case counter
     /// `accept`: ends this chain's evaluation of the packet (later hooks still run).
@@ -66,6 +70,7 @@ public enum Expression: Hashable, Sendable {
         case .rejectWithTCPReset: return "reject with tcp reset"
         case .rejectPortUnreachable: return family == .ip ? "reject with icmp port-unreachable" : "reject with icmpv6 port-unreachable"
         case .masquerade: return "masquerade fully-random"
+        case .socketPresent: return "socket transparent 0"
         case .notrack: return "notrack"
         case .counter: return "counter"
         case .accept: return "accept"

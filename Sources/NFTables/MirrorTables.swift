@@ -100,6 +100,10 @@ public struct MirrorTables: Sendable {
     /// Whether ``services`` is kept (``setRules(_:forService:)`` and ``set(_:for:)`` need it).
     public let remembersRules: Bool
     public private(set) var dnsAddresses: [IPAddress]
+    /// Cluster DNS addresses the agent answers on only while its socket exists (transparent
+    /// mode): NOTRACK for queries only when a local socket takes them, so with the agent gone
+    /// they are tracked again and kube-proxy's DNAT sends them to the cluster DNS.
+    public private(set) var interceptedDNS: [IPAddress]
     private var masqueradeUsers: [TableID: UseCounts] = [:]
     /// Ports using each `balance-N` chain, per table: beyond the standing counts, the chain
     /// exists while N has users.
@@ -108,12 +112,16 @@ public struct MirrorTables: Sendable {
     /// (zero once used, or when not building in bulk).
     private var expectedPorts = 0
 
-    /// An empty layout (no services) with NOTRACK for `dnsAddresses`.
-    public init(role: Role = .node, dnsAddresses: [IPAddress] = [], rememberingRules: Bool = true) {
+    /// An empty layout (no services) with NOTRACK for `dnsAddresses` and, while a socket
+    /// takes them, for queries to `interceptedDNS`.
+    public init(role: Role = .node, dnsAddresses: [IPAddress] = [], interceptedDNS: [IPAddress] = [], rememberingRules: Bool = true) {
         self.role = role
         self.dnsAddresses = dnsAddresses
+        self.interceptedDNS = interceptedDNS
         remembersRules = rememberingRules
-        desired = Ruleset(tables: role.tableIDs.map { Self.skeleton($0, dns: dnsAddresses, allowedSources: role.allowedSources) })
+        desired = Ruleset(tables: role.tableIDs.map {
+            Self.skeleton($0, dns: dnsAddresses, intercepted: interceptedDNS, allowedSources: role.allowedSources)
+        })
     }
 
     /// A layout holding `rules`.
@@ -132,8 +140,8 @@ public struct MirrorTables: Sendable {
     ///     ``setRules(_:forService:)`` can take them out again; without, each service must
     ///     appear once in `services`, and changes go through ``replaceRules(_:with:)``.
     public init(role: Role = .node, services: some Sequence<[ServicePortRule]>, expectedPorts: Int, dnsAddresses: [IPAddress] = [],
-                rememberingRules: Bool = true) {
-        self.init(role: role, dnsAddresses: dnsAddresses, rememberingRules: rememberingRules)
+                interceptedDNS: [IPAddress] = [], rememberingRules: Bool = true) {
+        self.init(role: role, dnsAddresses: dnsAddresses, interceptedDNS: interceptedDNS, rememberingRules: rememberingRules)
         if rememberingRules { self.services.reserveCapacity(expectedPorts) }
         self.expectedPorts = expectedPorts
         var scope = DiffScope()
@@ -191,13 +199,14 @@ public struct MirrorTables: Sendable {
         return setRules(rules, forService: service)
     }
 
-    /// Changes the DNS listener addresses that get NOTRACK.
+    /// Changes the DNS listener addresses that get NOTRACK (and the intercepted ones).
     @discardableResult
-    public mutating func setDNSAddresses(_ addresses: [IPAddress]) -> DiffScope {
+    public mutating func setDNSAddresses(_ addresses: [IPAddress], intercepted: [IPAddress]? = nil) -> DiffScope {
         dnsAddresses = addresses
+        if let intercepted { interceptedDNS = intercepted }
         var scope = DiffScope()
         for id in role.tableIDs {
-            let fresh = Self.skeleton(id, dns: addresses, allowedSources: role.allowedSources)
+            let fresh = Self.skeleton(id, dns: addresses, intercepted: interceptedDNS, allowedSources: role.allowedSources)
             for chain in ["raw-prerouting", "raw-output"] {
                 scope.record(id, chain: chain, previous: desired.tables[id]?.rules[chain] ?? [])
                 desired.tables[id]?.rules[chain] = fresh.rules[chain]
@@ -307,7 +316,7 @@ public struct MirrorTables: Sendable {
     }
 
     /// The fixed part of a table: sets, base chains and their rules.
-    static func skeleton(_ id: TableID, dns: [IPAddress], allowedSources: [IPPrefix]?) -> Table {
+    static func skeleton(_ id: TableID, dns: [IPAddress], intercepted: [IPAddress] = [], allowedSources: [IPPrefix]?) -> Table {
         let family = id.family
         let slot: [DataType] = [family.addressType, .inetProto, .inetService]
         var table = Table(id: id)
@@ -340,8 +349,22 @@ public struct MirrorTables: Sendable {
         table.add(Chain(name: "nat-postrouting", base: BaseChain(kind: .nat, hook: .postrouting, priority: 100)), rules: masquerade)
         table.add(Chain(name: "filter-prerouting", base: BaseChain(kind: .filter, hook: .prerouting, priority: priority)), rules: reject)
         table.add(Chain(name: "filter-output", base: BaseChain(kind: .filter, hook: .output, priority: priority)), rules: reject)
-        table.add(Chain(name: "raw-prerouting", base: BaseChain(kind: .filter, hook: .prerouting, priority: -300)), rules: notrack)
-        table.add(Chain(name: "raw-output", base: BaseChain(kind: .filter, hook: .output, priority: -300)), rules: notrack)
+        // Intercepted cluster DNS: queries arriving for it are untracked (so kube-proxy's DNAT,
+        // which needs conntrack, skips them) only while a local socket takes them; replies
+        // from the agent are untracked always. Queries from this host itself are left alone:
+        // in the output hook the socket found would be the sender's own.
+        var interceptIn: [Rule] = []
+        var interceptOut: [Rule] = []
+        for address in intercepted where address.family == family {
+            for proto: UInt8 in [17, 6] {
+                interceptIn.append(Rule(family: family, [.address(.destination, address), .l4proto(proto), .port(.destination, 53), .socketPresent, .notrack],
+                                        comment: "cluster dns, while the agent listens"))
+                interceptOut.append(Rule(family: family, [.address(.source, address), .l4proto(proto), .port(.source, 53), .notrack],
+                                         comment: "cluster dns replies"))
+            }
+        }
+        table.add(Chain(name: "raw-prerouting", base: BaseChain(kind: .filter, hook: .prerouting, priority: -300)), rules: notrack + interceptIn)
+        table.add(Chain(name: "raw-output", base: BaseChain(kind: .filter, hook: .output, priority: -300)), rules: notrack + interceptOut)
         for count in standingBalanceCounts {
             table.add(Chain(name: balanceChain(count)), rules: [balanceRule(count: count, family: family)])
         }

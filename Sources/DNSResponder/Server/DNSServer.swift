@@ -19,15 +19,17 @@ import NIOPosix
 public final class DNSServer: Sendable {
     private let states: [NIOLoopBound<DNSLoopState>]
     private let upstreamHealth: DNSUpstreamHealthBoard
+    private let cache: DNSSharedResponseCache
     private let channels: [any Channel]
     private let readers: [DNSDatagramReader]
     /// The addresses actually bound (with the real port when 0 was asked).
     public let localAddresses: [SocketAddress]
 
-    private init(states: [NIOLoopBound<DNSLoopState>], upstreamHealth: DNSUpstreamHealthBoard, channels: [any Channel],
-                 readers: [DNSDatagramReader], localAddresses: [SocketAddress]) {
+    private init(states: [NIOLoopBound<DNSLoopState>], upstreamHealth: DNSUpstreamHealthBoard, cache: DNSSharedResponseCache,
+                 channels: [any Channel], readers: [DNSDatagramReader], localAddresses: [SocketAddress]) {
         self.states = states
         self.upstreamHealth = upstreamHealth
+        self.cache = cache
         self.channels = channels
         self.readers = readers
         self.localAddresses = localAddresses
@@ -36,15 +38,17 @@ public final class DNSServer: Sendable {
     /// Binds every listener and starts serving `table` (nil: SERVFAIL until the first
     /// ``replaceTable(_:)``).
     ///
+    /// - Parameter sharing: another server (other listen addresses, same upstreams) whose
+    ///   forwarding cache and upstream health this one uses too.
     /// - Throws: ``DNSServerError`` naming the address that could not be bound.
     public static func start(configuration: DNSServerConfiguration, table: DNSRecordTable?, group: MultiThreadedEventLoopGroup,
-                             logger: Logger) async throws -> DNSServer {
+                             sharing: DNSServer? = nil, logger: Logger) async throws -> DNSServer {
         let loops = Array(group.makeIterator())
         var states: [NIOLoopBound<DNSLoopState>] = []
         var statesByLoop: [ObjectIdentifier: NIOLoopBound<DNSLoopState>] = [:]
         let processor = DNSQueryProcessor(access: configuration.access)
-        let cache = DNSSharedResponseCache(capacity: configuration.forwarding.cacheEntries)
-        let health = DNSUpstreamHealthBoard(upstreams: configuration.forwarding.upstreams)
+        let cache = sharing?.cache ?? DNSSharedResponseCache(capacity: configuration.forwarding.cacheEntries)
+        let health = sharing?.upstreamHealth ?? DNSUpstreamHealthBoard(upstreams: configuration.forwarding.upstreams)
         for loop in loops {
             let state = try await loop.submit {
                 NIOLoopBound(DNSLoopState(answerer: DNSAnswerer(table: table, processor: processor, cache: cache),
@@ -105,7 +109,7 @@ public final class DNSServer: Sendable {
         logger.info("serving DNS", metadata: ["addresses": "\(bound.map { "\($0)" }.joined(separator: ", "))",
                                                "loops": "\(loops.count)", "udp": "\(configuration.udpReading)",
                                                "upstreams": "\(configuration.forwarding.upstreams.count)"])
-        return DNSServer(states: states, upstreamHealth: health, channels: channels, readers: readers, localAddresses: bound)
+        return DNSServer(states: states, upstreamHealth: health, cache: cache, channels: channels, readers: readers, localAddresses: bound)
     }
 
     /// One UDP socket on `loop`, sharing `address` with the other loops' (SO_REUSEPORT).

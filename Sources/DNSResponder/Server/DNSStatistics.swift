@@ -15,7 +15,8 @@ public struct DNSStatistics: Sendable, Equatable {
 
     public init() {}
 
-    mutating func add(_ other: DNSStatistics) {
+    /// Adds `other`'s query counters (not its upstreams) to these.
+    public mutating func add(_ other: DNSStatistics) {
         answeredByCode.merge(other.answeredByCode, uniquingKeysWith: +)
         cacheHits += other.cacheHits
         forwarded += other.forwarded

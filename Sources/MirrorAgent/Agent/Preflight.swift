@@ -24,9 +24,12 @@ struct Preflight {
     var feed: String?
     /// PEM files whose certificates are checked for expiry.
     var certificates: [String] = []
+    /// Cluster DNS addresses the agent should intercept (transparent mode).
+    var intercepted: [String] = []
 
     func run() async -> [Result] {
         var results = [privileges(), nftables()]
+        for address in intercepted { results.append(interception(address)) }
         for listen in dnsListen { results.append(portFree(listen)) }
         for upstream in upstreams { results.append(upstreamAnswers(upstream)) }
         if let feed { results.append(await feedReachable(feed)) }
@@ -82,6 +85,44 @@ struct Preflight {
         } catch {
             return Result(name: "nf_tables", passed: false, detail: "\(error)")
         }
+    }
+
+    /// Transparent mode for `text`: the kernel holds the socket-conditional NOTRACK rules
+    /// (fail-open armed: with no agent socket the cluster DNS answers), and whether the agent
+    /// is listening on it right now.
+    private func interception(_ text: String) -> Result {
+        let name = "transparent DNS \(text)"
+        guard let address = IPAddress(text) else { return Result(name: name, passed: false, detail: "not an IP address") }
+        let expected = MirrorTables(interceptedDNS: [address]).desired
+        do {
+            let backend = try KernelRulesetBackend()
+            defer { backend.close() }
+            let kernel = try backend.read(MirrorTables.tableIDs).ruleset
+            let armed = expected.tables.allSatisfy { id, table in
+                let present = Set((kernel[id]?.rules["raw-prerouting"] ?? []).map(\.storedComment))
+                return (table.rules["raw-prerouting"] ?? []).allSatisfy { present.contains($0.storedComment) }
+            }
+            guard armed else {
+                return Result(name: name, passed: false,
+                              detail: "no intercept rules for \(text) in the mirror-agent tables: the agent runs without --intercept-cluster-dns \(text), or has applied no state yet; queries go to the cluster DNS")
+            }
+            let listening = Self.udpPortTaken(address)
+            return Result(name: name, passed: true,
+                          detail: "fail-open armed (queries are untracked only while a socket takes them); "
+                              + (listening ? "the agent answers on it" : "no socket now: the cluster DNS answers (kube-proxy's DNAT)"))
+        } catch {
+            return Result(name: name, passed: false, detail: "\(error)")
+        }
+    }
+
+    /// Whether something holds UDP port 53 of `address` (a bind fails with EADDRINUSE).
+    private static func udpPortTaken(_ address: IPAddress) -> Bool {
+        guard let socketAddress = try? SocketAddress(ipAddress: "\(address)", port: 53) else { return false }
+        let fd = socket(Int32(socketAddress.protocol.rawValue), Int32(SOCK_DGRAM.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        let status = socketAddress.withSockAddr { pointer, length in bind(fd, pointer, socklen_t(length)) }
+        return status != 0 && errno == EADDRINUSE
     }
 
     private func portFree(_ listen: String) -> Result {

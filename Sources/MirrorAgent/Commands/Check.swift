@@ -54,6 +54,9 @@ struct Check: AsyncParsableCommand {
     @Option(name: .customLong("certificate"), help: ArgumentHelp("Preflight: a PEM certificate or CA bundle in use (--tls-cert, --ca, --client-ca; repeatable). Warns when one expires within 7 days, fails when one has expired.", valueName: "file"))
     var certificates: [String] = []
 
+    @Option(name: .customLong("intercept-cluster-dns"), help: ArgumentHelp("Preflight: a cluster DNS ClusterIP the agent intercepts (run --intercept-cluster-dns): whether its fail-open rules are in the kernel and the agent answers on it (repeatable).", valueName: "ip"))
+    var interceptClusterDNS: [String] = []
+
     @Flag(help: "Check the local cluster's Links instead of the node: credentials, remote API, gateway probes.")
     var links = false
 
@@ -75,7 +78,8 @@ struct Check: AsyncParsableCommand {
     func validate() throws {
         if links {
             let preflight: [(String, Bool)] = [("--state", state != nil), ("--dns-listen", !dnsListen.isEmpty), ("--upstream", !upstream.isEmpty),
-                                               ("--feed", feed != nil), ("--certificate", !certificates.isEmpty)]
+                                               ("--feed", feed != nil), ("--certificate", !certificates.isEmpty),
+                                               ("--intercept-cluster-dns", !interceptClusterDNS.isEmpty)]
             if let flag = preflight.first(where: \.1)?.0 { throw ValidationError("--links checks the Links only; run \(flag) in a separate check") }
             guard requestTimeout > 0 else { throw ValidationError("--request-timeout must be at least 1 second") }
             return
@@ -115,7 +119,8 @@ struct Check: AsyncParsableCommand {
             return
         }
         guard let path = state else {
-            try Self.report(await Preflight(dnsListen: dnsListen, upstreams: upstream, feed: feed, certificates: certificates).run())
+            try Self.report(await Preflight(dnsListen: dnsListen, upstreams: upstream, feed: feed, certificates: certificates,
+                                            intercepted: interceptClusterDNS).run())
             return
         }
         let parsed: MirrorState

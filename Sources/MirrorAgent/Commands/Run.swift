@@ -6,6 +6,7 @@ import NIOCore
 import ServiceLifecycle
 import MirrorModel
 import MirrorFeed
+import NFTables
 
 /// `mirror-agent run`: the node agent (DNS + nftables, driven by the feed).
 struct Run: AsyncParsableCommand {
@@ -51,6 +52,9 @@ struct Run: AsyncParsableCommand {
 
     func validate() throws {
         if rules.cleanup { return }
+        if !dns.interceptClusterDNS.isEmpty, rules.noNftables || dns.disabled {
+            throw ValidationError("--intercept-cluster-dns needs nftables and DNS (it cannot be combined with --no-nftables or --no-dns)")
+        }
         if !rules.isOneShot { try dns.requireUpstream() }
         guard let feed else { throw ValidationError("--feed is required: https://HOST:PORT, http://HOST:PORT or file:PATH") }
         if try feedClient.endpoint(for: feed) == nil { _ = try sourceLocation() }
@@ -67,23 +71,34 @@ struct Run: AsyncParsableCommand {
         let logger = logging.makeLogger(label: "mirror-agent.run")
         let arenas = mirror_agent_heap_arena_cap()
         logger.debug("heap arenas", metadata: ["cap": "\(arenas == 0 ? "MALLOC_ARENA_MAX or glibc default" : "\(arenas)")"])
-        if try await rules.runOneShot(statePath: try? sourceLocation(), logger: logger) { return }
+        let intercepted = try dns.interceptedAddresses()
+        if try await rules.runOneShot(statePath: try? sourceLocation(), interceptedDNS: intercepted, logger: logger) { return }
         guard let feed else { throw ValidationError("--feed is required") }
 
+        // On a node with no DNS flags: NodeLocal DNSCache's link-local address on the interface.
+        let dnsAddresses = rules.dnsAddresses.isEmpty && dns.listen.isEmpty && !rules.noNftables && !dns.disabled
+            ? [DNSOptions.linkLocalAddress] : rules.dnsAddresses
         if !rules.noNftables {
             do {
-                try NodeAgent.setUpDNSInterface(node.dnsInterface, addresses: rules.dnsAddresses, logger: logger)
+                try NodeAgent.setUpDNSInterface(node.dnsInterface, addresses: dnsAddresses + intercepted.map { "\($0)" }, logger: logger)
             } catch {
                 printError("mirror-agent run: cannot set up DNS interface \(node.dnsInterface): \(error)")
                 throw ExitCode(1)
             }
         }
-        let rulesComponent = try rules.makeConsumer(logger: logger) as? RulesComponent
+        let rulesComponent = try rules.makeConsumer(dnsAddresses: dnsAddresses.compactMap(IPAddress.init), interceptedDNS: intercepted,
+                                                    logger: logger)
         let board = StatusBoard(source: "", parts: [:], metrics: AgentMetrics(serviceSeriesLimit: node.metricsServiceLimit))
         let upstreams = dns.upstream.joined(separator: ", ")
-        let dnsPart = dns.disabled ? nil : DeferredDNS(options: dns, logger: logger) { component in
-            await board.recordDetail(part: "dns", "listen", component.localAddresses.map { "\($0)" }.joined(separator: ", "))
+        let dnsPart = dns.disabled ? nil : DeferredDNS(
+            options: dns, addresses: try dns.listenAddresses(dnsAddresses: dnsAddresses, nftables: !rules.noNftables),
+            intercepted: try dns.interceptedListenAddresses(), logger: logger
+        ) { component in
+            await board.recordDetail(part: "dns", "listen", await component.localAddresses.map { "\($0)" }.joined(separator: ", "))
             await board.recordDetail(part: "dns", "upstreams", upstreams)
+        }
+        if !intercepted.isEmpty {
+            await board.recordDetail(part: "dns", "mode", "transparent: answers \(intercepted.map { "\($0)" }.joined(separator: ", ")) while running; the cluster DNS answers them when it is not")
         }
         // nftables first: a name is answered only once its ClusterIP is routed.
         var parts: [NodeAgent.Part] = []
@@ -99,6 +114,9 @@ struct Run: AsyncParsableCommand {
         if let dnsPart { await board.setDNSStatisticsSource { await dnsPart.statistics() } }
         if let rulesComponent { await board.setFlowStatisticsSource { await rulesComponent.flowStatistics() } }
         let agent = NodeAgent(board: board, parts: parts, logger: logger)
+        // With nothing to answer from after a moment, answer by forwarding (never leave pods
+        // pointed at this agent without DNS).
+        if let dnsPart { Task { await dnsPart.forwardIfNoState(after: .seconds(2)) } }
 
         let admin: Channel?
         do {
@@ -143,7 +161,7 @@ struct Run: AsyncParsableCommand {
                     logger.error("could not remove nftables tables", metadata: ["error": "\(error)"])
                 }
             }
-            NodeAgent.tearDownDNSInterface(node.dnsInterface, addresses: rules.dnsAddresses, logger: logger)
+            NodeAgent.tearDownDNSInterface(node.dnsInterface, addresses: dnsAddresses + intercepted.map { "\($0)" }, logger: logger)
         }
     }
 }

@@ -18,7 +18,18 @@ import MirrorFeed
 /// name's records as a whole. A state that cannot be translated is reported and the
 /// previous table keeps answering.
 actor DNSComponent: MirrorConsumer {
-    private let server: DNSServer
+    /// One listen address and the server bound to it (one per address, so each has its own
+    /// counters), all answering from the same table on the same threads.
+    struct Listener: Sendable {
+        var address: SocketAddress
+        /// A cluster DNS address answered in transparent mode (`--intercept-cluster-dns`).
+        var intercepted: Bool
+        var server: DNSServer
+    }
+
+    private var listeners: [Listener] = []
+    private let group: MultiThreadedEventLoopGroup
+    private let configuration: DNSServerConfiguration
     private let ttl: UInt32
     private let logger: Logger
     private var table: DNSRecordTable?
@@ -28,60 +39,114 @@ actor DNSComponent: MirrorConsumer {
     /// the A/AAAA of its dual-stack gateway-mode services follow.
     private var gatewayFamilies: [String: AddressFamilies]?
 
-    private init(server: DNSServer, ttl: UInt32, logger: Logger) {
-        self.server = server
+    private init(group: MultiThreadedEventLoopGroup, configuration: DNSServerConfiguration, ttl: UInt32, logger: Logger) {
+        self.group = group
+        self.configuration = configuration
         self.ttl = ttl
         self.logger = logger
     }
 
-    /// Binds the DNS listeners described by `options`; nil when DNS is disabled.
+    /// Binds the DNS listeners on `addresses`; nil when DNS is disabled.
     ///
     /// With `initial`, the listeners open already holding its records: during a rolling
     /// restart the new agent shares the port (SO_REUSEPORT) and must never answer a mirrored
     /// name from an empty table (it would forward it, and the upstream says NXDOMAIN).
+    /// Without, they open with no mirrored name at all and forward every query.
     /// `prebuilt`: the table for `initial`, already built by ``buildTable(_:ttl:)`` (so the
     /// agent can build it while nftables is being programmed).
-    static func start(options: DNSOptions, initial: MirrorUpdate? = nil, prebuilt: (DNSRecordTable, Set<DNSName>)? = nil,
-                      logger: Logger) async throws -> DNSComponent? {
+    static func start(options: DNSOptions, addresses: [SocketAddress], initial: MirrorUpdate? = nil,
+                      prebuilt: (DNSRecordTable, Set<DNSName>)? = nil, logger: Logger) async throws -> DNSComponent? {
         guard !options.disabled else { return nil }
-        let configuration = DNSServerConfiguration(listen: try options.listenAddresses(), access: try options.accessList(),
+        let configuration = DNSServerConfiguration(listen: addresses, access: try options.accessList(),
                                                    forwarding: DNSForwardingConfiguration(upstreams: try options.upstreamAddresses()),
                                                    udpReading: options.udpReading)
-        var table: DNSRecordTable?
+        var table: DNSRecordTable
         var shared: Set<DNSName> = []
         if let prebuilt {
             (table, shared) = prebuilt
-        } else if let initial {
+        } else {
             let clock = ContinuousClock()
             let started = clock.now
-            (table, shared) = try Self.buildTable(initial.store, ttl: options.ttl)
-            logger.info("DNS records built", metadata: ["revision": "\(initial.store.revision)", "names": "\(table?.nameCount ?? 0)",
-                                                        "bytes": "\(table?.byteCount ?? 0)", "took": "\(clock.now - started)"])
+            (table, shared) = try Self.buildTable(initial?.store ?? MirrorStore(), ttl: options.ttl)
+            if let initial {
+                logger.info("DNS records built", metadata: ["revision": "\(initial.store.revision)", "names": "\(table.nameCount)",
+                                                            "bytes": "\(table.byteCount)", "took": "\(clock.now - started)"])
+            }
         }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: options.threadCount)
-        let server = try await DNSServer.start(configuration: configuration, table: table, group: group, logger: logger)
-        let component = DNSComponent(server: server, ttl: options.ttl, logger: logger)
-        if let table { await component.adopt(table, sharedNames: shared) }
+        let component = DNSComponent(group: group, configuration: configuration, ttl: options.ttl, logger: logger)
+        await component.adopt(table, sharedNames: shared)
+        do {
+            try await component.open(addresses, intercepted: false)
+        } catch {
+            try? await group.shutdownGracefully()
+            throw error
+        }
         return component
     }
 
-    /// Query counters since start.
+    /// Binds more listeners (the intercepted cluster DNS addresses, once a state is known),
+    /// answering from the current table. All or nothing: on failure none stays open.
+    func open(_ addresses: [SocketAddress], intercepted: Bool) async throws {
+        var opened: [Listener] = []
+        do {
+            for address in addresses {
+                var configuration = self.configuration
+                configuration.listen = [address]
+                let server = try await DNSServer.start(configuration: configuration, table: table, group: group,
+                                                       sharing: (listeners + opened).first?.server, logger: logger)
+                for bound in server.localAddresses {
+                    opened.append(Listener(address: bound, intercepted: intercepted, server: server))
+                }
+            }
+        } catch {
+            for listener in opened { await listener.server.close() }
+            throw error
+        }
+        listeners += opened
+    }
+
+    /// Query counters since start, over every listener.
     func statistics() async -> DNSStatistics {
-        await server.statistics()
+        var total = DNSStatistics()
+        var seen = Set<ObjectIdentifier>()
+        for listener in listeners where seen.insert(ObjectIdentifier(listener.server)).inserted {
+            let part = await listener.server.statistics()
+            total.add(part)
+            // Shared by every listener's server.
+            total.upstreams = part.upstreams
+        }
+        return total
+    }
+
+    /// Queries answered per listen address.
+    func statisticsByListener() async -> [(address: SocketAddress, intercepted: Bool, statistics: DNSStatistics)] {
+        var result: [(address: SocketAddress, intercepted: Bool, statistics: DNSStatistics)] = []
+        for listener in listeners { result.append((listener.address, listener.intercepted, await listener.server.statistics())) }
+        return result
     }
 
     /// Closes the listeners: the kernel then steers new queries to the other agent sharing
-    /// the port (rolling restart) instead of to a process about to exit.
+    /// the port (rolling restart), or — for an intercepted address — back to the cluster DNS.
     func close() async {
-        await server.close()
+        for listener in listeners { await listener.server.close() }
     }
 
     /// The bound addresses (ports resolved).
-    nonisolated var localAddresses: [SocketAddress] { server.localAddresses }
+    var localAddresses: [SocketAddress] { listeners.map(\.address) }
 
     private func adopt(_ table: DNSRecordTable, sharedNames: Set<DNSName>) {
         self.table = table
         self.sharedNames = sharedNames
+        for listener in listeners { listener.server.replaceTable(table) }
+    }
+
+    /// Replaces the table with one built for `update`'s whole state (the first state after
+    /// answering with none).
+    func rebuild(_ update: MirrorUpdate) throws {
+        let (next, shared) = try Self.buildTable(update.store, ttl: ttl)
+        adopt(next, sharedNames: shared)
+        logger.info("DNS records loaded", metadata: ["revision": "\(update.store.revision)", "names": "\(next.nameCount)"])
     }
 
     func apply(_ update: MirrorUpdate) async throws {
@@ -113,7 +178,7 @@ actor DNSComponent: MirrorConsumer {
         }
         table = next
         gatewayFamilies = families
-        server.replaceTable(next)
+        for listener in listeners { listener.server.replaceTable(next) }
         logger.info("DNS records updated", metadata: ["revision": "\(store.revision)", "names": "\(next.nameCount)", "table": "\(mode)",
                                                       "bytes": "\(next.byteCount)",
                                                       "took": "\(clock.now - started)"])

@@ -1,13 +1,18 @@
 import ArgumentParser
 import DNSResponder
+import NFTables
 import NIOCore
 import NIOPosix
 
 /// The `run` flags for the DNS responder.
 struct DNSOptions: ParsableArguments {
     @Option(name: .customLong("dns-listen"),
-            help: ArgumentHelp("Address to answer DNS on, UDP and TCP (repeatable). Pods' resolv.conf should point here. 0.0.0.0 or [::] means every local address present at start.", valueName: "addr:port"))
-    var listen: [String] = ["127.0.0.1:53"]
+            help: ArgumentHelp("Address to answer DNS on, UDP and TCP (repeatable). 0.0.0.0 or [::] means every local address present at start. Default: the --dns-address addresses (169.254.20.11 when none is given), or 127.0.0.1:53 with --no-nftables.", valueName: "addr:port"))
+    var listen: [String] = []
+
+    @Option(name: .customLong("intercept-cluster-dns"),
+            help: ArgumentHelp("Transparent mode: also answer queries sent to this cluster DNS ClusterIP (kube-dns), so pods keep their resolv.conf (repeatable, IPv4 and IPv6). While the agent's socket exists the kernel hands it those queries; when it is gone (crash, SIGKILL, eviction) they go to the cluster DNS again through kube-proxy, by the kernel alone. --upstream must then be another address (deploy/'s kube-dns-upstream Service).", valueName: "ip"))
+    var interceptClusterDNS: [String] = []
 
     @Option(help: ArgumentHelp("DNS server to forward every name the agent does not own to, usually the cluster DNS (repeatable; tried in order, 2 s each).",
                                valueName: "addr:port"))
@@ -47,6 +52,40 @@ struct DNSOptions: ParsableArguments {
         _ = try listenAddresses()
         _ = try upstreamAddresses()
         _ = try accessList()
+        let intercepted = try interceptedAddresses()
+        // Forwarding to an intercepted address would come straight back to the agent.
+        for (text, upstream) in zip(upstream, try upstreamAddresses()) {
+            if let ip = upstream.ipAddress, let address = IPAddress(ip), intercepted.contains(address) {
+                throw ValidationError("--upstream \(text) is intercepted by --intercept-cluster-dns: queries the agent forwards there would come back to it. Forward to the cluster DNS pods through another Service (deploy/ ships kube-dns-upstream) or their addresses.")
+            }
+        }
+    }
+
+    /// The link-local address the agent serves by default on a node (NodeLocal DNSCache's).
+    static let linkLocalAddress = "169.254.20.11"
+
+    /// The --intercept-cluster-dns addresses.
+    func interceptedAddresses() throws -> [IPAddress] {
+        try interceptClusterDNS.map { text in
+            guard let address = IPAddress(text) else {
+                throw ValidationError("--intercept-cluster-dns \(text): not an IPv4 or IPv6 address (the kube-dns Service's ClusterIP, e.g. 10.96.0.10)")
+            }
+            return address
+        }
+    }
+
+    /// Port 53 of each intercepted address.
+    func interceptedListenAddresses() throws -> [SocketAddress] {
+        try interceptedAddresses().map { try SocketAddress(ipAddress: "\($0)", port: 53) }
+    }
+
+    /// The addresses to answer on besides the intercepted ones: --dns-listen, else the
+    /// `dnsAddresses` the agent puts on its interface, else loopback (no nftables, no
+    /// interface: a lab).
+    func listenAddresses(dnsAddresses: [String], nftables: Bool) throws -> [SocketAddress] {
+        if !listen.isEmpty { return try listenAddresses() }
+        guard nftables, !dnsAddresses.isEmpty else { return [try Self.parseAddress("127.0.0.1:53", flag: "--dns-listen")] }
+        return try dnsAddresses.map { try SocketAddress(ipAddress: $0, port: 53) }
     }
 
     /// The agent answers DNS only with somewhere to send the names it does not own; checked by

@@ -1,28 +1,61 @@
 import Foundation
 import Logging
+import NIOCore
 import DNSResponder
 import MirrorModel
 import MirrorFeed
 
-/// Opens the DNS listeners only once the first mirror state is known, then forwards every
-/// update to the ``DNSComponent``.
+/// Opens the DNS listeners when the agent can answer correctly, then forwards every update to
+/// the ``DNSComponent``.
 ///
-/// A new agent joining a running one's port (rolling restart) therefore answers mirrored
-/// names from its first query on. Failing to bind is fatal: a node agent that cannot serve
-/// DNS must be restarted, not limp on.
+/// - Its own addresses (`--dns-listen`, the link-local default) open with the first mirror
+///   state, so a new agent joining a running one's port (rolling restart) answers mirrored
+///   names from its first query on — or, when no state has come after `forwardAfter`
+///   (feed unreachable, persisted state unreadable), with no mirrored name, forwarding every
+///   query: pods pointed at the agent never lose ordinary DNS.
+/// - Intercepted cluster DNS addresses open only once a state is applied: until the socket
+///   exists the kernel sends those queries to the cluster DNS.
+/// A listener that cannot be bound (port in use) is reported and tried again every few
+/// seconds; the agent keeps serving what it has.
 actor DeferredDNS: MirrorConsumer {
     private let options: DNSOptions
+    private let addresses: [SocketAddress]
+    private let intercepted: [SocketAddress]
     private let logger: Logger
     private let onStart: @Sendable (DNSComponent) async -> Void
     private var component: DNSComponent?
+    /// A state has been loaded into the component's table.
+    private var hasState = false
+    private var interceptOpen = false
     private var stopped = false
+    private var retrying = false
+    private var latest: MirrorUpdate?
     /// The first table, being built while nftables is programmed (see ``prepare(_:)``).
     private var firstTable: (revision: UInt64, build: Task<(DNSRecordTable, Set<DNSName>), any Error>)?
 
-    init(options: DNSOptions, logger: Logger, onStart: @escaping @Sendable (DNSComponent) async -> Void) {
+    init(options: DNSOptions, addresses: [SocketAddress], intercepted: [SocketAddress], logger: Logger,
+         onStart: @escaping @Sendable (DNSComponent) async -> Void) {
         self.options = options
+        self.addresses = addresses
+        self.intercepted = intercepted
         self.logger = logger
         self.onStart = onStart
+    }
+
+    /// Opens the agent's own addresses with no mirrored name after `delay`, unless a state
+    /// came first. Returns at once when it does not apply.
+    func forwardIfNoState(after delay: Duration) async {
+        try? await Task.sleep(for: delay)
+        guard !stopped, component == nil, latest == nil, !addresses.isEmpty else { return }
+        do {
+            guard let started = try await DNSComponent.start(options: options, addresses: addresses, logger: logger) else { return }
+            component = started
+            logger.warning("no mirror state yet: answering DNS by forwarding every query; mirrored names follow the first state",
+                           metadata: ["after": "\(delay)"])
+            await onStart(started)
+        } catch {
+            logger.error("cannot open DNS: \(error)")
+        }
     }
 
     /// Stops answering (see ``DNSComponent/close()``); later updates are ignored.
@@ -38,6 +71,14 @@ actor DeferredDNS: MirrorConsumer {
         return await component.statistics()
     }
 
+    /// Counters per listen address (empty before the listeners open).
+    func statisticsByListener() async -> [(address: SocketAddress, intercepted: Bool, statistics: DNSStatistics)] {
+        await component?.statisticsByListener() ?? []
+    }
+
+    /// Whether the intercepted addresses have their socket (transparent mode active).
+    var intercepting: Bool { interceptOpen }
+
     /// Before the first state is applied, starts building its table on another thread, so a
     /// restarting agent builds DNS while nftables reconciles; `apply` still opens DNS only after
     /// nftables is done (the agent's order), with the table ready.
@@ -50,11 +91,26 @@ actor DeferredDNS: MirrorConsumer {
 
     func apply(_ update: MirrorUpdate) async throws {
         guard !stopped else { return }
-        if let component {
-            try await component.apply(update)
-            return
-        }
+        latest = update
         do {
+            try await bring(update)
+        } catch {
+            scheduleRetry()
+            throw error
+        }
+    }
+
+    /// Takes the component to `update`, opening whatever is not open yet.
+    private func bring(_ update: MirrorUpdate) async throws {
+        if let component {
+            if hasState {
+                try await component.apply(update)
+            } else {
+                // Answering with no state so far: the first one is loaded whole.
+                try await component.rebuild(update)
+                hasState = true
+            }
+        } else {
             let clock = ContinuousClock()
             let began = clock.now
             var prebuilt: (DNSRecordTable, Set<DNSName>)?
@@ -62,13 +118,47 @@ actor DeferredDNS: MirrorConsumer {
                 prebuilt = try await firstTable.build.value
             }
             firstTable = nil
-            guard let started = try await DNSComponent.start(options: options, initial: update, prebuilt: prebuilt, logger: logger) else { return }
+            guard let started = try await DNSComponent.start(options: options, addresses: addresses, initial: update,
+                                                             prebuilt: prebuilt, logger: logger) else { return }
             component = started
+            hasState = true
             logger.info("DNS records loaded", metadata: ["revision": "\(update.store.revision)", "took": "\(clock.now - began)"])
             await onStart(started)
+        }
+        if !interceptOpen, !intercepted.isEmpty, let component {
+            try await component.open(intercepted, intercepted: true)
+            interceptOpen = true
+            logger.info("answering the cluster DNS address (transparent mode)",
+                        metadata: ["addresses": "\(intercepted.map { "\($0)" }.joined(separator: ", "))"])
+            await onStart(component)
+        }
+    }
+
+    /// Tries again every 5 s until the listeners open (a port in use may be freed).
+    private func scheduleRetry() {
+        guard !retrying else { return }
+        retrying = true
+        Task {
+            while await self.retryOnce() {
+                try? await Task.sleep(for: .seconds(5))
+            }
+        }
+    }
+
+    /// One retry; true while more are needed.
+    private func retryOnce() async -> Bool {
+        guard !stopped, let latest, component == nil || (!interceptOpen && !intercepted.isEmpty) || !hasState else {
+            retrying = false
+            return false
+        }
+        do {
+            try await bring(latest)
+            logger.info("DNS listeners open after an earlier failure")
+            retrying = false
+            return false
         } catch {
-            printError("mirror-agent run: \(error)")
-            exit(1)
+            logger.debug("DNS listeners still cannot open: \(error)")
+            return true
         }
     }
 }

@@ -32,16 +32,18 @@ actor RulesComponent: MirrorConsumer {
 
     /// Opens the kernel backend in the current network namespace.
     /// - Throws: ``NFTablesError/unavailable(_:)`` without permission or nf_tables.
-    init(dnsAddresses: [IPAddress], logger: Logger) throws {
-        self.init(backend: try KernelRulesetBackend(), dnsAddresses: dnsAddresses, logger: logger, flows: FlowCleaner(logger: logger))
+    init(dnsAddresses: [IPAddress], interceptedDNS: [IPAddress] = [], logger: Logger) throws {
+        self.init(backend: try KernelRulesetBackend(), dnsAddresses: dnsAddresses, interceptedDNS: interceptedDNS, logger: logger,
+                  flows: FlowCleaner(logger: logger))
     }
 
     /// Uses `backend` (the kernel, or a fake in tests) and `flows` to clear stale UDP/SCTP
     /// flows after each change (none: flows are left alone).
-    init(backend: sending any RulesetBackend, dnsAddresses: [IPAddress], logger: Logger, flows: FlowCleaner? = nil) {
+    init(backend: sending any RulesetBackend, dnsAddresses: [IPAddress], interceptedDNS: [IPAddress] = [], logger: Logger,
+         flows: FlowCleaner? = nil) {
         commitPort = backend.commitPort
         reconciler = Reconciler(backend: backend, tables: MirrorTables.tableIDs)
-        layout = MirrorTables(dnsAddresses: dnsAddresses, rememberingRules: false)
+        layout = MirrorTables(dnsAddresses: dnsAddresses, interceptedDNS: interceptedDNS, rememberingRules: false)
         self.logger = logger
         self.flows = flows
     }
@@ -86,10 +88,10 @@ actor RulesComponent: MirrorConsumer {
             } else {
                 // The previous layout goes first, so two full models never coexist; services
                 // are translated one at a time as the layout takes them (no array of all rules).
-                let dnsAddresses = layout.dnsAddresses
-                layout = MirrorTables(dnsAddresses: dnsAddresses, rememberingRules: false)
+                let (dnsAddresses, intercepted) = (layout.dnsAddresses, layout.interceptedDNS)
+                layout = MirrorTables(dnsAddresses: dnsAddresses, interceptedDNS: intercepted, rememberingRules: false)
                 applied = nil
-                layout = RulesTranslator.layout(for: update.store, dnsAddresses: dnsAddresses)
+                layout = RulesTranslator.layout(for: update.store, dnsAddresses: dnsAddresses, interceptedDNS: intercepted)
                 applied = update.store
                 logger.debug("translated mirror state", metadata: [
                     "duration_ms": "\(String(format: "%.3f", (ContinuousClock.now - start).milliseconds))",

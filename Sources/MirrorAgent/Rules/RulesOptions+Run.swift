@@ -9,7 +9,7 @@ extension RulesOptions {
     /// Does the one-shot job (--print-ruleset, --cleanup, --once) if one was asked for.
     ///
     /// - Returns: true when a one-shot job ran and `run` should exit.
-    func runOneShot(statePath: String?, logger: Logger) async throws -> Bool {
+    func runOneShot(statePath: String?, interceptedDNS: [IPAddress] = [], logger: Logger) async throws -> Bool {
         guard isOneShot else { return false }
         do {
             if cleanup {
@@ -25,10 +25,11 @@ extension RulesOptions {
             let changes = try store.applySnapshot(try MirrorState(contentsOf: statePath), revision: 1)
             logger.debug("loaded state file", metadata: ["duration_ms": "\((clock.now - loadStart).milliseconds)", "services": "\(store.services.count)"])
             if printRuleset {
-                print(RulesTranslator.layout(for: store, dnsAddresses: notrackAddresses).desired.nftText, terminator: "")
+                print(RulesTranslator.layout(for: store, dnsAddresses: notrackAddresses, interceptedDNS: interceptedDNS).desired.nftText,
+                      terminator: "")
                 return true
             }
-            let component = try RulesComponent(dnsAddresses: notrackAddresses, logger: logger)
+            let component = try RulesComponent(dnsAddresses: notrackAddresses, interceptedDNS: interceptedDNS, logger: logger)
             let sent = try await component.applyAndReport(MirrorUpdate(store: store, changes: changes))
             guard try await component.kernelMatchesDesired() else {
                 printError("nftables: the kernel does not hold the desired rules after programming (another process changed them?)")
@@ -43,10 +44,14 @@ extension RulesOptions {
     }
 
     /// The nftables consumer for a long-running agent, or nil with --no-nftables.
-    func makeConsumer(logger: Logger) throws -> (any MirrorConsumer)? {
+    /// - Parameters:
+    ///   - dnsAddresses: the DNS listener addresses to untrack (the --dns-address values, or
+    ///     the default link-local one).
+    ///   - interceptedDNS: the cluster DNS addresses untracked while the agent listens.
+    func makeConsumer(dnsAddresses: [IPAddress], interceptedDNS: [IPAddress], logger: Logger) throws -> RulesComponent? {
         guard !noNftables else { return nil }
         do {
-            return try RulesComponent(dnsAddresses: notrackAddresses, logger: logger)
+            return try RulesComponent(dnsAddresses: dnsAddresses, interceptedDNS: interceptedDNS, logger: logger)
         } catch let error as NFTablesError {
             printError("nftables: \(error)")
             throw ExitCode(1)

@@ -73,11 +73,11 @@ enum RulesTranslator {
 
     /// The whole layout for a store. It does not remember the rules: changes go through
     /// ``MirrorTables/replaceRules(_:with:)`` with the rules translated from the previous store.
-    static func layout(for store: MirrorStore, dnsAddresses: [IPAddress]) -> MirrorTables {
+    static func layout(for store: MirrorStore, dnsAddresses: [IPAddress], interceptedDNS: [IPAddress] = []) -> MirrorTables {
         let gateways = gatewayAddresses(store.clusters)
         let services = store.services.values.lazy.map { rules(for: $0, clusters: store.clusters, gateways: gateways) }
         return MirrorTables(services: services, expectedPorts: store.services.count, dnsAddresses: dnsAddresses,
-                            rememberingRules: false)
+                            interceptedDNS: interceptedDNS, rememberingRules: false)
     }
 
     /// The services whose rules a change may alter: those changed, and those depending on a
