@@ -17,5 +17,7 @@ echo "== end-to-end (network namespaces, real dig/getent/curl/unbound)"
 e2e/run.sh
 echo "== end-to-end, Kubernetes source (emulated clusters)"
 e2e/kubernetes.sh
+echo "== end-to-end, transparent DNS beside an emulated kube-proxy (nftables and iptables modes)"
+e2e/transparent.sh
 echo "== fuzz (brief)"
 fuzz/run.sh 15

@@ -12,6 +12,12 @@ public struct DNSStatistics: Sendable, Equatable {
     public var dropped: UInt64 = 0
     /// Each configured upstream's counters and health, in `--upstream` order.
     public var upstreams: [DNSUpstreamHealth] = []
+    /// Queries received per listen address, when the caller runs several (the agent: its own
+    /// address and the intercepted cluster DNS addresses).
+    public var listeners: [DNSListenerStatistics] = []
+
+    /// Every query received: answered at once, forwarded, or dropped.
+    public var queries: UInt64 { answeredByCode.values.reduce(0, +) + forwarded + dropped }
 
     public init() {}
 
@@ -33,5 +39,19 @@ public struct DNSStatistics: Sendable, Equatable {
         case 5: "REFUSED"
         default: "RCODE\(code)"
         }
+    }
+}
+
+/// One listen address's share of the queries.
+public struct DNSListenerStatistics: Sendable, Equatable, Codable {
+    public var address: String
+    /// A cluster DNS address answered in transparent mode.
+    public var intercepted: Bool
+    public var queries: UInt64
+
+    public init(address: String, intercepted: Bool, queries: UInt64) {
+        self.address = address
+        self.intercepted = intercepted
+        self.queries = queries
     }
 }

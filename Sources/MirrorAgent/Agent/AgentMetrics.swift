@@ -70,6 +70,7 @@ final class AgentMetrics: Sendable {
     static var deadClusters: MetricNameDescriptor { name("clusters_dead", "", "Remote clusters whose gateway is marked dead.") }
     static var feedConnected: MetricNameDescriptor { name("feed_connected", "", "1 while the watch stream to the mirror feed is up (network feeds only).") }
     static var feedReconnects: MetricNameDescriptor { name("feed_reconnects", "total", "Times the feed stream was re-established after being lost.") }
+    static var dnsListenerQueries: MetricNameDescriptor { name("dns_listener_queries", "total", "DNS queries received per listen address; mode is transparent for an intercepted cluster DNS address, else direct.") }
     static var dnsQueries: MetricNameDescriptor { name("dns_queries", "total", "DNS queries by outcome: answered at once (by rcode, from the table or the cache), forwarded upstream, or dropped.") }
     static var dnsCacheHits: MetricNameDescriptor { name("dns_cache_hits", "total", "Forwarded names answered from the cache.") }
     static var upstreamQueries: MetricNameDescriptor { name("dns_upstream_queries", "total", "Queries sent to each upstream DNS server (a TCP retry after truncation counts again).") }
@@ -117,6 +118,10 @@ final class AgentMetrics: Sendable {
             counter(Self.dnsQueries, [("outcome", "forwarded")]).set(total: dns.forwarded)
             counter(Self.dnsQueries, [("outcome", "dropped")]).set(total: dns.dropped)
             counter(Self.dnsCacheHits, []).set(total: dns.cacheHits)
+            for listener in dns.listeners {
+                counter(Self.dnsListenerQueries, [("address", listener.address), ("mode", listener.intercepted ? "transparent" : "direct")])
+                    .set(total: listener.queries)
+            }
             for health in dns.upstreams {
                 let labels = [("upstream", health.upstream)]
                 counter(Self.upstreamQueries, labels).set(total: health.queriesSent)

@@ -113,6 +113,11 @@ actor StatusBoard {
             let codes = statistics.answeredByCode.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }
             parts["dns", default: PartRecord(enabled: true)].detail["queries"] =
                 (codes + ["cache hits \(statistics.cacheHits)", "forwarded \(statistics.forwarded)", "dropped \(statistics.dropped)"]).joined(separator: ", ")
+            if statistics.listeners.count > 1 || statistics.listeners.contains(where: \.intercepted) {
+                parts["dns", default: PartRecord(enabled: true)].detail["queries-by-address"] = statistics.listeners.map {
+                    "\($0.address)\($0.intercepted ? " (transparent)" : "") \($0.queries)"
+                }.joined(separator: ", ")
+            }
         }
         if let flows = await flowStatistics?() {
             parts["nftables", default: PartRecord(enabled: true)].detail["conntrack"] = flows.available

@@ -98,7 +98,7 @@ struct Run: AsyncParsableCommand {
             await board.recordDetail(part: "dns", "upstreams", upstreams)
         }
         if !intercepted.isEmpty {
-            await board.recordDetail(part: "dns", "mode", "transparent: answers \(intercepted.map { "\($0)" }.joined(separator: ", ")) while running; the cluster DNS answers them when it is not")
+            await board.recordDetail(part: "dns", "mode", "transparent: answers \(intercepted.map { "\($0)" }.joined(separator: ", ")) while running; fail-open: the NOTRACK in raw-prerouting applies only while its socket exists, so the cluster DNS answers when the agent is gone")
         }
         // nftables first: a name is answered only once its ClusterIP is routed.
         var parts: [NodeAgent.Part] = []

@@ -115,6 +115,8 @@ actor DNSComponent: MirrorConsumer {
             total.add(part)
             // Shared by every listener's server.
             total.upstreams = part.upstreams
+            total.listeners.append(DNSListenerStatistics(address: "\(listener.address)", intercepted: listener.intercepted,
+                                                         queries: part.queries))
         }
         return total
     }
