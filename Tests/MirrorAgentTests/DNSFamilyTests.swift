@@ -123,12 +123,17 @@ struct DNSFamilyTests {
         let routes = try #require(services.first?.routes)
         #expect(routes.first { $0.frontend.hasPrefix("10.") }?.notInDNS == nil)
         #expect(routes.first { $0.frontend.hasPrefix("[") }?.notInDNS == "no v6 targets")
+        // Each ClusterIP's targets are those of its family, as in the kernel: the v6 one is rejected.
+        #expect(routes.first { $0.frontend.hasPrefix("10.") }?.targets == ["10.99.1.2:4143"])
+        #expect(routes.first { $0.frontend.hasPrefix("[") }?.targets == [])
         let status = AgentStatus(agent: .init(pid: 1, version: "test", startedAt: .now),
                                  feed: .init(source: "file", ready: true, revision: 1, updates: 1),
                                  clusters: [], services: services,
                                  dns: .init(enabled: true, failures: 0, detail: [:]), nftables: .init(enabled: true, failures: 0, detail: [:]))
         let text = StatusReport(status).text
-        #expect(text.contains("[fd00:112::10]:80/TCP (no v6 targets: not in DNS)"), "\(text)")
+        // The second row of a service stays in its column.
+        #expect(text.contains("\n" + String(repeating: " ", count: Self.bar.count + 2 + "gateway".count + 2)
+                              + "[fd00:112::10]:80/TCP (no v6 targets: not in DNS)  REJECT (no live target)"), "\(text)")
         #expect(!text.contains("10.112.0.10:80/TCP (no"), "\(text)")
     }
 

@@ -57,14 +57,17 @@ struct StatusReport {
         return "\(seconds / 3600)h ago"
     }
 
-    /// Left-aligned columns, two spaces apart.
+    /// Left-aligned columns, two spaces apart. A row's trailing blanks are dropped, its
+    /// leading ones kept (a service's second and later ClusterIP:port rows start blank).
     static func table(header: [String], rows: [[String]]) -> String {
         let all = [header] + rows
         let widths = header.indices.map { column in all.map { $0[column].count }.max() ?? 0 }
         return all.map { row in
-            row.enumerated().map { index, cell in
+            var line = row.enumerated().map { index, cell in
                 index == row.count - 1 ? cell : cell.padding(toLength: widths[index], withPad: " ", startingAt: 0)
-            }.joined(separator: "  ").trimmingCharacters(in: .whitespaces)
+            }.joined(separator: "  ")
+            while line.last?.isWhitespace == true { line.removeLast() }
+            return line
         }.joined(separator: "\n") + "\n"
     }
 }

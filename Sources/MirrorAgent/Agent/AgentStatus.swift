@@ -128,7 +128,8 @@ extension AgentStatus {
             let routes = rules.flatMap { rule in
                 rule.addresses.map { address in
                     Route(frontend: Self.endpoint(address, rule.port) + "/" + (L4Protocol.allCases.first { $0.number == rule.proto }?.rawValue ?? "\(rule.proto)"),
-                          targets: rule.targets.map { Self.endpoint($0.address, $0.port) },
+                          // Only those of the ClusterIP's family, as the kernel has them.
+                          targets: rule.targets.filter { $0.address.family == address.family }.map { Self.endpoint($0.address, $0.port) },
                           notInDNS: Self.dnsNote(address, advertised: advertised))
                 }
             }
