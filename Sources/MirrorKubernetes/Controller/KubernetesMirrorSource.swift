@@ -314,9 +314,11 @@ public final class KubernetesMirrorSource: MirrorSource {
 
     // MARK: Link status
 
-    /// Writes each Link's `.status` (leader only) when its meaningful part changes: the
-    /// remote watch's state, the gateway's liveness per address, the service count.
+    /// Writes each Link's `.status` (leader only) when its meaningful part changes: at once
+    /// for the remote watch's state and the gateway's liveness, at most every 10 s for the
+    /// service count alone (a large Link being mirrored changes it at every publication).
     private func statusLoop() async {
+        var countWritten: [String: ContinuousClock.Instant] = [:]
         for await _ in statusWrites {
             guard elector.isLeader else { continue }
             let current = status
@@ -324,7 +326,15 @@ public final class KubernetesMirrorSource: MirrorSource {
                 guard !statusUnsupported.withLockedValue({ $0.contains(link.key) }),
                       let entry = current.links.first(where: { $0.link == link.key }) else { continue }
                 let next = Self.linkStatus(entry, identity: options.identity)
-                guard Self.meaningful(next) != link.status.map(Self.meaningful) else { continue }
+                let old = link.status.map(Self.meaningful)
+                guard Self.meaningful(next) != old else { continue }
+                var withOldCount = Self.meaningful(next)
+                withOldCount.servicesMirrored = old?.servicesMirrored
+                if withOldCount == old, let last = countWritten[link.key], ContinuousClock.now - last < .seconds(10) {
+                    // Only the count moved, and it was written recently: the ticker comes back.
+                    continue
+                }
+                countWritten[link.key] = .now
                 var updated = link
                 updated.status = next
                 do {
