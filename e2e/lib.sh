@@ -220,3 +220,36 @@ start_paris_gateway_for_pods() {
   echo $! >"$WORK/paris-gw.pid"
   wait_for "paris's gateway tables" grep -q "gateway tables in sync" "$WORK/paris-gw.log"
 }
+
+# --- Linking two clusters (e2e/link.sh): an API server that another namespace reaches, and
+# paris's feed with --source kubernetes --exports kubernetes.
+
+# start_kmock_at NETNS NAME ADDRESS PORT [HARNESS ARGUMENTS...]: as start_kmock, but in NETNS
+# on ADDRESS:PORT, so that other namespaces can reach it (paris's API server on paris-gw's
+# 10.99.1.2, followed by London's feed through a Link and by paris's own feed).
+start_kmock_at() {
+  local ns=$1 name=$2 address=$3 port=$4; shift 4
+  ip netns exec "$ns" python3 "$KMOCK_HARNESS" --host "$address" --port "$port" --ignore-stdin "$@" </dev/null >>"$WORK/kmock-$name.log" 2>&1 &
+  echo $! >"$WORK/kmock-$name.pid"
+  for _ in $(seq 1 300); do
+    grep -q "LISTENING $port" "$WORK/kmock-$name.log" 2>/dev/null && return 0
+    kill -0 "$(cat "$WORK/kmock-$name.pid")" 2>/dev/null || break
+    sleep 0.1
+  done
+  echo "the $name API server did not start" >&2
+  return 1
+}
+
+# start_paris_kube_feed KUBECONFIG [FEED ARGUMENTS...]: paris's feed in paris-gw, following
+# paris's own cluster (--source kubernetes) and serving its exports from its exported Services
+# (--exports kubernetes) to paris's gateway, over TLS like start_paris_feed. Admin socket
+# $WORK/paris-feed.sock.
+start_paris_kube_feed() {
+  local kubeconfig=$1; shift
+  ip netns exec "$PGW" "$BIN" feed --source kubernetes --exports kubernetes --kubeconfig "$kubeconfig" --allow-plain-http \
+    --cluster-name paris --gateway-address 10.99.1.2 --listen "127.0.0.1:$PARIS_FEED_PORT" \
+    --tls-cert "$WORK/tls/feed.crt" --tls-key "$WORK/tls/feed.key" --client-ca "$WORK/tls/ca.crt" \
+    --admin-socket "$WORK/paris-feed.sock" "$@" >>"$WORK/paris-feed.log" 2>&1 &
+  echo $! >"$WORK/paris-feed.pid"
+  wait_for "paris's feed" ip netns exec "$PGW" bash -c "exec 3<>/dev/tcp/127.0.0.1/$PARIS_FEED_PORT"
+}

@@ -19,5 +19,6 @@ echo "== end-to-end, Kubernetes source (emulated clusters)"
 e2e/kubernetes.sh
 echo "== end-to-end, transparent DNS beside an emulated kube-proxy (nftables and iptables modes)"
 e2e/transparent.sh
+e2e/link.sh
 echo "== fuzz (brief)"
 fuzz/run.sh 15

@@ -460,6 +460,7 @@ class TLSServer(aiohttp.test_utils.RawTestServer):
 async def main():
     parser = argparse.ArgumentParser()
     parser.add_argument('--port', type=int, default=0)
+    parser.add_argument('--host', default='127.0.0.1', help='address to listen on (default: 127.0.0.1)')
     parser.add_argument('--start-rv', type=int, default=1)
     parser.add_argument('--bookmark-interval', type=float, default=60.0)
     parser.add_argument('--expired-as-status', action='store_true')
@@ -492,7 +493,7 @@ async def main():
 
     harness = Harness()
     harness.configure(args)
-    async with harness, kmock.Server(harness, host='127.0.0.1', port=args.port, server_cls=TLSServer) as server:
+    async with harness, kmock.Server(harness, host=args.host, port=args.port, server_cls=TLSServer) as server:
         print(f'LISTENING {server.port}', flush=True)
         await stop.wait()
         for watch in list(harness.watches):
