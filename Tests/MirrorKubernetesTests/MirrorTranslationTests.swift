@@ -93,6 +93,27 @@ struct MirrorTranslationTests {
         expectValid(result)
     }
 
+    @Test func aLinkRequiringGatewayPortsWaitsForThem() {
+        var required = link("paris")
+        required.metadata.annotations = [MirrorTranslator.gatewayPortsRequiredAnnotation: "true"]
+        let ports = [KubeServicePort(name: "http", port: 80), KubeServicePort(name: "metrics", port: 9090)]
+        let waiting = service("bar", labels: Self.exported, ports: ports)
+        let partial = service("baz", labels: Self.exported, annotations: [MirrorTranslator.gatewayPortsAnnotation: "http=20001"], ports: ports)
+        let result = MirrorTranslator.translate([MirrorLinkInput(link: required, services: [waiting, partial])],
+                                                localClusterIPs: ["default/bar-paris": ["10.100.0.5"], "default/baz-paris": ["10.100.0.6"]])
+        // Nothing of bar (no port has one yet); baz with its one allocated port only.
+        #expect(result.services.map(\.mirroredName) == ["baz-paris"])
+        #expect(result.services.first?.ports.map(\.gatewayPort) == [20001])
+        #expect(result.mirrorServices.map(\.metadata.name) == ["baz-paris"])
+        let waitingSkips = result.skipped.filter { $0.reason == .awaitingGatewayPort }.map(\.object)
+        #expect(waitingSkips.sorted() == ["Service default/bar port http", "Service default/bar port metrics", "Service default/baz port metrics"])
+        expectValid(result)
+        // Without the annotation on the Link, the Link's gatewayPort is used as before.
+        let plain = MirrorTranslator.translate([MirrorLinkInput(link: link("paris"), services: [waiting])],
+                                               localClusterIPs: ["default/bar-paris": ["10.100.0.5"]])
+        #expect(plain.services.first?.ports.map(\.gatewayPort) == [nil, nil])
+    }
+
     @Test func remoteDiscoveryTakesReadyEndpointsAndResolvesNamedTargetPorts() {
         let web = service("web", labels: Self.remoteDiscovery, ports: [
             KubeServicePort(name: "http", port: 80, targetPort: .string("web-http")),

@@ -126,7 +126,9 @@ enum LinkManifests {
             }
             return .map([
                 ("apiVersion", .scalar(LinkerdLink.resource.apiVersion)), ("kind", .scalar(LinkerdLink.resource.kind)),
-                ("metadata", .map([("name", .scalar(clusterName)), ("namespace", .scalar(namespace))])),
+                ("metadata", .map([("name", .scalar(clusterName)), ("namespace", .scalar(namespace)),
+                                   // The remote runs mirror-agent gateway: wait for each port's gateway port.
+                                   ("annotations", .map([(MirrorTranslator.gatewayPortsRequiredAnnotation, .scalar("true"))]))])),
                 ("spec", .map([
                     ("targetClusterName", .scalar(clusterName)),
                     ("targetClusterDomain", .scalar(clusterDomain)),

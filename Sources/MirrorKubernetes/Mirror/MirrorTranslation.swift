@@ -127,6 +127,9 @@ public struct MirrorSkip: Sendable, Hashable, CustomStringConvertible {
         case federatedPortsMismatch
         /// An entry of the gateway-ports annotation that cannot be read or names no port.
         case invalidGatewayPortsAnnotation(String)
+        /// The Link requires gateway ports (`mirror-agent.io/gateway-ports-required`) and the
+        /// exporting side has not written this port's yet.
+        case awaitingGatewayPort
         /// The state model rejected the service anyway (a safety net; should not happen).
         case invalidState(String)
 
@@ -155,6 +158,7 @@ public struct MirrorSkip: Sendable, Hashable, CustomStringConvertible {
             case .invalidHostname(let hostname): "hostname \"\(hostname)\" is not a DNS label; dropped"
             case .federatedPortsMismatch: "its ports differ from the federated service's"
             case .invalidGatewayPortsAnnotation(let entry): "gateway-ports annotation: \(entry)"
+            case .awaitingGatewayPort: "no gateway port from the exporting cluster yet (the Link requires one); not mirrored until it is written"
             case .invalidState(let issue): "rejected by the state model: \(issue)"
             }
         }

@@ -40,6 +40,13 @@ public enum MirrorTranslator {
     /// naming no port and ports outside 1–65535 are reported and ignored.
     public static let gatewayPortsAnnotation = "mirror-agent.io/gateway-ports"
 
+    /// A Link annotation: `"true"` says the remote cluster runs `mirror-agent gateway`, which
+    /// has no shared port — a gateway-mode port is mirrored only once the exporting side has
+    /// written its gateway port (`gatewayPortsAnnotation`); until then it is left out
+    /// (reported) rather than sent to the Link's `gatewayPort`, where nothing listens.
+    /// `mirror-agent link` sets it.
+    public static let gatewayPortsRequiredAnnotation = "mirror-agent.io/gateway-ports-required"
+
     /// A Link annotation: `"true"` masquerades traffic to that cluster (SNAT to the node's
     /// address), for gateways that only accept the importing cluster's node addresses.
     public static let masqueradeAnnotation = "mirror-agent.io/masquerade"
@@ -115,6 +122,14 @@ public enum MirrorTranslator {
             var endpoints: [Endpoint] = []
             if mode == .gateway {
                 applyGatewayPorts(service, to: &ports, object: object, report: &report)
+                if input.link.metadata.annotations?[gatewayPortsRequiredAnnotation] == "true" {
+                    for port in ports where port.port.gatewayPort == nil {
+                        report.skip("\(object) port \(port.port.name ?? "\(port.port.port)/\(port.port.protocol.rawValue)")",
+                                    .awaitingGatewayPort)
+                    }
+                    ports.removeAll { $0.port.gatewayPort == nil }
+                    guard !ports.isEmpty else { continue }
+                }
             } else {
                 let resolved = resolveEndpoints(service, ports: ports, slices: slices[service.key] ?? [], cluster: nil,
                                                 object: object, report: &report)
