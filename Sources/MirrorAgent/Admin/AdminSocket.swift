@@ -51,11 +51,61 @@ enum AdminSocket {
     }
 
     /// Binds `path` (replacing a stale socket left by a killed agent) and serves `board`.
+    ///
+    /// When a newer agent later takes the path over — a rolling update that starts the new
+    /// agent beside this one (DaemonSet `maxSurge`) — this agent hands its HTTP port (probes,
+    /// metrics; shared through SO_REUSEPORT) over to the newer one, so that the kubelet's
+    /// probes of the new pod are answered by the new agent, not by this one. DNS, rules and
+    /// state stay as they are until SIGTERM. Should the newer agent go away first (a rollback
+    /// deletes the new pod, a crash), this one takes the HTTP port and the socket back.
     static func serve(path: String, board: StatusBoard, logger: Logger) async throws -> Channel {
-        try await serve(path: path, logger: logger) {
+        let status: @Sendable () async throws -> Data = {
             let counters = await board.programsNFTables ? AgentStatus.kernelCounters() : [:]
             return try AdminSocket.encoder().encode(await board.snapshot(counters: counters))
         }
+        let channel = try await serve(path: path, logger: logger, status: status)
+        Task { await followHandOvers(path: path, channel: channel, logger: logger, status: status) }
+        return channel
+    }
+
+    /// The hand-over loop of ``serve(path:board:logger:)``: wait for a takeover, hand the HTTP
+    /// ports over, wait for the newer agent to stop listening, take everything back, repeat.
+    private static func followHandOvers(path: String, channel: Channel, logger: Logger,
+                                        status: @escaping @Sendable () async throws -> Data) async {
+        var channel = channel
+        while let identity = identity(of: path) {
+            guard await takenOver(path: path, identity: identity, while: channel) else { return }
+            logger.notice("a newer agent took the admin socket over; handing the HTTP port over to it",
+                          metadata: ["socket": "\(path)"])
+            let handed = await TextHTTPServer.handOverListeners(logger: logger)
+            guard !handed.isEmpty else { return }
+            await TextHTTPServer.reclaim(handed, logger: logger)
+            // The newer agent no longer listens: it is gone (or going), so its socket is too.
+            do {
+                channel = try await serve(path: path, logger: logger, status: status)
+            } catch {
+                logger.warning("cannot take the admin socket back; `mirror-agent dump` will not reach this agent",
+                               metadata: ["socket": "\(path)", "error": "\(error)"])
+                return
+            }
+        }
+    }
+
+    /// Waits until another socket file replaces the one this process bound at `path` (true),
+    /// or `channel` closes (false). A missing file is not a takeover (an operator removed it,
+    /// or the newer agent is about to bind): the wait goes on.
+    static func takenOver(path: String, identity: FileIdentity, while channel: Channel,
+                          poll: Duration = .milliseconds(200)) async -> Bool {
+        while channel.isActive {
+            if let current = Self.identity(of: path), current != identity, isSocket(path) { return true }
+            do { try await Task.sleep(for: poll) } catch { return false }
+        }
+        return false
+    }
+
+    static func isSocket(_ path: String) -> Bool {
+        var info = stat()
+        return lstat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFSOCK
     }
 
     /// Binds `path` and answers every `status` request with the JSON `status` makes.
@@ -63,9 +113,13 @@ enum AdminSocket {
         let directory = (path as NSString).deletingLastPathComponent
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         if FileManager.default.fileExists(atPath: path) {
-            // A live agent still answering here means two agents would fight over one node.
+            // A live agent still answering here: expected during a rolling update that starts
+            // the new agent first (DaemonSet maxSurge) — the old one sees the takeover, hands
+            // its HTTP port over and gets SIGTERM once the new pod is ready. Outside a rollout
+            // it means two agents on one node.
             if (try? await AdminClient.request(path: path, timeout: .milliseconds(500))) != nil {
-                logger.warning("another agent answers on the admin socket; taking it over", metadata: ["socket": "\(path)"])
+                logger.notice("another agent answers on the admin socket (a rolling update starts the new agent beside the old one); taking it over",
+                              metadata: ["socket": "\(path)"])
             }
             try? FileManager.default.removeItem(atPath: path)
         }
