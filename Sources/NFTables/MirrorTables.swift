@@ -16,7 +16,9 @@
 /// - `masquerade-targets`: targets in clusters marked `masquerade`, masqueraded at postrouting
 ///   when the connection was DNATed;
 /// - nat chains at prerouting and output at priority -101 (just before `dstnat`, so kube-proxy
-///   never sees mirrored ClusterIPs), and raw-priority chains with NOTRACK for the DNS address.
+///   never sees mirrored ClusterIPs), and raw-priority chains with NOTRACK for the DNS address;
+/// - on nodes, traffic policies of local services: `policy-ports`, `policy-N`, `policy-slots`
+///   and `policy-local` (MirrorTables+Policies.swift).
 /// The per-port lookup sets carry per-element counters (one per mirrored port: packets and
 /// bytes per service), and every such element's comment names its service. Updates are
 /// incremental: ``setRules(_:forService:)`` replaces one service's ports and returns the diff
@@ -30,14 +32,19 @@ public struct MirrorTables: Sendable {
         /// the node's own pods). With a filter, every port is also in ``MirrorTables/guardedPortsSet``,
         /// and packets to it from any other source are dropped before conntrack sees them.
         public var allowedSources: [IPPrefix]?
+        /// Whether the tables hold traffic policies (the node agent's; see
+        /// MirrorTables+Policies.swift).
+        public var trafficPolicies: Bool
 
-        public init(tableName: String, allowedSources: [IPPrefix]?) {
+        public init(tableName: String, allowedSources: [IPPrefix]?, trafficPolicies: Bool = false) {
             self.tableName = tableName
             self.allowedSources = allowedSources
+            self.trafficPolicies = trafficPolicies
         }
 
-        /// The node agent: `ip mirror-agent` / `ip6 mirror-agent`, no source filter.
-        public static let node = Role(tableName: MirrorTables.tableName, allowedSources: nil)
+        /// The node agent: `ip mirror-agent` / `ip6 mirror-agent`, no source filter, traffic
+        /// policies.
+        public static let node = Role(tableName: MirrorTables.tableName, allowedSources: nil, trafficPolicies: true)
 
         /// `mirror-agent gateway`: `ip mirror-gateway` / `ip6 mirror-gateway`.
         public static func gateway(allowedSources: [IPPrefix]) -> Role {
@@ -90,13 +97,17 @@ public struct MirrorTables: Sendable {
 
     public let role: Role
 
-    public private(set) var desired: Ruleset
+    /// (Set here and in MirrorTables+Policies.swift.)
+    public internal(set) var desired: Ruleset
     /// The rules in force, per owning service (``ServicePortRule/service``): what to take out
     /// again when a service changes through ``setRules(_:forService:)``. Empty for a layout
     /// built with `rememberingRules: false`: at 100k services these copies cost about 20 MB,
     /// and a caller that can re-derive a service's previous rules (the agent keeps the
     /// previous mirror state) hands them to ``replaceRules(_:with:)`` instead.
     public private(set) var services: [String: [ServicePortRule]] = [:]
+    /// The policy rules in force, per policy (``PolicyPortRule/policy``), when the layout
+    /// remembers rules (see MirrorTables+Policies.swift).
+    public internal(set) var policies: [String: [PolicyPortRule]] = [:]
     /// Whether ``services`` is kept (``setRules(_:forService:)`` and ``set(_:for:)`` need it).
     public let remembersRules: Bool
     public private(set) var dnsAddresses: [IPAddress]
@@ -104,7 +115,8 @@ public struct MirrorTables: Sendable {
     /// mode): NOTRACK for queries only when a local socket takes them, so with the agent gone
     /// they are tracked again and kube-proxy's DNAT sends them to the cluster DNS.
     public private(set) var interceptedDNS: [IPAddress]
-    private var masqueradeUsers: [TableID: UseCounts] = [:]
+    /// Users (service and policy ports) of each masqueraded target, per table.
+    var masqueradeUsers: [TableID: UseCounts] = [:]
     /// Ports using each `balance-N` chain, per table: beyond the standing counts, the chain
     /// exists while N has users.
     private var balanceUsers: [TableID: [Int: Int]] = [:]
@@ -120,7 +132,8 @@ public struct MirrorTables: Sendable {
         self.interceptedDNS = interceptedDNS
         remembersRules = rememberingRules
         desired = Ruleset(tables: role.tableIDs.map {
-            Self.skeleton($0, dns: dnsAddresses, intercepted: interceptedDNS, allowedSources: role.allowedSources)
+            Self.skeleton($0, dns: dnsAddresses, intercepted: interceptedDNS, allowedSources: role.allowedSources,
+                          policies: role.trafficPolicies)
         })
     }
 
@@ -315,8 +328,10 @@ public struct MirrorTables: Sendable {
         Rule(family: family, [.slotBalanceMap(set: balanceMap, modulus: UInt32(count))], comment: "\(count) targets")
     }
 
-    /// The fixed part of a table: sets, base chains and their rules.
-    static func skeleton(_ id: TableID, dns: [IPAddress], intercepted: [IPAddress] = [], allowedSources: [IPPrefix]?) -> Table {
+    /// The fixed part of a table: sets, base chains and their rules (with `policies`, those of
+    /// traffic policies too).
+    static func skeleton(_ id: TableID, dns: [IPAddress], intercepted: [IPAddress] = [], allowedSources: [IPPrefix]?,
+                         policies: Bool = false) -> Table {
         let family = id.family
         let slot: [DataType] = [family.addressType, .inetProto, .inetService]
         var table = Table(id: id)
@@ -332,6 +347,7 @@ public struct MirrorTables: Sendable {
             Rule(family: family, [.addressLowBits(mask: UInt8(dnatShards - 1), equals: UInt8(shard)), .slotDNATMap(set: map)],
                  comment: "single-target services")
         } + [Rule(family: family, [.slotVerdictMap(set: chainMap)], comment: "multi-target services")]
+            + (policies ? [policyRule(family: family)] : [])
         let reject: [Rule] = [
             Rule(family: family, [.l4proto(6), .slotLookup(set: rejectSet), .rejectWithTCPReset], comment: "no live target"),
             Rule(family: family, [.slotLookup(set: rejectSet), .rejectPortUnreachable], comment: "no live target"),
@@ -368,6 +384,7 @@ public struct MirrorTables: Sendable {
         for count in standingBalanceCounts {
             table.add(Chain(name: balanceChain(count)), rules: [balanceRule(count: count, family: family)])
         }
+        if policies { addPolicySkeleton(to: &table) }
         if let allowedSources {
             table.add(NFTSet(name: guardedPortsSet, keyTypes: slot, counter: true))
             let allowed = allowedSources.filter { $0.family == family }.map {

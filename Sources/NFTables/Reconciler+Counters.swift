@@ -5,13 +5,15 @@ extension Transaction {
     /// with the address of the element it replaces.
     ///
     /// Without carrying, the replacement starts at zero and the service's packets and bytes
-    /// seem to vanish whenever its number of targets changes.
+    /// seem to vanish whenever its number of targets changes. Only an element with the same
+    /// comment (the same service, or the same policy backend) takes the old one's counts: a
+    /// policy slot that now goes to another backend starts from zero.
     func replacements(countedIn desired: Ruleset) -> [(old: ElementAddress, new: ElementAddress)] {
-        var deleted: [TableID: [ValueList: String]] = [:]
+        var deleted: [TableID: [ValueList: (set: String, comment: String?)]] = [:]
         for operation in operations {
             guard case .deleteElements(let id, let set, let elements) = operation,
                   desired[id]?.sets[set]?.counter == true else { continue }
-            for element in elements { deleted[id, default: [:]][element.key] = set }
+            for element in elements { deleted[id, default: [:]][element.key] = (set, element.comment) }
         }
         guard !deleted.isEmpty else { return [] }
         var pairs: [(old: ElementAddress, new: ElementAddress)] = []
@@ -19,8 +21,8 @@ extension Transaction {
             guard case .addElements(let id, let set, let elements) = operation, let removed = deleted[id],
                   desired[id]?.sets[set]?.counter == true else { continue }
             for element in elements {
-                guard let oldSet = removed[element.key] else { continue }
-                pairs.append((ElementAddress(table: id, set: oldSet, key: element.key), ElementAddress(table: id, set: set, key: element.key)))
+                guard let old = removed[element.key], old.comment == element.comment else { continue }
+                pairs.append((ElementAddress(table: id, set: old.set, key: element.key), ElementAddress(table: id, set: set, key: element.key)))
             }
         }
         return pairs
