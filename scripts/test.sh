@@ -15,6 +15,7 @@ echo "== tests"
 swift test --no-parallel
 echo "== end-to-end (network namespaces, real dig/getent/curl/unbound)"
 e2e/run.sh
+e2e/surge.sh
 echo "== end-to-end, Kubernetes source (emulated clusters)"
 e2e/kubernetes.sh
 echo "== end-to-end, transparent DNS beside an emulated kube-proxy (nftables and iptables modes)"
