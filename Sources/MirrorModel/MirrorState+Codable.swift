@@ -4,7 +4,7 @@ import Foundation
 // the same defaults as state files; encoding is deterministic (sorted keys, no nil fields).
 
 extension MirrorState: Codable {
-    private enum CodingKeys: String, CodingKey, CaseIterable { case clusterDomain, clusters, services }
+    private enum CodingKeys: String, CodingKey, CaseIterable { case clusterDomain, clusters, services, policies }
 
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
@@ -12,13 +12,17 @@ extension MirrorState: Codable {
         clusterDomain = try c.decodeIfPresent(String.self, forKey: .clusterDomain) ?? MirrorState.defaultClusterDomain
         clusters = try c.decodeIfPresent([Cluster].self, forKey: .clusters) ?? []
         services = try c.decodeIfPresent([MirroredService].self, forKey: .services) ?? []
+        policies = try c.decodeIfPresent([TrafficPolicy].self, forKey: .policies) ?? []
     }
 
+    /// `policies` only when there are some, so a state without policies is the same bytes
+    /// as before they existed (and readers that predate them still read it).
     public func encode(to encoder: Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(clusterDomain, forKey: .clusterDomain)
         try c.encode(clusters, forKey: .clusters)
         try c.encode(services, forKey: .services)
+        if !policies.isEmpty { try c.encode(policies, forKey: .policies) }
     }
 
     /// Canonical JSON: sorted keys, so equal states give equal bytes.
@@ -141,6 +145,87 @@ extension MirroredService: Codable {
         try c.encode(ports, forKey: .ports)
         if !endpoints.isEmpty { try c.encode(endpoints, forKey: .endpoints) }
     }
+}
+
+extension TrafficPolicy: Codable {
+    private enum CodingKeys: String, CodingKey, CaseIterable { case name, namespace, ips, ports, backends, failover, localReady }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        try rejectUnknownKeys(decoder, known: CodingKeys.self)
+        name = try c.decode(String.self, forKey: .name)
+        namespace = try c.decode(String.self, forKey: .namespace)
+        ips = try c.decode([String].self, forKey: .ips)
+        ports = try c.decode([PolicyPort].self, forKey: .ports)
+        backends = try c.decode([PolicyBackend].self, forKey: .backends)
+        failover = try c.decodeIfPresent([String].self, forKey: .failover) ?? []
+        localReady = try c.decodeIfPresent(Bool.self, forKey: .localReady) ?? true
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(name, forKey: .name)
+        try c.encode(namespace, forKey: .namespace)
+        try c.encode(ips, forKey: .ips)
+        try c.encode(ports, forKey: .ports)
+        try c.encode(backends, forKey: .backends)
+        try c.encode(failover, forKey: .failover)
+        try c.encode(localReady, forKey: .localReady)
+    }
+}
+
+extension PolicyPort: Codable {
+    private enum CodingKeys: String, CodingKey, CaseIterable { case name, `protocol`, port }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        try rejectUnknownKeys(decoder, known: CodingKeys.self)
+        name = try c.decodeIfPresent(String.self, forKey: .name)
+        self.protocol = try c.decodeIfPresent(L4Protocol.self, forKey: .protocol) ?? .tcp
+        port = try c.decode(Int.self, forKey: .port)
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encodeIfPresent(name, forKey: .name)
+        try c.encode(self.protocol, forKey: .protocol)
+        try c.encode(port, forKey: .port)
+    }
+}
+
+/// A backend is `{"local": true, "weight": W}` or `{"mirror": "bar-paris", "weight": W}`;
+/// anything else (both, neither, `local: false` without a mirror) is refused.
+extension PolicyBackend: Codable {
+    private enum CodingKeys: String, CodingKey, CaseIterable { case local, mirror, weight }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        try rejectUnknownKeys(decoder, known: CodingKeys.self)
+        let local = try c.decodeIfPresent(Bool.self, forKey: .local)
+        mirror = try c.decodeIfPresent(String.self, forKey: .mirror)
+        weight = try c.decode(Int.self, forKey: .weight)
+        guard Self.isWellFormed(local: local, mirror: mirror) else {
+            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: Self.shapeMessage))
+        }
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        if let mirror {
+            try c.encode(mirror, forKey: .mirror)
+        } else {
+            try c.encode(true, forKey: .local)
+        }
+        try c.encode(weight, forKey: .weight)
+    }
+
+    /// Whether a backend's `local` and `mirror` fields (nil when absent) name exactly one
+    /// destination: the local service (`local: true`) or a mirror (`local` absent or false).
+    static func isWellFormed(local: Bool?, mirror: String?) -> Bool {
+        mirror == nil ? local == true : local != true
+    }
+
+    static let shapeMessage = "a backend is either {local: true, weight: W} or {mirror: NAME, weight: W}"
 }
 
 extension CodingUserInfoKey {

@@ -19,7 +19,7 @@ extension MirrorState {
         var reader = StateReader()
         let state = reader.read(document)
         var validator = StateValidator()
-        validator.validate(state, skipClusters: reader.brokenClusters, skipServices: reader.brokenServices)
+        validator.validate(state, skipClusters: reader.brokenClusters, skipServices: reader.brokenServices, skipPolicies: reader.brokenPolicies)
         // A field the reader could not read holds a placeholder; drop what the validator
         // says about it, so each problem is reported once.
         // A field the reader could not read holds a placeholder; drop what the validator says
@@ -109,7 +109,8 @@ public struct StateFileError: Error, CustomStringConvertible {
 }
 
 extension [ValidationIssue] {
-    /// Orders issues as the objects appear in a file: state, clusters, then services by index.
+    /// Orders issues as the objects appear in a file: state, clusters, services, then
+    /// policies by index.
     /// The sort is stable, so each object's issues keep their order.
     func sortedByObject() -> [ValidationIssue] {
         func rank(_ issue: ValidationIssue) -> (Int, Int) {
@@ -117,6 +118,7 @@ extension [ValidationIssue] {
             let index = head.split(separator: "[").dropFirst().first.flatMap { Int($0.dropLast()) } ?? -1
             if head.hasPrefix("clusters[") { return (1, index) }
             if head.hasPrefix("services[") { return (2, index) }
+            if head.hasPrefix("policies[") { return (3, index) }
             return (0, 0)
         }
         return enumerated().sorted { lhs, rhs in

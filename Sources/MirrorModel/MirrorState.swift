@@ -1,5 +1,5 @@
 /// The whole mirror state of one cluster's view: which remote clusters exist and which of
-/// their services are mirrored here.
+/// their services are mirrored here, and the traffic policies of local services.
 ///
 /// This is the content of the mirror feed and of state files. It is a plain value: the
 /// DNS and nftables parts never see it directly, `MirrorAgent` translates it.
@@ -10,13 +10,17 @@ public struct MirrorState: Equatable, Sendable {
     public var clusters: [Cluster]
     /// Mirrored services, unique by ``MirroredService/key``.
     public var services: [MirroredService]
+    /// Traffic policies of local services, unique by ``TrafficPolicy/key``.
+    public var policies: [TrafficPolicy]
 
     public static let defaultClusterDomain = "cluster.local"
 
-    public init(clusterDomain: String = MirrorState.defaultClusterDomain, clusters: [Cluster] = [], services: [MirroredService] = []) {
+    public init(clusterDomain: String = MirrorState.defaultClusterDomain, clusters: [Cluster] = [], services: [MirroredService] = [],
+                policies: [TrafficPolicy] = []) {
         self.clusterDomain = clusterDomain
         self.clusters = clusters
         self.services = services
+        self.policies = policies
     }
 }
 

@@ -1,6 +1,6 @@
 /// Decodes mirror-state JSON straight into model values, one pass over the bytes: whole
-/// states (state files, the agent's persisted feed state, feed snapshots), single clusters
-/// and services (feed upsert events), and exports documents (`ExportsDocument+JSON.swift`). The one set of model decoders in the package; every
+/// states (state files, the agent's persisted feed state, feed snapshots), single clusters,
+/// services and traffic policies (feed upsert events), and exports documents (`ExportsDocument+JSON.swift`). The one set of model decoders in the package; every
 /// fast JSON path goes through it, on ``JSONCursor``.
 ///
 /// This is the fast path for big states (a restart with 100k services must be ready in well
@@ -50,6 +50,9 @@ package struct StateJSONDecoder {
             } else if key.spells("services") {
                 try seen.mark(2)
                 state.services = try optionalList { try $0.service() } ?? []
+            } else if key.spells("policies") {
+                try seen.mark(3)
+                state.policies = try optionalList { try $0.policy() } ?? []
             } else {
                 throw JSONCursor.Mismatch()
             }
@@ -208,6 +211,95 @@ package struct StateJSONDecoder {
         guard let ip else { throw JSONCursor.Mismatch() }
         endpoint.ip = ip
         return endpoint
+    }
+
+    package mutating func policy() throws -> TrafficPolicy {
+        var name: String?, namespace: String?, ips: [String]?, ports: [PolicyPort]?, backends: [PolicyBackend]?
+        var policy = TrafficPolicy(name: "", namespace: "", ips: [], ports: [], backends: [])
+        var seen = FieldSet()
+        var object = try cursor.openObject()
+        while let key = try cursor.nextKey(&object) {
+            if key.spells("name") {
+                try seen.mark(0)
+                name = try cursor.string()
+            } else if key.spells("namespace") {
+                try seen.mark(1)
+                namespace = try interned(cursor.string())
+            } else if key.spells("ips") {
+                try seen.mark(2)
+                ips = try list { try $0.cursor.string() }
+            } else if key.spells("ports") {
+                try seen.mark(3)
+                ports = try list { try $0.policyPort() }
+            } else if key.spells("backends") {
+                try seen.mark(4)
+                backends = try list { try $0.backend() }
+            } else if key.spells("failover") {
+                try seen.mark(5)
+                policy.failover = try optionalList { try $0.cursor.string() } ?? []
+            } else if key.spells("localReady") {
+                try seen.mark(6)
+                policy.localReady = cursor.skipNull() ? true : try cursor.bool()
+            } else {
+                throw JSONCursor.Mismatch()
+            }
+        }
+        guard let name, let namespace, let ips, let ports, let backends else { throw JSONCursor.Mismatch() }
+        policy.name = name
+        policy.namespace = namespace
+        policy.ips = ips
+        policy.ports = ports
+        policy.backends = backends
+        return policy
+    }
+
+    private mutating func policyPort() throws -> PolicyPort {
+        var number: Int?
+        var port = PolicyPort(port: 0)
+        var seen = FieldSet()
+        var object = try cursor.openObject()
+        while let key = try cursor.nextKey(&object) {
+            if key.spells("name") {
+                try seen.mark(0)
+                port.name = try optionalString()
+            } else if key.spells("protocol") {
+                try seen.mark(1)
+                if !cursor.skipNull() {
+                    guard let parsed = L4Protocol(rawValue: try cursor.string()) else { throw JSONCursor.Mismatch() }
+                    port.protocol = parsed
+                }
+            } else if key.spells("port") {
+                try seen.mark(2)
+                number = try cursor.int()
+            } else {
+                throw JSONCursor.Mismatch()
+            }
+        }
+        guard let number else { throw JSONCursor.Mismatch() }
+        port.port = number
+        return port
+    }
+
+    private mutating func backend() throws -> PolicyBackend {
+        var local: Bool?, mirror: String?, weight: Int?
+        var seen = FieldSet()
+        var object = try cursor.openObject()
+        while let key = try cursor.nextKey(&object) {
+            if key.spells("local") {
+                try seen.mark(0)
+                local = cursor.skipNull() ? nil : try cursor.bool()
+            } else if key.spells("mirror") {
+                try seen.mark(1)
+                mirror = try optionalString()
+            } else if key.spells("weight") {
+                try seen.mark(2)
+                weight = try cursor.int()
+            } else {
+                throw JSONCursor.Mismatch()
+            }
+        }
+        guard let weight, PolicyBackend.isWellFormed(local: local, mirror: mirror) else { throw JSONCursor.Mismatch() }
+        return PolicyBackend(mirror: mirror, weight: weight)
     }
 
     // MARK: helpers

@@ -10,6 +10,8 @@ struct StateReader: DocumentReading {
     private(set) var brokenServices: Set<Int> = []
     /// Indexes of clusters that are not maps or have no readable name.
     private(set) var brokenClusters: Set<Int> = []
+    /// Indexes of policies whose identity could not be read.
+    private(set) var brokenPolicies: Set<Int> = []
 
     mutating func read(_ document: DocumentValue) -> MirrorState {
         var state = MirrorState()
@@ -26,6 +28,11 @@ struct StateReader: DocumentReading {
         if let services = fields.take("services"), let items = list(services, object: "state", field: "services") {
             for (index, item) in items.enumerated() {
                 state.services.append(readService(item, index: index))
+            }
+        }
+        if let policies = fields.take("policies"), let items = list(policies, object: "state", field: "policies") {
+            for (index, item) in items.enumerated() {
+                state.policies.append(readPolicy(item, index: index))
             }
         }
         reportUnknown(fields, object: "state", prefix: "")
@@ -155,5 +162,92 @@ struct StateReader: DocumentReading {
         if let cluster = fields.take("cluster") { endpoint.cluster = optionalString(cluster, object: object, field: "\(field).cluster") }
         reportUnknown(fields, object: object, prefix: "\(field).")
         return endpoint
+    }
+
+    // MARK: traffic policies
+
+    private mutating func readPolicy(_ value: DocumentValue, index: Int) -> TrafficPolicy {
+        var policy = TrafficPolicy(name: "", namespace: "", ips: [], ports: [], backends: [])
+        let before = issues.count
+        var object = "policies[\(index)]"
+        guard let body = map(value, object: object, field: "") else {
+            brokenPolicies.insert(index)
+            return policy
+        }
+        var fields = DocumentFields(body)
+        let name = fields.take("name").flatMap { string($0, object: object, field: "name") }
+        let namespace = fields.take("namespace").flatMap { string($0, object: object, field: "namespace") }
+        policy.name = name ?? ""
+        policy.namespace = namespace ?? ""
+        if let name, let namespace { object += " \(namespace)/\(name)" }
+        if name == nil, issues.count == before { missing(object: object, field: "name", hint: "the local Service's name") }
+        if namespace == nil, issues.count == before { missing(object: object, field: "namespace") }
+        if let ips = fields.take("ips") {
+            policy.ips = strings(ips, object: object, field: "ips")
+        } else {
+            missing(object: object, field: "ips", hint: "the local Service's ClusterIPs")
+        }
+        if let ports = fields.take("ports") {
+            if let items = list(ports, object: object, field: "ports") {
+                policy.ports = items.enumerated().compactMap { readPolicyPort($1, object: object, field: "ports[\($0)]") }
+            }
+        } else {
+            missing(object: object, field: "ports")
+        }
+        if let backends = fields.take("backends") {
+            if let items = list(backends, object: object, field: "backends") {
+                policy.backends = items.enumerated().map { readBackend($1, object: object, field: "backends[\($0)]") }
+            }
+        } else {
+            missing(object: object, field: "backends", hint: "e.g. [{local: true, weight: 900}, {mirror: \(name ?? "bar")-paris, weight: 100}]")
+        }
+        if let failover = fields.take("failover") { policy.failover = strings(failover, object: object, field: "failover") }
+        if let ready = fields.take("localReady") { policy.localReady = bool(ready, object: object, field: "localReady") ?? true }
+        reportUnknown(fields, object: object, prefix: "")
+        if name == nil || namespace == nil { brokenPolicies.insert(index) }
+        return policy
+    }
+
+    private mutating func readPolicyPort(_ value: DocumentValue, object: String, field: String) -> PolicyPort? {
+        guard let body = map(value, object: object, field: field) else { return nil }
+        var fields = DocumentFields(body)
+        var port = PolicyPort(port: 0)
+        if let name = fields.take("name") { port.name = optionalString(name, object: object, field: "\(field).name") }
+        if let proto = fields.take("protocol"), let parsed = l4Protocol(proto, object: object, field: "\(field).protocol") {
+            port.protocol = parsed
+        }
+        if let number = fields.take("port") {
+            port.port = int(number, object: object, field: "\(field).port") ?? 0
+        } else {
+            missing(object: object, field: "\(field).port")
+        }
+        reportUnknown(fields, object: object, prefix: "\(field).")
+        return port
+    }
+
+    /// A backend that is not a map, or does not say where its share goes, reads as a
+    /// placeholder mirror (never a second local backend), so the later backends keep their
+    /// indexes and the validator's words about this one are dropped as noise.
+    private mutating func readBackend(_ value: DocumentValue, object: String, field: String) -> PolicyBackend {
+        guard let body = map(value, object: object, field: field) else { return PolicyBackend(mirror: "", weight: 0) }
+        var fields = DocumentFields(body)
+        let before = issues.count
+        var local: Bool?
+        if let value = fields.take("local") {
+            if case .null = value {} else { local = bool(value, object: object, field: "\(field).local") }
+        }
+        let mirror = fields.take("mirror").flatMap { optionalString($0, object: object, field: "\(field).mirror") }
+        var weight = 0
+        if let number = fields.take("weight") {
+            weight = int(number, object: object, field: "\(field).weight") ?? 0
+        } else {
+            missing(object: object, field: "\(field).weight", hint: "0 to 1000")
+        }
+        reportUnknown(fields, object: object, prefix: "\(field).")
+        guard PolicyBackend.isWellFormed(local: local, mirror: mirror) else {
+            if issues.count == before { issue(object, field, PolicyBackend.shapeMessage) }
+            return PolicyBackend(mirror: mirror ?? "", weight: weight)
+        }
+        return PolicyBackend(mirror: mirror, weight: weight)
     }
 }

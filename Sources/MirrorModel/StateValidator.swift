@@ -10,7 +10,7 @@ struct StateValidator {
     private(set) var issues: [ValidationIssue] = []
 
     /// Checks `state`, skipping objects the reader already found structurally broken.
-    mutating func validate(_ state: MirrorState, skipClusters: Set<Int> = [], skipServices: Set<Int> = []) {
+    mutating func validate(_ state: MirrorState, skipClusters: Set<Int> = [], skipServices: Set<Int> = [], skipPolicies: Set<Int> = []) {
         if !DNSLabel.isValidDomain(state.clusterDomain) {
             issue("state", "clusterDomain", "\"\(state.clusterDomain)\" is not a valid DNS domain")
         }
@@ -50,6 +50,11 @@ struct StateValidator {
                 }
             }
         }
+        guard !state.policies.isEmpty else { return }
+        validatePolicies(state.policies, skip: skipPolicies, services: services) { key in
+            let view = ServiceKeyView(key)
+            return identities.first(hash: view.hashValue, where: { ServiceKeyView(services[$0.position]) == view }).map { services[$0.position] }
+        }
     }
 
     static func label(_ cluster: Cluster, index: Int) -> String {
@@ -58,6 +63,10 @@ struct StateValidator {
 
     static func label(_ service: MirroredService, index: Int) -> String {
         "services[\(index)] \(service.key)"
+    }
+
+    static func label(_ policy: TrafficPolicy, index: Int) -> String {
+        "policies[\(index)] \(policy.key)"
     }
 
     /// Every `ip port/proto` of a service once, in the order of its ips and ports; addresses
@@ -185,6 +194,139 @@ struct StateValidator {
                 break
             }
         }
+    }
+
+    // MARK: traffic policies
+
+    /// The policies of a whole state: each on its own, their keys and ClusterIPs unique, and
+    /// no ClusterIP of theirs a mirrored service's (a policy is for a local service).
+    private mutating func validatePolicies(_ policies: [TrafficPolicy], skip: Set<Int>, services: [MirroredService],
+                                           lookup: (ServiceKey) -> MirroredService?) {
+        var keys: [PolicyKey: Int] = [:]
+        var addresses: [IPAddressValue: Int] = [:]  // ClusterIP -> the first policy with it
+        for (index, policy) in policies.enumerated() where !skip.contains(index) {
+            let object = Self.label(policy, index: index)
+            if let first = keys[policy.key] {
+                issue(object, "name", "duplicate policy \(policy.key), also defined as \(Self.label(policies[first], index: first))")
+            } else {
+                keys[policy.key] = index
+            }
+            validatePolicy(policy, object: { object }, service: lookup)
+            for (i, ip) in policy.ips.enumerated() {
+                guard let value = IPAddressValue(ip) else { continue }
+                if let other = addresses[value] {
+                    if other != index { issue(object, "ips[\(i)]", "\(ip) is already used by \(Self.label(policies[other], index: other))") }
+                } else {
+                    addresses[value] = index
+                }
+            }
+        }
+        guard !addresses.isEmpty else { return }
+        var reported = Set<IPAddressValue>()
+        for (position, service) in services.enumerated() {
+            for ip in service.ips {
+                guard let value = IPAddressValue(ip), let owner = addresses[value], reported.insert(value).inserted else { continue }
+                let policy = policies[owner]
+                guard let i = policy.ips.firstIndex(where: { IPAddressValue($0) == value }) else { continue }
+                issue(Self.label(policy, index: owner), "ips[\(i)]", Self.mirroredAddressMessage(policy.ips[i], service: Self.label(service, index: position)))
+            }
+        }
+    }
+
+    static func mirroredAddressMessage(_ ip: String, service: String) -> String {
+        "\(ip) is the ClusterIP of \(service); a policy is for a local service"
+    }
+
+    /// One policy on its own: names, addresses, ports, weights, and its mirrors, which must
+    /// exist in its namespace (`service` looks them up) and carry every port of the policy.
+    /// Whether its ClusterIPs are free is the caller's check (the state's or the store's).
+    mutating func validatePolicy(_ policy: TrafficPolicy, object: () -> String, service lookup: (ServiceKey) -> MirroredService?) {
+        if !DNSLabel.isValid(policy.name) {
+            issue(object(), "name", "\"\(policy.name)\" is not a DNS label (lowercase letters, digits and '-', at most 63)")
+        }
+        if !DNSLabel.isValid(policy.namespace) {
+            issue(object(), "namespace", "\"\(policy.namespace)\" is not a DNS label")
+        }
+        if policy.ips.isEmpty { issue(object(), "ips", "at least one ClusterIP (of the local service) is required") }
+        var ips = DuplicateFinder<IPAddressValue>(expected: policy.ips.count)
+        for (i, ip) in policy.ips.enumerated() {
+            guard let value = IPAddressValue(ip) else {
+                issue(object(), "ips[\(i)]", "\"\(ip)\" is not an IP address")
+                continue
+            }
+            if !ips.insert(value) { issue(object(), "ips[\(i)]", "duplicate ClusterIP \(ip)") }
+        }
+        if policy.ports.isEmpty { issue(object(), "ports", "at least one port is required") }
+        var ports = DuplicateFinder<PortKey>(expected: policy.ports.count)
+        var portNames = DuplicateFinder<String>(expected: policy.ports.count)
+        for (i, port) in policy.ports.enumerated() {
+            checkPort(port.port, object: object, field: "ports[\(i)].port")
+            if let name = port.name {
+                if !DNSLabel.isValidPortName(name) {
+                    issue(object(), "ports[\(i)].name", "\"\(name)\" is not a valid port name (at most 15 lowercase letters, digits and '-')")
+                } else if !portNames.insert(name) {
+                    issue(object(), "ports[\(i)].name", "duplicate port name \"\(name)\"")
+                }
+            }
+            if !ports.insert(PortKey(port: port.port, proto: port.protocol)) {
+                issue(object(), "ports[\(i)].port", "duplicate port \(port.port)/\(port.protocol.rawValue)")
+            }
+        }
+        if policy.backends.isEmpty {
+            issue(object(), "backends", "at least one backend is required (the local service, {local: true, weight: W}, or a mirror)")
+        }
+        var locals = 0
+        var mirrors = DuplicateFinder<String>(expected: policy.backends.count)
+        var weightsInRange = true
+        for (i, backend) in policy.backends.enumerated() {
+            if !PolicyBackend.weights.contains(backend.weight) {
+                weightsInRange = false
+                issue(object(), "backends[\(i)].weight", "must be between 0 and 1000, got \(backend.weight)")
+            }
+            if let mirror = backend.mirror {
+                if !mirrors.insert(mirror) {
+                    issue(object(), "backends[\(i)].mirror", "duplicate backend \(mirror)")
+                } else {
+                    checkMirror(mirror, of: policy, object: object, field: "backends[\(i)].mirror", service: lookup)
+                }
+            } else {
+                locals += 1
+                if locals > 1 { issue(object(), "backends[\(i)].local", "only one backend can be the local service") }
+            }
+        }
+        if !policy.backends.isEmpty, weightsInRange, policy.totalWeight == 0 {
+            issue(object(), "backends", "the weights add up to 0; at least one must be positive")
+        }
+        var failover = DuplicateFinder<String>(expected: policy.failover.count)
+        for (i, mirror) in policy.failover.enumerated() {
+            if !failover.insert(mirror) {
+                issue(object(), "failover[\(i)]", "duplicate failover mirror \(mirror)")
+            } else {
+                checkMirror(mirror, of: policy, object: object, field: "failover[\(i)]", service: lookup)
+            }
+        }
+    }
+
+    /// `mirror` is a mirrored service in the policy's namespace with every port of the policy.
+    private mutating func checkMirror(_ mirror: String, of policy: TrafficPolicy, object: () -> String, field: String,
+                                      service lookup: (ServiceKey) -> MirroredService?) {
+        guard let service = lookup(ServiceKey(namespace: policy.namespace, mirroredName: mirror)) else {
+            issue(object(), field, "\(mirror) is not a mirrored service in \(policy.namespace)")
+            return
+        }
+        let missing = Self.portsMissing(from: service, for: policy)
+        if !missing.isEmpty {
+            issue(object(), field, "\(mirror) has no port \(missing.joined(separator: ", ")) (a mirror must carry every port of the policy)")
+        }
+    }
+
+    /// The policy's ports (`80/TCP`) that `service` does not carry; out-of-range numbers are
+    /// left out (they are reported on their own).
+    static func portsMissing(from service: MirroredService, for policy: TrafficPolicy) -> [String] {
+        policy.ports.filter { wanted in
+            (1...65535).contains(wanted.port) && !service.ports.contains { $0.port == wanted.port && $0.protocol == wanted.protocol }
+        }
+            .map { "\($0.port)/\($0.protocol.rawValue)" }
     }
 
     private mutating func checkPort(_ port: Int, object: () -> String, field: @autoclosure () -> String) {
