@@ -83,7 +83,14 @@ final class FeedPersistence: Sendable {
         }
         guard !state.withLockedValue({ Self.isSaved(applier.store.revision, epoch, in: $0) }) else { return }
         let store = applier.store
-        _ = try? await pool.runIfActive { [self] in self.save(store, epoch: epoch, to: file) }
+        // Not `runIfActive`: it drops the work when the task is cancelled, and the client
+        // calls this on exit from a cancelled task, the one save that must not be lost.
+        await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+            pool.submit { [self] _ in
+                self.save(store, epoch: epoch, to: file)
+                done.resume()
+            }
+        }
     }
 
     private static func isSaved(_ revision: UInt64, _ epoch: String, in state: State) -> Bool {
