@@ -88,8 +88,16 @@ WORK=$(mktemp -d /tmp/k8s-bench.XXXXXX)
 PIDS=()
 cleanup() {
     trap - EXIT INT TERM
-    local pid
+    local pid left
     for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    # Bounded: a process signalled while still being forked (before its exec) can miss SIGTERM.
+    for _ in $(seq 1 50); do
+        left=0
+        for pid in "${PIDS[@]}"; do kill -0 "$pid" 2>/dev/null && left=1; done
+        [ "$left" = 1 ] || break
+        sleep 0.1
+    done
+    for pid in "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
     for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
     ip netns del "$NS" 2>/dev/null || true
     if [ -n "${KEEP:-}" ]; then echo "kept $WORK" >&2; else rm -rf "$WORK"; fi
@@ -121,11 +129,12 @@ free_port() { ip netns exec "$NS" "$PY" -c 'import socket; s = socket.socket(); 
 # start_harness NAME [flags]: one emulated API server in the namespace; pid in H_PID, port in H_PORT.
 start_harness() {
     local name=$1; shift
+    : >"$WORK/$name.out"
     ip netns exec "$NS" "$PY" "$HARNESS" --port 0 --ignore-stdin "$@" </dev/null >"$WORK/$name.out" 2>"$WORK/$name.err" &
     H_PID=$!
     PIDS+=("$H_PID")
     for _ in $(seq 1 300); do
-        H_PORT=$(sed -n 's/^LISTENING \([0-9]*\)$/\1/p' "$WORK/$name.out")
+        H_PORT=$(sed -n 's/^LISTENING \([0-9]*\)$/\1/p' "$WORK/$name.out" 2>/dev/null || true)
         [ -n "$H_PORT" ] && return 0
         kill -0 "$H_PID" 2>/dev/null || break
         sleep 0.1
