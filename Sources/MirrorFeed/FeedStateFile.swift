@@ -53,7 +53,9 @@ public struct FeedStateFile: Sendable {
     static func writeDurably(_ bytes: UnsafeRawBufferPointer, to path: String) throws {
         let directory = (path as NSString).deletingLastPathComponent
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        let temporary = path + ".tmp"
+        // A name of its own per write: two agents sharing the state directory during a surged
+        // rollout (both PID 1 in their containers) must not rename each other's file away.
+        let temporary = path + ".tmp-" + UUID().uuidString.prefix(8)
         let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw FeedStateFileError(path: temporary, call: "open", errno: errno) }
         var failure: FeedStateFileError?

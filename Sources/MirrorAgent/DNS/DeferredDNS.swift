@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import Logging
 import NIOCore
 import DNSResponder
@@ -46,6 +49,12 @@ actor DeferredDNS: MirrorConsumer {
     /// came first. Returns at once when it does not apply.
     func forwardIfNoState(after delay: Duration) async {
         try? await Task.sleep(for: delay)
+        // Another agent already answering here (a surged rollout while the feed is down) has
+        // mirrored names this one lacks: joining its port would answer them NXDOMAIN.
+        while !stopped, component == nil, latest == nil, let busy = addresses.first(where: Self.servedByAnother) {
+            logger.notice("no mirror state yet, and another process answers DNS on \(busy): not joining it until a state arrives")
+            guard (try? await Task.sleep(for: .seconds(2))) != nil else { return }
+        }
         guard !stopped, component == nil, latest == nil, !addresses.isEmpty else { return }
         do {
             guard let started = try await DNSComponent.start(options: options, addresses: addresses, logger: logger) else { return }
@@ -56,6 +65,16 @@ actor DeferredDNS: MirrorConsumer {
         } catch {
             logger.error("cannot open DNS: \(error)")
         }
+    }
+
+    /// Whether some socket already holds UDP `address` (a plain bind, without SO_REUSEPORT,
+    /// fails with EADDRINUSE).
+    private static func servedByAnother(_ address: SocketAddress) -> Bool {
+        let fd = socket(Int32(address.protocol.rawValue), Int32(SOCK_DGRAM.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        let status = address.withSockAddr { pointer, length in bind(fd, pointer, socklen_t(length)) }
+        return status != 0 && errno == EADDRINUSE
     }
 
     /// Stops answering (see ``DNSComponent/close()``); later updates are ignored.
