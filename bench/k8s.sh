@@ -77,8 +77,10 @@ if [ -n "${MIRROR_AGENT_BIN:-}" ]; then BIN=$MIRROR_AGENT_BIN; else
     rm -f "${TMPDIR:-/tmp}/k8s-bench-build.$$"
     BIN="$PWD/.build-bench/release/mirror-agent"
 fi
-# The interpreter itself (not a pyenv shim), so that $! and /proc/PID are the python process.
+# The interpreter itself (not a pyenv shim), so that $! and /proc/PID are the python process;
+# no __pycache__ left in bench/ or Tests/.
 PY=$(python3 -c 'import sys; print(sys.executable)')
+export PYTHONDONTWRITEBYTECODE=1
 HARNESS="$PWD/bench/k8s-harness.py"
 DRIVER="$PWD/bench/k8s-load.py"
 TICK=$(getconf CLK_TCK)
