@@ -1,6 +1,6 @@
 import MirrorModel
 /// The fast path of ``FeedEvent/decode(line:)``: the event's envelope read straight from the
-/// line's bytes with ``JSONCursor``, its cluster, service or snapshot state with the model
+/// line's bytes with ``JSONCursor``, its cluster, service, policy or snapshot state with the model
 /// decoders of ``StateJSONDecoder`` (the same ones that read state files and the persisted
 /// feed state), so every path fills the same defaults as the `Codable` conformances
 /// (`MirrorState+Codable.swift`).
@@ -16,12 +16,13 @@ extension FeedEvent {
     static let interningThreshold = 64 << 10
 
     /// An event's possible fields, numbered for ``StateJSONDecoder/object(fields:_:)``.
-    private static let eventFields: [StaticString] = ["type", "revision", "epoch", "state", "cluster", "service", "name", "namespace", "mirroredName"]
+    private static let eventFields: [StaticString] = ["type", "revision", "epoch", "state", "cluster", "service", "name", "namespace", "mirroredName", "policy"]
 
     static func decodeFast(_ bytes: UnsafeRawBufferPointer) throws -> FeedEvent {
         var decoder = StateJSONDecoder(bytes.assumingMemoryBound(to: UInt8.self), interning: bytes.count > interningThreshold)
         var type: String?, revision: UInt64?, epoch: String?, state: MirrorState?
         var cluster: Cluster?, service: MirroredService?, name: String?, namespace: String?, mirroredName: String?
+        var policy: TrafficPolicy?
         try decoder.object(fields: eventFields) { d, field in
             switch field {
             case 0: type = try d.cursor.string()
@@ -32,7 +33,8 @@ extension FeedEvent {
             case 5: service = try d.service()
             case 6: name = try d.cursor.string()
             case 7: namespace = try d.cursor.string()
-            default: mirroredName = try d.cursor.string()
+            case 8: mirroredName = try d.cursor.string()
+            default: policy = try d.policy()
             }
         }
         try decoder.cursor.finish()
@@ -58,6 +60,12 @@ extension FeedEvent {
         case "deleteService":
             guard let namespace, let mirroredName else { break }
             return .delta(revision: revision, .deleteService(ServiceKey(namespace: namespace, mirroredName: mirroredName)))
+        case "upsertPolicy":
+            guard let policy else { break }
+            return .delta(revision: revision, .upsertPolicy(policy))
+        case "deletePolicy":
+            guard let namespace, let name else { break }
+            return .delta(revision: revision, .deletePolicy(PolicyKey(namespace: namespace, name: name)))
         default:
             break
         }

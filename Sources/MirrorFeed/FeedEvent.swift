@@ -39,6 +39,8 @@ public enum FeedEvent: Equatable, Sendable {
             case .deleteCluster: "deleteCluster"
             case .upsertService: "upsertService"
             case .deleteService: "deleteService"
+            case .upsertPolicy: "upsertPolicy"
+            case .deletePolicy: "deletePolicy"
             }
         }
     }
@@ -48,7 +50,7 @@ public enum FeedEvent: Equatable, Sendable {
 
 extension FeedEvent: Codable {
     private enum CodingKeys: String, CodingKey {
-        case type, revision, epoch, state, cluster, service, name, namespace, mirroredName
+        case type, revision, epoch, state, cluster, service, name, namespace, mirroredName, policy
     }
 
     public init(from decoder: Decoder) throws {
@@ -73,6 +75,11 @@ extension FeedEvent: Codable {
             let key = ServiceKey(namespace: try c.decode(String.self, forKey: .namespace),
                                  mirroredName: try c.decode(String.self, forKey: .mirroredName))
             self = .delta(revision: revision, .deleteService(key))
+        case "upsertPolicy":
+            self = .delta(revision: revision, .upsertPolicy(try c.decode(TrafficPolicy.self, forKey: .policy)))
+        case "deletePolicy":
+            let key = PolicyKey(namespace: try c.decode(String.self, forKey: .namespace), name: try c.decode(String.self, forKey: .name))
+            self = .delta(revision: revision, .deletePolicy(key))
         default:
             throw DecodingError.dataCorruptedError(forKey: .type, in: c, debugDescription: "unknown event type \"\(type)\"")
         }
@@ -98,6 +105,10 @@ extension FeedEvent: Codable {
             case .deleteService(let key):
                 try c.encode(key.namespace, forKey: .namespace)
                 try c.encode(key.mirroredName, forKey: .mirroredName)
+            case .upsertPolicy(let policy): try c.encode(policy, forKey: .policy)
+            case .deletePolicy(let key):
+                try c.encode(key.namespace, forKey: .namespace)
+                try c.encode(key.name, forKey: .name)
             }
         }
     }
@@ -139,6 +150,14 @@ extension FeedEvent: Codable {
                 writer.string(key.namespace)
                 writer.raw(",\"mirroredName\":")
                 writer.string(key.mirroredName)
+            case .upsertPolicy(let policy):
+                writer.raw(",\"policy\":")
+                writer.write(policy)
+            case .deletePolicy(let key):
+                writer.raw(",\"namespace\":")
+                writer.string(key.namespace)
+                writer.raw(",\"name\":")
+                writer.string(key.name)
             }
         }
         writer.raw("}\n")

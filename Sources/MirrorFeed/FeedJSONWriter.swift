@@ -3,7 +3,7 @@ import MirrorModel
 
 /// Writes the mirror state's JSON form straight into a `ByteBuffer`, in the same shape as the
 /// `Codable` conformances (`MirrorState+Codable.swift`: keys sorted, optional fields left out
-/// when nil, `endpoints` only when there are some).
+/// when nil, `endpoints` and `policies` only when there are some).
 ///
 /// `JSONEncoder` builds a generic value tree first: a 100k-service state took ~3 s to
 /// persist and as long to encode as a snapshot. This writer costs a small fraction of that.
@@ -23,6 +23,10 @@ struct FeedJSONWriter {
         string(state.clusterDomain)
         raw(",\"clusters\":")
         array(state.clusters) { $0.write($1) }
+        if !state.policies.isEmpty {
+            raw(",\"policies\":")
+            array(state.policies) { $0.write($1) }
+        }
         raw(",\"services\":")
         array(state.services) { $0.write($1) }
         raw("}")
@@ -35,6 +39,10 @@ struct FeedJSONWriter {
         string(store.clusterDomain)
         raw(",\"clusters\":")
         array(store.clusters.values) { $0.write($1) }
+        if !store.policies.isEmpty {
+            raw(",\"policies\":")
+            array(store.policies.values) { $0.write($1) }
+        }
         raw(",\"services\":")
         array(store.services.values) { $0.write($1) }
         raw("}")
@@ -104,6 +112,47 @@ struct FeedJSONWriter {
         string(endpoint.ip)
         raw(",\"ready\":")
         bool(endpoint.ready)
+        raw("}")
+    }
+
+    mutating func write(_ policy: TrafficPolicy) {
+        raw("{\"backends\":")
+        array(policy.backends) { $0.write($1) }
+        raw(",\"failover\":")
+        array(policy.failover) { $0.string($1) }
+        raw(",\"ips\":")
+        array(policy.ips) { $0.string($1) }
+        raw(",\"localReady\":")
+        bool(policy.localReady)
+        raw(",\"name\":")
+        string(policy.name)
+        raw(",\"namespace\":")
+        string(policy.namespace)
+        raw(",\"ports\":")
+        array(policy.ports) { $0.write($1) }
+        raw("}")
+    }
+
+    mutating func write(_ backend: PolicyBackend) {
+        raw("{")
+        if let mirror = backend.mirror {
+            raw("\"mirror\":")
+            string(mirror)
+        } else {
+            raw("\"local\":true")
+        }
+        raw(",\"weight\":")
+        int(backend.weight)
+        raw("}")
+    }
+
+    mutating func write(_ port: PolicyPort) {
+        raw("{")
+        leadingMember("name", port.name)
+        raw("\"port\":")
+        int(port.port)
+        raw(",\"protocol\":")
+        string(port.protocol.rawValue)
         raw("}")
     }
 

@@ -73,7 +73,7 @@ public final class FeedMetrics: Sendable {
             counter(name("deltas_published", "total", "Deltas published (each sent to every watcher)."), v.deltasPublished)
             counter(name("snapshots_published", "total", "Changes published as a whole snapshot (not expressible as deltas)."), v.snapshotsPublished)
             let events = name("events_sent", "total", "Events written to watchers, by type.")
-            for kind in ["snapshot", "resume", "upsertCluster", "deleteCluster", "upsertService", "deleteService", "bookmark"] {
+            for kind in ["snapshot", "resume", "upsertCluster", "deleteCluster", "upsertService", "deleteService", "upsertPolicy", "deletePolicy", "bookmark"] {
                 counter(events, v.eventsSent[kind] ?? 0, [("type", kind)])
             }
             counter(name("bytes_sent", "total", "Event bytes written to watchers, with their HTTP chunk framing (without TLS)."), v.bytesSent)

@@ -7,9 +7,11 @@ import MirrorModel
 ///
 /// The source only reports valid states (a bad edit is logged there and nothing reaches the
 /// publisher), so nothing is ever published for a rejected edit. Deltas are ordered so that
-/// each one is valid on its own when applied in turn — service deletes, cluster upserts,
-/// service upserts, cluster deletes — and the order is checked by applying it to the store
-/// as last published. A change no order can express (a new cluster domain, two services swapping
+/// each one is valid on its own when applied in turn — policy deletes, service deletes,
+/// cluster upserts, service upserts, policy upserts, cluster deletes — and the order is
+/// checked by applying it to the store as last published (a delta that only fits later, such
+/// as a service delete waiting for the policy upsert that stops using it, is retried after
+/// the others). A change no order can express (a new cluster domain, two services swapping
 /// a ClusterIP) is published as a snapshot instead.
 public struct FeedPublisher: Sendable {
     private let hub: FeedHub
@@ -72,9 +74,11 @@ public struct FeedPublisher: Sendable {
     static func orderDeltas(applyingTo store: inout MirrorStore, reaching new: MirrorStore, changes: ChangeSet) -> [MirrorDelta]? {
         guard !changes.clusterDomainChanged else { return nil }
         var candidates: [MirrorDelta] = []
+        candidates += changes.removedPolicies.sorted().map { .deletePolicy($0) }
         candidates += changes.removedServices.sorted().map { .deleteService($0) }
         candidates += changes.addedClusters.union(changes.changedClusters).sorted().compactMap { new.clusters[$0] }.map { .upsertCluster($0) }
         candidates += changes.addedServices.union(changes.changedServices).sorted().compactMap { new.services[$0] }.map { .upsertService($0) }
+        candidates += changes.addedPolicies.union(changes.changedPolicies).sorted().compactMap { new.policies[$0] }.map { .upsertPolicy($0) }
         candidates += changes.removedClusters.sorted().map { .deleteCluster(name: $0) }
 
         // A delta that does not fit yet (it depends on a later one) is retried in the next
@@ -99,10 +103,13 @@ public struct FeedPublisher: Sendable {
         }
         let clusterKeys = changes.addedClusters.union(changes.changedClusters).union(changes.removedClusters)
         let serviceKeys = changes.addedServices.union(changes.changedServices).union(changes.removedServices)
+        let policyKeys = changes.addedPolicies.union(changes.changedPolicies).union(changes.removedPolicies)
         let reached = store.clusterDomain == new.clusterDomain
             && clusterKeys.allSatisfy { store.clusters[$0] == new.clusters[$0] }
             && serviceKeys.allSatisfy { store.services[$0] == new.services[$0] }
+            && policyKeys.allSatisfy { store.policies[$0] == new.policies[$0] }
             && store.clusters.count == new.clusters.count && store.services.count == new.services.count
+            && store.policies.count == new.policies.count
         return reached ? ordered : nil
     }
 }

@@ -57,6 +57,8 @@ public struct FileMirrorSource: MirrorSource {
                     "source": "\(description)", "revision": "\(store.revision)",
                     "services.added": "\(changes.addedServices.count)", "services.removed": "\(changes.removedServices.count)",
                     "services.changed": "\(changes.changedServices.count)",
+                    "policies.added": "\(changes.addedPolicies.count)", "policies.removed": "\(changes.removedPolicies.count)",
+                    "policies.changed": "\(changes.changedPolicies.count)",
                 ])
                 await onUpdate(MirrorUpdate(store: store, changes: changes, rebuilt: true))
             } catch {

@@ -1,4 +1,5 @@
-/// One change to the mirror state: an upsert or delete of a single cluster or service.
+/// One change to the mirror state: an upsert or delete of a single cluster, service or
+/// traffic policy.
 ///
 /// Deltas are what the feed sends after its snapshot, so a change to one endpoint costs the
 /// size of one service, not of the whole state.
@@ -7,6 +8,8 @@ public enum MirrorDelta: Equatable, Sendable {
     case deleteCluster(name: String)
     case upsertService(MirroredService)
     case deleteService(ServiceKey)
+    case upsertPolicy(TrafficPolicy)
+    case deletePolicy(PolicyKey)
 
     /// A short description for logs: `upsert service default/bar-paris`.
     public var summary: String {
@@ -15,6 +18,8 @@ public enum MirrorDelta: Equatable, Sendable {
         case .deleteCluster(let name): "delete cluster \(name)"
         case .upsertService(let service): "upsert service \(service.key)"
         case .deleteService(let key): "delete service \(key)"
+        case .upsertPolicy(let policy): "upsert policy \(policy.key)"
+        case .deletePolicy(let key): "delete policy \(key)"
         }
     }
 }
@@ -27,6 +32,11 @@ public struct ChangeSet: Equatable, Sendable {
     public var addedServices: Set<ServiceKey> = []
     public var removedServices: Set<ServiceKey> = []
     public var changedServices: Set<ServiceKey> = []
+    public var addedPolicies: Set<PolicyKey> = []
+    public var removedPolicies: Set<PolicyKey> = []
+    /// Policies whose content changed (weights, failover, local readiness, …). A policy whose
+    /// mirrors changed is not in here: follow ``MirrorStore/policies(referencingAny:)``.
+    public var changedPolicies: Set<PolicyKey> = []
     /// The cluster domain changed: every DNS name changed.
     public var clusterDomainChanged = false
 
@@ -35,6 +45,7 @@ public struct ChangeSet: Equatable, Sendable {
     public var isEmpty: Bool {
         addedClusters.isEmpty && removedClusters.isEmpty && changedClusters.isEmpty
             && addedServices.isEmpty && removedServices.isEmpty && changedServices.isEmpty
+            && addedPolicies.isEmpty && removedPolicies.isEmpty && changedPolicies.isEmpty
             && !clusterDomainChanged
     }
 
@@ -44,6 +55,7 @@ public struct ChangeSet: Equatable, Sendable {
     public mutating func merge(_ later: ChangeSet) {
         Self.merge(&addedClusters, &removedClusters, &changedClusters, later.addedClusters, later.removedClusters, later.changedClusters)
         Self.merge(&addedServices, &removedServices, &changedServices, later.addedServices, later.removedServices, later.changedServices)
+        Self.merge(&addedPolicies, &removedPolicies, &changedPolicies, later.addedPolicies, later.removedPolicies, later.changedPolicies)
         clusterDomainChanged = clusterDomainChanged || later.clusterDomainChanged
     }
 

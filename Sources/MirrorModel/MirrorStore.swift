@@ -12,10 +12,18 @@ public struct MirrorStore: Sendable {
     public private(set) var services = ServiceTable()
     /// Which service owns each `ip proto port` slot, to reject conflicting upserts cheaply.
     private var slotOwners = ServiceSlotIndex()
+    /// Traffic policies of local services.
+    public private(set) var policies: [PolicyKey: TrafficPolicy] = [:]
+    /// Which policy has each ClusterIP: a mirrored service or another policy may not take it.
+    private var policyAddresses: [IPAddressValue: PolicyKey] = [:]
+    /// The policies that send traffic to each mirrored service (as a backend or a failover
+    /// mirror): such a service may not be deleted or lose a port they use.
+    private var policyUsers: [ServiceKey: Set<PolicyKey>] = [:]
 
     public init() {}
 
-    /// The whole state, clusters and services sorted by name, as a feed snapshot carries it.
+    /// The whole state, clusters, services and policies sorted by name, as a feed snapshot
+    /// carries it.
     ///
     /// Each service's key is built once, not at every comparison of the sort (building one
     /// allocates for names over 15 bytes; 100k services take 3.4M comparisons).
@@ -25,8 +33,23 @@ public struct MirrorStore: Sendable {
         return MirrorState(
             clusterDomain: clusterDomain,
             clusters: clusters.values.sorted { $0.name < $1.name },
-            services: order.map { services.values[$0] }
+            services: order.map { services.values[$0] },
+            policies: policies.values.sorted { $0.key < $1.key }
         )
+    }
+
+    /// The policies that send traffic to `service`, as a backend or a failover mirror.
+    public func policies(referencing service: ServiceKey) -> Set<PolicyKey> {
+        policyUsers[service] ?? []
+    }
+
+    /// The policies that send traffic to any of `services` (e.g. the changed services of a
+    /// ``ChangeSet``, and those of a changed cluster): what a data path re-translates.
+    public func policies(referencingAny services: Set<ServiceKey>) -> Set<PolicyKey> {
+        guard !policyUsers.isEmpty else { return [] }
+        var keys = Set<PolicyKey>()
+        for service in services { if let users = policyUsers[service] { keys.formUnion(users) } }
+        return keys
     }
 
     /// The services whose traffic depends on `cluster` (e.g. to re-translate after its
@@ -97,12 +120,18 @@ public struct MirrorStore: Sendable {
         for service in snapshot.services { newServices.updateValue(service) }
         Self.diff(old: clusters, new: newClusters, added: &changes.addedClusters, removed: &changes.removedClusters, changed: &changes.changedClusters)
         Self.diff(old: services, new: newServices, changes: &changes)
+        let newPolicies = Dictionary(snapshot.policies.map { ($0.key, $0) }, uniquingKeysWith: { first, _ in first })
+        Self.diff(old: policies, new: newPolicies, added: &changes.addedPolicies, removed: &changes.removedPolicies, changed: &changes.changedPolicies)
         clusterDomain = snapshot.clusterDomain
         clusters = newClusters
         services = newServices
         slotOwners = ServiceSlotIndex()
         slotOwners.reserveCapacity(newServices.values.reduce(0) { $0 + $1.ips.count * $1.ports.count }, in: newServices.values)
         for position in newServices.values.indices { slotOwners.insertSlots(ofServiceAt: position, in: newServices.values) }
+        policies = newPolicies
+        policyAddresses = [:]
+        policyUsers = [:]
+        for policy in newPolicies.values { index(policy) }
         self.revision = revision
         return changes
     }
@@ -144,6 +173,11 @@ public struct MirrorStore: Sendable {
             default: break
             }
         case .deleteService(let key):
+            if let users = policyUsers[key], !users.isEmpty {
+                let listed = users.sorted().prefix(3).map(\.description).joined(separator: ", ")
+                throw InvalidStateError(issues: [ValidationIssue(object: "service \(key)", field: "",
+                    message: "still referenced by \(users.count) traffic policy(ies) (\(listed)); change or delete them first")])
+            }
             if let position = services.position(of: key) {
                 slotOwners.removeSlots(ofServiceAt: position, in: services.values)
                 if position != services.count - 1 {
@@ -151,6 +185,22 @@ public struct MirrorStore: Sendable {
                 }
                 services.remove(at: position)
                 changes.removedServices.insert(key)
+            }
+        case .upsertPolicy(let policy):
+            try check(policy)
+            let key = policy.key
+            let old = policies.updateValue(policy, forKey: key)
+            if let old { unindex(old) }
+            index(policy)
+            switch old {
+            case nil: changes.addedPolicies.insert(key)
+            case let old? where old != policy: changes.changedPolicies.insert(key)
+            default: break
+            }
+        case .deletePolicy(let key):
+            if let old = policies.removeValue(forKey: key) {
+                unindex(old)
+                changes.removedPolicies.insert(key)
             }
         }
         self.revision = revision
@@ -184,7 +234,72 @@ public struct MirrorStore: Sendable {
                 issues.append(ValidationIssue(object: object, field: "ips", message: "\(slot.text) is already used by service \(owner)"))
             }
         }
+        if !policyAddresses.isEmpty {
+            for (i, ip) in service.ips.enumerated() {
+                if let value = IPAddressValue(ip), let owner = policyAddresses[value] {
+                    issues.append(ValidationIssue(object: object, field: "ips[\(i)]",
+                        message: "\(ip) is the ClusterIP of the local service of traffic policy \(owner)"))
+                }
+            }
+        }
+        for key in (policyUsers[service.key] ?? []).sorted() {
+            guard let policy = policies[key] else { continue }
+            let missing = StateValidator.portsMissing(from: service, for: policy)
+            if !missing.isEmpty {
+                issues.append(ValidationIssue(object: object, field: "ports",
+                    message: "traffic policy \(key) sends \(missing.joined(separator: ", ")) to it; change the policy first"))
+            }
+        }
         guard issues.isEmpty else { throw InvalidStateError(issues: issues) }
+    }
+
+    /// A policy against the current state: on its own (its mirrors must exist with its
+    /// ports), and its ClusterIPs neither another policy's nor a mirrored service's.
+    private func check(_ policy: TrafficPolicy) throws {
+        var validator = StateValidator()
+        let object = "policy \(policy.key)"
+        validator.validatePolicy(policy, object: { object }, service: { services[$0] })
+        var issues = validator.issues
+        // Addresses the policy already had are known to be free of mirrored services (a
+        // service upsert checks them): only new ones need the scan of every service.
+        let held = Set((policies[policy.key]?.ips ?? []).compactMap(IPAddressValue.init))
+        var fresh: [IPAddressValue: Int] = [:]
+        for (i, ip) in policy.ips.enumerated() {
+            guard let value = IPAddressValue(ip) else { continue }
+            if let owner = policyAddresses[value], owner != policy.key {
+                issues.append(ValidationIssue(object: object, field: "ips[\(i)]", message: "\(ip) is already used by traffic policy \(owner)"))
+            } else if !held.contains(value), fresh[value] == nil {
+                fresh[value] = i
+            }
+        }
+        if !fresh.isEmpty {
+            for service in services.values {
+                for ip in service.ips {
+                    guard let value = IPAddressValue(ip), let i = fresh.removeValue(forKey: value) else { continue }
+                    issues.append(ValidationIssue(object: object, field: "ips[\(i)]",
+                        message: StateValidator.mirroredAddressMessage(policy.ips[i], service: "service \(service.key)")))
+                }
+                if fresh.isEmpty { break }
+            }
+        }
+        guard issues.isEmpty else { throw InvalidStateError(issues: issues) }
+    }
+
+    private mutating func index(_ policy: TrafficPolicy) {
+        for ip in policy.ips {
+            if let value = IPAddressValue(ip) { policyAddresses[value] = policy.key }
+        }
+        for service in policy.referencedServices { policyUsers[service, default: []].insert(policy.key) }
+    }
+
+    private mutating func unindex(_ policy: TrafficPolicy) {
+        for ip in policy.ips {
+            if let value = IPAddressValue(ip), policyAddresses[value] == policy.key { policyAddresses[value] = nil }
+        }
+        for service in policy.referencedServices {
+            policyUsers[service]?.remove(policy.key)
+            if policyUsers[service]?.isEmpty == true { policyUsers[service] = nil }
+        }
     }
 
     // MARK: helpers

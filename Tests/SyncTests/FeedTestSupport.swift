@@ -60,9 +60,10 @@ enum FeedFixtures {
 }
 
 extension MirrorState {
-    /// Clusters and services in the store's order, so states compare by content.
+    /// Clusters, services and policies in the store's order, so states compare by content.
     var normalized: MirrorState {
-        MirrorState(clusterDomain: clusterDomain, clusters: clusters.sorted { $0.name < $1.name }, services: services.sorted { $0.key < $1.key })
+        MirrorState(clusterDomain: clusterDomain, clusters: clusters.sorted { $0.name < $1.name }, services: services.sorted { $0.key < $1.key },
+                    policies: policies.sorted { $0.key < $1.key })
     }
 }
 

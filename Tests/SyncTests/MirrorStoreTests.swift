@@ -137,8 +137,9 @@ import Testing
 }
 
 extension MirrorState {
-    /// The order the store returns: clusters and services sorted by name.
+    /// The order the store returns: clusters, services and policies sorted by name.
     func sortedForStore() -> MirrorState {
-        MirrorState(clusterDomain: clusterDomain, clusters: clusters.sorted { $0.name < $1.name }, services: services.sorted { $0.key < $1.key })
+        MirrorState(clusterDomain: clusterDomain, clusters: clusters.sorted { $0.name < $1.name }, services: services.sorted { $0.key < $1.key },
+                    policies: policies.sorted { $0.key < $1.key })
     }
 }
