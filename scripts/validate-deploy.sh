@@ -142,6 +142,21 @@ for path in sys.argv[1:]:
 sys.exit(1 if bad else 0)
 PY
 
+echo "== transparent DNS: the agents' upstream is not the address they intercept"
+"$py_yaml" - "$out/deploy.yaml" <<'PY' || status=1
+import sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+config = next((d for d in docs if d.get("kind") == "ConfigMap" and d["metadata"]["name"] == "mirror-agent"), None)
+data = (config or {}).get("data") or {}
+upstream, intercepted = data.get("UPSTREAM_DNS", ""), data.get("CLUSTER_DNS_IP", "")
+host = upstream.rsplit(":", 1)[0].strip("[]")
+services = {d["spec"].get("clusterIP"): d["metadata"]["name"] for d in docs if d.get("kind") == "Service" and d.get("spec", {}).get("clusterIP")}
+if not intercepted or host == intercepted:
+    print(f"UPSTREAM_DNS {upstream} must be another address than CLUSTER_DNS_IP {intercepted}"); sys.exit(1)
+if host not in services:
+    print(f"UPSTREAM_DNS {upstream} is no Service's clusterIP in deploy/ (kube-dns-upstream has {', '.join(services)})"); sys.exit(1)
+print(f"ok: intercepting {intercepted}, forwarding to {upstream} (service {services[host]})")
+PY
 echo "== examples/link-*.yaml"
 python3 - "$out/deploy_crds.yaml" "$out/examples-builtin.yaml" examples/link-*.yaml <<'PY' || status=1
 import copy, sys, yaml, jsonschema
