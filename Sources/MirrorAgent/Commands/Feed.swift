@@ -171,6 +171,7 @@ struct Feed: AsyncParsableCommand {
         let source: any MirrorSource
         var kubeClient: KubeClient?
         var kubeSource: KubernetesMirrorSource?
+        var kubeExports: KubernetesExportsSource?
         // The feed checks an exports file's structure only; each gateway checks its own range.
         var exportsSource: (any ExportsSource)? = try exportsPath().map {
             FileExportsSource(path: $0, gatewayPorts: .any, logger: logger, onRejected: nil)
@@ -184,8 +185,13 @@ struct Feed: AsyncParsableCommand {
                 hub.metrics.collectSource { LinkMetrics.record(kube.status, into: $0) }
                 (kubeClient, kubeSource, source) = (client, kube, kube)
                 if FeedExportsOptions.isKubernetes(exports) {
-                    exportsSource = try exportOptions.makeSource(client: client, namespace: options.linkNamespace,
-                                                                 writeQPS: options.writeQPS, writeBurst: options.writeBurst, logger: logger)
+                    let exports = try exportOptions.makeSource(client: client, namespace: options.linkNamespace,
+                                                               writeQPS: options.writeQPS, writeBurst: options.writeBurst, logger: logger)
+                    hub.metrics.collectSource { registry in
+                        LinkMetrics.record(kube.status, into: registry)
+                        LinkMetrics.record(exports: exports.status, into: registry)
+                    }
+                    (kubeExports, exportsSource) = (exports, exports)
                 }
             } catch {
                 printError("mirror-agent feed: --source kubernetes: \(error)")
@@ -194,7 +200,8 @@ struct Feed: AsyncParsableCommand {
         }
         let server = try await FeedServer(hub: hub, exportsHub: exportsHub, host: host, port: port, tlsMaterial: material, logger: logger)
         let publisher = FeedPublisher(hub: hub, source: source, logger: logger)
-        let listeners = await serveAdminAndProbes(hub: hub, exportsHub: exportsHub, source: source, kubernetes: kubeSource, logger: logger)
+        let listeners = await serveAdminAndProbes(hub: hub, exportsHub: exportsHub, source: source, kubernetes: kubeSource,
+                                                  exports: kubeExports, logger: logger)
 
         let failure: (any Error)? = await withTaskGroup(of: (any Error)?.self) { group in
             group.addTask {
@@ -255,7 +262,8 @@ extension Feed {
     /// The admin socket for `dump --feed` and, with --http-listen, the plain-HTTP probes and
     /// metrics. Neither is essential: a failure is logged and the feed serves on.
     fileprivate func serveAdminAndProbes(hub: FeedHub, exportsHub: FeedHub?, source: any MirrorSource,
-                                         kubernetes: KubernetesMirrorSource?, logger: Logger) async
+                                         kubernetes: KubernetesMirrorSource?, exports: KubernetesExportsSource?,
+                                         logger: Logger) async
         -> (channels: [Channel], adminIdentity: AdminSocket.FileIdentity?) {
         var channels: [Channel] = []
         let description = source.description
@@ -263,7 +271,7 @@ extension Feed {
             channels.append(try await AdminSocket.serve(path: adminSocket, logger: logger) {
                 let status = FeedStatus(pid: getpid(), source: description, epoch: hub.epoch, revision: hub.revision,
                                         watchers: hub.metrics.watchers, exportsRevision: exportsHub?.revision,
-                                        kubernetes: kubernetes?.status)
+                                        kubernetes: kubernetes?.status, exports: exports.map { FeedStatus.Exports($0.status) })
                 return try AdminSocket.encoder().encode(status)
             })
         } catch {

@@ -12,6 +12,32 @@ struct FeedStatus: Codable, Sendable {
     var watchers: Int
     var exportsRevision: UInt64?
     var kubernetes: KubernetesSourceStatus?
+    /// `--exports kubernetes`: this cluster's exported Services and their gateway ports.
+    var exports: Exports?
+
+    struct Exports: Codable, Sendable {
+        var published: Bool
+        var exportedServices: Int
+        var exportedPorts: Int
+        var gatewayPortsInUse: Int
+        var allocated: Int
+        var freed: Int
+        var conflicts: Int
+        var lastError: String?
+        var problems: [String]
+
+        init(_ status: KubernetesExportsStatus) {
+            published = status.published
+            exportedServices = status.exportedServices
+            exportedPorts = status.exportedPorts
+            gatewayPortsInUse = status.allocator.portsInUse
+            allocated = status.allocator.allocated
+            freed = status.allocator.freed
+            conflicts = status.allocator.conflicts
+            lastError = status.allocator.lastError
+            problems = status.problems.map(\.description)
+        }
+    }
 }
 
 /// Renders a ``FeedStatus`` for people.
@@ -27,6 +53,12 @@ struct FeedStatusReport {
         out += "STATE   epoch \(status.epoch)  revision \(status.revision)  watchers \(status.watchers)"
         if let exports = status.exportsRevision { out += "  exports revision \(exports)" }
         out += "\n"
+        if let exports = status.exports {
+            out += "EXPORTS \(exports.published ? "\(exports.exportedServices) services, \(exports.exportedPorts) ports" : "NOT PUBLISHED YET")"
+            out += "  gateway ports in use \(exports.gatewayPortsInUse)  allocated \(exports.allocated)  freed \(exports.freed)  conflicts \(exports.conflicts)\n"
+            if let error = exports.lastError { out += "        last allocation error: \(error)\n" }
+            for problem in exports.problems.prefix(50) { out += "        \(problem)\n" }
+        }
         guard let kube = status.kubernetes else { return out }
         let leader = kube.leader
         out += "LEASE   \(leader.isLeader ? "LEADER (this replica writes mirror Services)" : "follower, leader \(leader.holder ?? "none")")"

@@ -45,4 +45,16 @@ enum LinkMetrics {
         registry.makeGauge(descriptor: name("translation_skipped", "", "Remote objects left out of the mirror, each reported in dump --feed."))
             .set(to: Double(status.skippedCount))
     }
+
+    /// `--exports kubernetes`: the exports document and the gateway-port record.
+    static func record(exports status: KubernetesExportsStatus, into registry: PrometheusCollectorRegistry) {
+        func name(_ metric: String, _ unit: String, _ help: String) -> MetricNameDescriptor {
+            MetricNameDescriptor(namespace: "mirror_feed", metricName: metric, unitName: unit, helpText: help)
+        }
+        registry.makeGauge(descriptor: name("exports_services", "", "Exported Services in the published exports document.")).set(to: Double(status.exportedServices))
+        registry.makeGauge(descriptor: name("exports_ports", "", "Exported ports (each with its gateway port) in the published exports document.")).set(to: Double(status.exportedPorts))
+        registry.makeGauge(descriptor: name("gateway_ports_in_use", "", "Gateway ports held in the allocation record.")).set(to: Double(status.allocator.portsInUse))
+        registry.makeCounter(descriptor: name("gateway_port_conflicts", "total", "Allocation record writes refused because another allocator wrote first (retried).")).set(total: UInt64(status.allocator.conflicts))
+        registry.makeGauge(descriptor: name("export_problems", "", "Exported Services or ports left out, each named in dump --feed.")).set(to: Double(status.problems.count))
+    }
 }
