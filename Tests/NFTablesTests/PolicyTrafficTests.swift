@@ -1,6 +1,10 @@
 import Foundation
+import Logging
 import Testing
 @testable import NFTables
+@testable import MirrorAgent
+import MirrorModel
+import MirrorFeed
 
 /// Traffic policies in a real kernel, with real connections. The node of ``TrafficTopology``
 /// gets a local pod and a kube-proxy stand-in (a table of its own whose nat chains at priority
@@ -177,5 +181,82 @@ import Testing
         #expect(table.elements[MirrorTables.policyPortsMap]?.isEmpty == true && table.elements[MirrorTables.policySlotsMap]?.isEmpty == true)
         // Nothing left behind: the kernel holds what the layout says.
         #expect(try lab.reconciler.reconcile(lab.layout.desired).isEmpty)
+    }
+
+    /// The mirror state the agent translates: `bar` mirrored from paris and berlin (their
+    /// gateways), and the policy of the local `bar` (10.96.0.50): 90/10 with bar-paris,
+    /// failing over to bar-berlin, then bar-paris.
+    static func state(localReady: Bool = true, berlinAlive: Bool = true, local: Int = 90) -> MirrorState {
+        MirrorState(
+            clusters: [
+                Cluster(name: "paris", gateway: Gateway(addresses: ["10.99.1.2"]), masquerade: true),
+                Cluster(name: "berlin", gateway: Gateway(addresses: ["10.99.2.2"], alive: berlinAlive), masquerade: true),
+            ],
+            services: [
+                MirroredService(name: "bar", namespace: "default", cluster: "paris", mode: .gateway,
+                                ips: ["10.112.0.10"], ports: [ServicePort(name: "http", port: 80)]),
+                MirroredService(name: "bar", namespace: "default", cluster: "berlin", mode: .gateway,
+                                ips: ["10.112.0.20"], ports: [ServicePort(name: "http", port: 80)]),
+            ],
+            policies: [
+                TrafficPolicy(name: "bar", namespace: "default", ips: [vip], ports: [PolicyPort(name: "http", port: 80)],
+                              backends: [PolicyBackend(weight: local), PolicyBackend(mirror: "bar-paris", weight: 100 - local)],
+                              failover: ["bar-berlin", "bar-paris"], localReady: localReady),
+            ]
+        )
+    }
+
+    /// The agent's component end to end: the split, failover to the first live mirror, the
+    /// next one when its cluster dies, back to the split when a local endpoint is ready; each
+    /// an element-only batch, in force for the next connection; `dump`'s rows from the kernel.
+    @Test func theAgentSplitsAndFailsOver() async throws {
+        guard TestNamespace.isRoot else { print("skipped: kernel tests need root"); return }
+        let lab = try Lab("polf")
+        let logger = Logger(label: "policy")
+        let harness = ComponentHarness(component: try lab.topology.node.run { try RulesComponent(dnsAddresses: [], logger: logger) })
+        var store = MirrorStore()
+        func apply(_ state: MirrorState, _ what: String) async throws {
+            let start = ContinuousClock.now
+            let sent = try await harness.apply(state)
+            let took = ContinuousClock.now - start
+            _ = try store.applySnapshot(state, revision: store.revision + 1)
+            let summary = sent.summary
+            print("\(what): \(summary) in \(String(format: "%.2f", took.milliseconds)) ms")
+            if store.revision > 1 {
+                #expect(summary.chainsAdded == 0 && summary.chainsFlushed == 0 && summary.rulesAdded == 0, "\(what): element-only: \(summary)")
+            }
+        }
+
+        try await apply(Self.state(), "policy 90/10")
+        let split = try lab.connect(300, from: lab.topology.pod)
+        #expect(split["error"] == nil && split.values.reduce(0, +) == 300, "\(split)")
+        #expect(Self.withinBinomial(split["paris-gw-1"] ?? 0, trials: 300, p: 0.1, "agent 90/10, connections to bar-paris"), "\(split)")
+
+        // The local service loses its last ready endpoint: the next connection goes to berlin.
+        try await apply(Self.state(localReady: false), "local not ready")
+        #expect(try lab.connect(50, from: lab.topology.pod) == ["berlin-gw": 50])
+        // Berlin dies: paris, the next failover mirror.
+        try await apply(Self.state(localReady: false, berlinAlive: false), "berlin dead")
+        #expect(try lab.connect(50, from: lab.topology.pod) == ["paris-gw-1": 50])
+        // A local endpoint is ready again: the split is back.
+        try await apply(Self.state(berlinAlive: false), "local ready again")
+        let back = try lab.connect(300, from: lab.topology.pod)
+        #expect(back["error"] == nil && back["berlin-gw"] == nil, "\(back)")
+        #expect(Self.withinBinomial(back["paris-gw-1"] ?? 0, trials: 300, p: 0.1, "split restored, connections to bar-paris"), "\(back)")
+
+        // dump's rows, counters read from the kernel as the agent does.
+        let counters = try lab.topology.node.run { () -> [String: NFTables.Counter] in
+            let backend = try KernelRulesetBackend()
+            defer { backend.close() }
+            return try backend.serviceCounters(MirrorTables.tableIDs)
+        }
+        let rows = AgentStatus.policies(store, counters: counters)
+        #expect(rows.map(\.backend) == ["local", "bar-paris"] && rows.map(\.share) == [0.9, 0.1], "\(rows)")
+        #expect(rows.first { $0.backend == "local" }?.packets == UInt64(back["local-pod"] ?? 0) + UInt64(split["local-pod"] ?? 0), "\(rows)")
+        // Slot 0 went to bar-berlin (its count does not follow: another backend), then to
+        // bar-paris again when berlin died: it counts from there.
+        #expect(rows.first { $0.backend == "bar-paris" }?.packets == 50 + UInt64(back["paris-gw-1"] ?? 0), "\(rows)")
+        let snapshot = try lab.topology.node.run { try KernelRulesetBackend().read(MirrorTables.tableIDs) }
+        print(RulesetReport(snapshot).text)
     }
 }

@@ -34,6 +34,14 @@ struct StatusReport {
                  index == 0 ? service.packets.map(String.init) ?? "-" : "", index == 0 ? service.bytes.map(String.init) ?? "-" : ""]
             }
         })
+        if let policies = status.policies, !policies.isEmpty {
+            out += "\n" + Self.table(header: ["POLICY", "PORT", "BACKEND", "SHARE", "PACKETS"], rows: policies.enumerated().map { index, row in
+                let first = index == 0 || policies[index - 1].policy != row.policy
+                let sameSlot = !first && policies[index - 1].port == row.port
+                return [first ? row.policy : "", sameSlot ? "" : row.port, row.backend,
+                        String(format: "%.1f%%", row.share * 100) + (row.note.map { " (\($0))" } ?? ""), row.packets.map(String.init) ?? "-"]
+            })
+        }
         out += "\n" + Self.table(header: ["PART", "ENABLED", "LAST SYNC", "DURATION", "FAILURES", "DETAIL"], rows: [("nftables", status.nftables), ("dns", status.dns)].map { name, part in
             var detail = part.detail.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
             if let error = part.lastError { detail.insert("lastError=\(error)", at: 0) }

@@ -15,6 +15,8 @@ final class AgentMetrics: Sendable {
     let serviceSeriesLimit: Int
     /// The per-service label values of the last scrape, so vanished services lose their series.
     private let serviceSeries = NIOLockedValueBox<Set<String>>([])
+    /// The policy/backend label values of the last scrape, likewise.
+    private let policySeries = NIOLockedValueBox<Set<AgentStatus.PolicyBackendKey>>([])
     /// Copying totals in is reset-then-add: two scrapes at once must not interleave.
     private let scrapeLock = NIOLock()
 
@@ -85,6 +87,7 @@ final class AgentMetrics: Sendable {
     static var conntrackAvailable: MetricNameDescriptor { name("conntrack_available", "", "1 when ctnetlink answers, so stale flows can be moved.") }
     static var servicePackets: MetricNameDescriptor { name("service_packets", "total", "Connections' first packets steered to a mirrored service (kernel counter of its nat map elements).") }
     static var serviceBytes: MetricNameDescriptor { name("service_bytes", "total", "Bytes of those packets (kernel counter of the service's nat map elements).") }
+    static var policyPackets: MetricNameDescriptor { name("policy_packets", "total", "Connections' first packets a traffic policy sent to each backend (local or a mirror), over its ports (kernel counters of its slots).") }
 
     /// Copies the figures other parts own into the registry and renders the exposition.
     /// `counters` are the kernel's per-service packet and byte counters, keyed by service.
@@ -133,8 +136,25 @@ final class AgentMetrics: Sendable {
                 gauge(Self.upstreamLatency, labels).set(to: Double(health.latencyMicroseconds) / 1_000_000)
             }
         }
-        updateServiceSeries(counters)
+        // Policy counters' comments (`policy …`) are never service names.
+        let policies = AgentStatus.policyPackets(counters)
+        updateServiceSeries(policies.isEmpty ? counters : counters.filter { !$0.key.hasPrefix("policy ") })
+        updatePolicySeries(policies)
         return registry.emitToString()
+    }
+
+    private func updatePolicySeries(_ packets: [AgentStatus.PolicyBackendKey: UInt64]) {
+        let gone = policySeries.withLockedValue { previous -> Set<AgentStatus.PolicyBackendKey> in
+            let now = Set(packets.keys)
+            defer { previous = now }
+            return previous.subtracting(now)
+        }
+        for key in gone {
+            registry.unregisterCounter(counter(Self.policyPackets, [("policy", key.policy), ("backend", key.backend)]))
+        }
+        for (key, total) in packets {
+            counter(Self.policyPackets, [("policy", key.policy), ("backend", key.backend)]).set(total: total)
+        }
     }
 
     private func updateServiceSeries(_ counters: [String: (packets: UInt64, bytes: UInt64)]) {

@@ -109,6 +109,9 @@ struct AgentStatus: Codable, Sendable {
     var nftables: Part
     /// Empty when DNS is off or not started yet; absent from older agents.
     var upstreams: [Upstream]? = nil
+    /// Traffic policies, one row per port and backend (Rules/PolicyStatus.swift); absent from
+    /// older agents.
+    var policies: [PolicyRow]? = nil
 }
 
 extension AgentStatus {

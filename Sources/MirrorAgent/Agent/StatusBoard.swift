@@ -140,7 +140,7 @@ actor StatusBoard {
                                      truncatedRetries: health.truncatedRetries,
                                      latencyMilliseconds: Double(health.latencyMicroseconds) / 1000,
                                      consecutiveFailures: health.consecutiveFailures)
-            })
+            }, policies: AgentStatus.policies(store, counters: counters))
     }
 }
 

@@ -70,7 +70,11 @@ actor RulesComponent: MirrorConsumer {
             if let previous = needsFullReconcile ? nil : applied {
                 var scope = DiffScope()
                 var stale: [ConntrackSelector] = []
-                for key in RulesTranslator.affectedServices(update.changes, store: update.store) {
+                let services = RulesTranslator.affectedServices(update.changes, store: update.store)
+                for key in services {
+                    scope.formUnion(retranslate(key, from: previous, to: update.store, stale: &stale))
+                }
+                for key in RulesTranslator.affectedPolicies(update.changes, services: services, store: update.store, previous: previous) {
                     scope.formUnion(retranslate(key, from: previous, to: update.store, stale: &stale))
                 }
                 applied = update.store
@@ -130,6 +134,16 @@ actor RulesComponent: MirrorConsumer {
         let fresh = store.services[key].map { RulesTranslator.rules(for: $0, clusters: store.clusters) } ?? []
         if flows != nil { stale += StaleFlows.selectors(old: old, new: fresh) }
         return layout.replaceRules(old, with: fresh)
+    }
+
+    /// Replaces the rules of one traffic policy as translated from `previous` by those
+    /// translated from `store` (none where it is absent), as for a service.
+    private func retranslate(_ key: PolicyKey, from previous: MirrorStore, to store: MirrorStore,
+                             stale: inout [ConntrackSelector]) -> DiffScope {
+        let old = previous.policies[key].map { RulesTranslator.rules(for: $0, store: previous) } ?? []
+        let fresh = store.policies[key].map { RulesTranslator.rules(for: $0, store: store) } ?? []
+        if flows != nil { stale += StaleFlows.selectors(old: RulesTranslator.flowRules(old), new: RulesTranslator.flowRules(fresh)) }
+        return layout.replacePolicyRules(old, with: fresh)
     }
 
     /// Whether the kernel holds exactly the desired tables.

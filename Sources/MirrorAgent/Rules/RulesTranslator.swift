@@ -76,8 +76,10 @@ enum RulesTranslator {
     static func layout(for store: MirrorStore, dnsAddresses: [IPAddress], interceptedDNS: [IPAddress] = []) -> MirrorTables {
         let gateways = gatewayAddresses(store.clusters)
         let services = store.services.values.lazy.map { rules(for: $0, clusters: store.clusters, gateways: gateways) }
-        return MirrorTables(services: services, expectedPorts: store.services.count, dnsAddresses: dnsAddresses,
-                            interceptedDNS: interceptedDNS, rememberingRules: false)
+        var layout = MirrorTables(services: services, expectedPorts: store.services.count, dnsAddresses: dnsAddresses,
+                                  interceptedDNS: interceptedDNS, rememberingRules: false)
+        layout.replacePolicyRules([], with: policyRules(store, gateways: gateways))
+        return layout
     }
 
     /// The services whose rules a change may alter: those changed, and those depending on a

@@ -9,7 +9,7 @@ struct RulesetReport {
         var destination: String
         var counter: Counter?
 
-        static func < (lhs: Line, rhs: Line) -> Bool { (lhs.service, lhs.slot) < (rhs.service, rhs.slot) }
+        static func < (lhs: Line, rhs: Line) -> Bool { (lhs.service, lhs.slot, lhs.destination) < (rhs.service, rhs.slot, rhs.destination) }
     }
 
     private(set) var lines: [Line] = []
@@ -25,8 +25,55 @@ struct RulesetReport {
                                       counter: counters[set]?[element.key]))
                 }
             }
+            lines += Self.policyLines(table, counters: counters)
         }
         lines.sort()
+    }
+
+    /// Per traffic-policy port (`policy-ports`), one line per backend: its slots out of N,
+    /// where they go, and the packets counted for it (local: `policy-local`; a mirror: the
+    /// sum over its slots in `policy-slots`).
+    static func policyLines(_ table: Table, counters: [String: [ValueList: Counter]]) -> [Line] {
+        var slots: [ValueList: [(index: UInt32, element: Element)]] = [:]
+        for element in (table.elements[MirrorTables.policySlotsMap] ?? [:]).values {
+            guard element.key.count == 4, case .number(let index) = element.key[3] else { continue }
+            slots[ValueList(element.key.prefix(3)), default: []].append((index, element))
+        }
+        var lines: [Line] = []
+        for port in (table.elements[MirrorTables.policyPortsMap] ?? [:]).values {
+            guard case .verdict(let verdict)? = port.data, let chain = verdict.chain,
+                  let count = Int(chain.dropFirst("policy-".count)) else { continue }
+            let policy = port.comment ?? "(unlabelled policy)"
+            let remote = (slots[port.key] ?? []).sorted { $0.index < $1.index }
+            // Backends in slot order, each with its targets and summed counter.
+            var order: [String] = []
+            var byBackend: [String: (slots: Int, targets: [String], counter: Counter?)] = [:]
+            for (_, element) in remote {
+                let backend = element.comment.flatMap { PolicyPortRule.counterLabel($0)?.backend } ?? "?"
+                if byBackend[backend] == nil { order.append(backend) }
+                var entry = byBackend[backend] ?? (0, [], nil)
+                entry.slots += 1
+                let target = element.data.map { Self.target($0, family: table.id.family) } ?? "?"
+                if !entry.targets.contains(target) { entry.targets.append(target) }
+                if let counter = counters[MirrorTables.policySlotsMap]?[element.key] {
+                    var sum = entry.counter ?? Counter(packets: 0, bytes: 0)
+                    sum.add(counter)
+                    entry.counter = sum
+                }
+                byBackend[backend] = entry
+            }
+            let slot = Self.slot(port.key)
+            let local = count - remote.count
+            lines.append(Line(service: policy, slot: slot, destination: "local \(local)/\(count) (falls through to kube-proxy)",
+                              counter: counters[MirrorTables.policyLocalSet]?[port.key]))
+            for backend in order {
+                guard let entry = byBackend[backend] else { continue }
+                lines.append(Line(service: policy, slot: slot,
+                                  destination: "\(backend) \(entry.slots)/\(count) -> \(entry.targets.joined(separator: ", "))",
+                                  counter: entry.counter))
+            }
+        }
+        return lines
     }
 
     /// `10.112.0.10 tcp/80`
