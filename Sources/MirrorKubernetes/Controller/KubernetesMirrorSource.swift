@@ -10,7 +10,9 @@ import NIOConcurrencyHelpers
 /// the remote cluster's exported Services and EndpointSlices; translates them
 /// (``MirrorTranslator``); keeps the local mirror Services in place (only the replica
 /// holding the Lease writes; the local API server allocates their ClusterIPs); and
-/// publishes the state, with those ClusterIPs, as a ``MirrorSource``.
+/// publishes the state, with those ClusterIPs, as a ``MirrorSource``. The state also carries
+/// the traffic policies of local services, from the local SMI TrafficSplits and the apex
+/// services' EndpointSlices (``PolicyWatch``, ``PolicyTranslator``).
 ///
 /// Every replica publishes the same state from the same watches, so the feed can run
 /// several replicas; each has its own epoch, so an agent switching replicas gets a snapshot.
@@ -33,6 +35,7 @@ public final class KubernetesMirrorSource: MirrorSource {
         var lastPublished: Date?
         var servicesByCluster: [String: Int] = [:]
         var translation = MirrorTranslation()
+        var policyTranslation = PolicyTranslation()
         var initialWaitOver = false
         var retryFailures = true
         var stopped = false
@@ -45,6 +48,7 @@ public final class KubernetesMirrorSource: MirrorSource {
     private let writer: MirrorServiceWriter
     private let links: Informer<LinkerdLink>
     private let mirrors: Informer<KubeService>
+    private let policyWatch = PolicyWatch()
     private let state = NIOLockedValueBox(State())
     private let plan = NIOLockedValueBox<MirrorWritePlan?>(nil)
     private let rebuilds: AsyncStream<Void>
@@ -110,6 +114,10 @@ public final class KubernetesMirrorSource: MirrorSource {
             }
             group.addTask { [elector] in
                 await elector.run { _ in self.rebuildSignal.yield() }
+                return true
+            }
+            group.addTask { [policyWatch, local, options, logger, rebuildSignal] in
+                await policyWatch.run(client: local, options: options, logger: logger) { rebuildSignal.yield() }
                 return true
             }
             group.addTask {
@@ -255,6 +263,15 @@ public final class KubernetesMirrorSource: MirrorSource {
             clusterIPs[service.key] = service.spec.allocatedClusterIPs
         }
         let translation = MirrorTranslator.translate(inputs, localClusterIPs: clusterIPs)
+        var mirrorState = translation.state(clusterDomain: options.clusterDomain)
+        // Policies of local services; a split whose apex's slices are not listed yet waits.
+        let policyView = policyWatch.view()
+        let policies = policyView.map { view in
+            PolicyTranslator.translate(PolicyInput(
+                trafficSplits: view.trafficSplits.filter { PolicyTranslator.apexKey($0).map { !view.pendingApexes.contains($0) } ?? true },
+                localServices: view.services, localEndpointSlices: view.endpointSlices, state: mirrorState))
+        } ?? PolicyTranslation()
+        mirrorState.policies = policies.policies
 
         let retry = state.withLockedValue { state in
             defer { state.retryFailures = false }
@@ -268,16 +285,21 @@ public final class KubernetesMirrorSource: MirrorSource {
 
         let (store, published, waitOver) = state.withLockedValue { state in
             state.translation = translation
+            state.policyTranslation = policies
             return (state.store, state.published, state.initialWaitOver)
         }
         if !published, !unlisted.isEmpty, !waitOver {
             logger.debug("waiting for remote clusters before the first publication", metadata: ["waiting": "\(unlisted.sorted())"])
             return
         }
+        if !published, policyView == nil, !waitOver {
+            logger.debug("waiting for the TrafficSplits and the local Services before the first publication")
+            return
+        }
         var next = store
         let changes: ChangeSet
         do {
-            changes = try next.applySnapshot(translation.state(clusterDomain: options.clusterDomain), revision: store.revision + 1)
+            changes = try next.applySnapshot(mirrorState, revision: store.revision + 1)
         } catch {
             logger.error("the translated state does not validate; still serving the previous one", metadata: ["error": "\(error)"])
             return
@@ -384,10 +406,13 @@ public final class KubernetesMirrorSource: MirrorSource {
     // MARK: Status
 
     public var status: KubernetesSourceStatus {
-        let (remotes, probers, translation, published, lastPublished, byCluster, services) = state.withLockedValue {
+        let (remotes, probers, translation, published, lastPublished, byCluster, services, policies, policySkips) = state.withLockedValue {
             ($0.remotes.mapValues(\.cluster), $0.probes.mapValues(\.prober), $0.translation, $0.published, $0.lastPublished,
-             $0.servicesByCluster, $0.store.services.count)
+             $0.servicesByCluster, $0.store.services.count, $0.store.policies.count, $0.policyTranslation.skipped)
         }
+        // TrafficSplits first: they are few, and would otherwise hide behind many mirror skips.
+        let skipped = policySkips.prefix(100).map(\.description)
+            + translation.skipped.prefix(max(0, 100 - policySkips.count)).map(\.description)
         let report = writer.report
         let linkStatus = links.objects.map { link -> KubernetesSourceStatus.Link in
             let health = remotes[link.key]?.health
@@ -404,6 +429,7 @@ public final class KubernetesMirrorSource: MirrorSource {
             published: published, lastPublished: lastPublished, servicesPublished: services,
             mirrorServicesDesired: translation.mirrorServices.count, created: report.created, updated: report.updated,
             deleted: report.deleted, writeProblems: report.problems,
-            skipped: translation.skipped.prefix(100).map(\.description), skippedCount: translation.skipped.count)
+            skipped: skipped, skippedCount: policySkips.count + translation.skipped.count, policies: policies,
+            trafficSplits: policyWatch.availability)
     }
 }

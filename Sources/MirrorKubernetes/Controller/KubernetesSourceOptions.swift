@@ -29,6 +29,9 @@ public struct KubernetesSourceOptions: Sendable {
     /// How gateway names in Links are resolved, and how often again.
     public var gatewayResolver: any GatewayResolver = SystemGatewayResolver()
     public var gatewayResolveInterval: Duration = .seconds(30)
+    /// How often the TrafficSplit resource is asked for again while the local API does not
+    /// serve it (SMI's CRD not installed: no traffic policies meanwhile).
+    public var trafficSplitRetryInterval: Duration = .seconds(60)
     /// The informers' settings (watch timeouts, backoff) for the local and remote watches.
     public var informer = InformerOptions()
 

@@ -37,7 +37,12 @@ public struct KubernetesSourceStatus: Sendable, Codable, Equatable {
     public var deleted: Int
     /// Mirror Services not written, by `namespace/name` (a name clash, a missing namespace).
     public var writeProblems: [String: String]
-    /// What the translation left out (the first 100), each naming the object and the reason.
+    /// What the translation left out (the first 100), each naming the object and the reason:
+    /// TrafficSplits (`TrafficSplit ns/name: …`), then mirrors.
     public var skipped: [String]
     public var skippedCount: Int
+    /// Traffic policies (from TrafficSplits) in the published state.
+    public var policies: Int
+    /// Whether the local API serves TrafficSplits (SMI's CRD); absent means no policies.
+    public var trafficSplits: TrafficSplitAvailability
 }
