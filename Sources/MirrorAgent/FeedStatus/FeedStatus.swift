@@ -67,6 +67,7 @@ struct FeedStatusReport {
         out += "PUBLISH \(kube.published ? "\(kube.servicesPublished) services, last \(kube.lastPublished.map(StatusReport.age) ?? "never")" : "NOT YET (waiting for Links and remote clusters)")"
         out += "  mirror Services wanted \(kube.mirrorServicesDesired)  created \(kube.created)  updated \(kube.updated)  deleted \(kube.deleted)\n"
         if !kube.linksListed { out += "        Links not listed yet (check RBAC on links.multicluster.linkerd.io)\n" }
+        out += "POLICIES \(kube.policies) traffic policies published  (TrafficSplits: \(kube.trafficSplits))\n"
         out += "\n" + StatusReport.table(header: ["LINK", "CLUSTER", "STATE", "SERVICES", "LAST EVENT", "LAST ERROR"], rows: kube.links.map { link in
             let state = !link.synced ? "NOT SYNCED" : link.stale ? "STALE (keeping last state)" : link.connected ? "connected" : "syncing"
             return [link.link, link.cluster ?? "-", state, "\(link.servicesMirrored)", link.lastEvent.map(StatusReport.age) ?? "-",

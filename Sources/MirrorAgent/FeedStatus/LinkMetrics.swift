@@ -42,6 +42,8 @@ enum LinkMetrics {
         registry.makeCounter(descriptor: writes, labels: [("op", "delete")]).set(total: UInt64(status.deleted))
         registry.makeGauge(descriptor: name("mirror_service_problems", "", "Mirror Services that cannot be written (name clash, missing namespace)."))
             .set(to: Double(status.writeProblems.count))
+        registry.makeGauge(descriptor: name("policies", "", "Traffic policies (from SMI TrafficSplits) in the published state."))
+            .set(to: Double(status.policies))
         registry.makeGauge(descriptor: name("translation_skipped", "", "Remote objects left out of the mirror, each reported in dump --feed."))
             .set(to: Double(status.skippedCount))
     }
