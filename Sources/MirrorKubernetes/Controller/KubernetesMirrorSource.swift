@@ -51,6 +51,16 @@ public final class KubernetesMirrorSource: MirrorSource {
     private let policyWatch = PolicyWatch()
     private let state = NIOLockedValueBox(State())
     private let plan = NIOLockedValueBox<MirrorWritePlan?>(nil)
+    /// What the writer's last plan was made of; local mirror Service events and leadership
+    /// changes are counted in `writerInputsChanged`.
+    private struct WriterInputs: Equatable {
+        var desired: [KubeService]
+        var changes: Int
+        var linked: Set<String>
+        var unlisted: Set<String>
+    }
+    private let lastWriterInputs = NIOLockedValueBox<WriterInputs?>(nil)
+    private let writerInputsChanged = NIOLockedValueBox(0)
     private let rebuilds: AsyncStream<Void>
     private let rebuildSignal: AsyncStream<Void>.Continuation
     private let writes: AsyncStream<Void>
@@ -109,11 +119,17 @@ public final class KubernetesMirrorSource: MirrorSource {
                 return true
             }
             group.addTask { [mirrors] in
-                await mirrors.run { _ in self.rebuildSignal.yield() }
+                await mirrors.run { _ in
+                    self.writerInputsChanged.withLockedValue { $0 += 1 }
+                    self.rebuildSignal.yield()
+                }
                 return true
             }
             group.addTask { [elector] in
-                await elector.run { _ in self.rebuildSignal.yield() }
+                await elector.run { _ in
+                    self.writerInputsChanged.withLockedValue { $0 += 1 }
+                    self.rebuildSignal.yield()
+                }
                 return true
             }
             group.addTask { [policyWatch, local, options, logger, rebuildSignal] in
@@ -277,11 +293,21 @@ public final class KubernetesMirrorSource: MirrorSource {
             defer { state.retryFailures = false }
             return state.retryFailures
         }
-        plan.withLockedValue {
-            $0 = MirrorWritePlan(desired: translation.mirrorServices, existing: existing, linkedClusters: linked,
-                                 unlistedClusters: unlisted, retryFailures: retry || ($0?.retryFailures ?? false))
+        // The writer compares every mirror Service: skip it when nothing it looks at moved
+        // (an endpoint change, the common case, never alters a local Service).
+        let writerInputs = WriterInputs(desired: translation.mirrorServices, changes: writerInputsChanged.withLockedValue { $0 },
+                                        linked: linked, unlisted: unlisted)
+        let unchanged = lastWriterInputs.withLockedValue { last in
+            defer { last = writerInputs }
+            return last == writerInputs
         }
-        writeSignal.yield()
+        if !unchanged || retry {
+            plan.withLockedValue {
+                $0 = MirrorWritePlan(desired: translation.mirrorServices, existing: existing, linkedClusters: linked,
+                                     unlistedClusters: unlisted, retryFailures: retry || ($0?.retryFailures ?? false))
+            }
+            writeSignal.yield()
+        }
 
         let (store, published, waitOver) = state.withLockedValue { state in
             state.translation = translation
@@ -329,6 +355,7 @@ public final class KubernetesMirrorSource: MirrorSource {
             let retry = await writer.reconcile(next, mayWrite: { [elector] in elector.isLeader })
             if retry {
                 try? await Task.sleep(for: .seconds(1))
+                lastWriterInputs.withLockedValue { $0 = nil }
                 rebuildSignal.yield()
             }
         }
