@@ -21,5 +21,6 @@ e2e/kubernetes.sh
 echo "== end-to-end, transparent DNS beside an emulated kube-proxy (nftables and iptables modes)"
 e2e/transparent.sh
 e2e/link.sh
+e2e/policy.sh
 echo "== fuzz (brief)"
 fuzz/run.sh 15
