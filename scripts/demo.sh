@@ -88,6 +88,56 @@ set_state '/name: paris/,/masquerade/ s/alive: false/alive: true/'
 wait_for "paris back" ip netns exec "$POD" curl -sS --max-time 1 http://bar-paris/
 echo "paris's gateway is back:"; from_pod curl -sS --max-time 3 http://bar-paris/
 
+step "a traffic policy: London's own bar (10.96.5.5, kube-proxy) sends 10% of new connections to bar-paris"
+# London's bar: a pod on london-node itself (10.10.1.5:8080) behind kube-proxy's DNAT (its
+# nftables mode, at dstnat); the agent's policy runs just before it (dstnat - 1).
+ip netns exec "$NODE" ip addr add 10.10.1.5/32 dev lo
+ip netns exec "$NODE" python3 -c '
+import http.server
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200); self.send_header("Content-Length", "22"); self.end_headers()
+        self.wfile.write(b"greetings from london\n")
+    def log_message(self, *args): pass
+http.server.ThreadingHTTPServer(("10.10.1.5", 8080), Handler).serve_forever()
+' >"$WORK/london-bar.log" 2>&1 &
+echo $! >"$WORK/london-bar.pid"
+wait_for "London's bar pod" ip netns exec "$NODE" bash -c "exec 3<>/dev/tcp/10.10.1.5/8080"
+ip netns exec "$NODE" nft -f - <<'NFT'
+table ip kube-proxy {
+  chain nat-prerouting {
+    type nat hook prerouting priority dstnat; policy accept;
+    ip daddr 10.96.5.5 tcp dport 80 dnat to 10.10.1.5:8080
+  }
+}
+NFT
+# berlin exports bar as well (bar-berlin, the second failover choice), and the state gains the
+# policy of examples/policies.yaml.
+cat >>"$WORK/berlin-exports.yaml" <<'YAML'
+  - name: bar
+    namespace: default
+    ports: [{name: http, protocol: TCP, port: 80, targetPort: 8080, gatewayPort: 20002}]
+    endpoints: [{ip: 10.30.1.5, ready: true}]
+YAML
+cp examples/policies.yaml "$WORK/state.yaml.new" && mv "$WORK/state.yaml.new" "$WORK/state.yaml"
+show sed -n '/^policies:/,$p' "$WORK/state.yaml"
+wait_for "the policy" bash -c "ip netns exec $NODE $BIN dump --admin-socket $WORK/admin.sock | grep -q 'default/bar'"
+tally() { for _ in $(seq 1 "$1"); do ip netns exec "$POD" curl -sS --max-time 3 http://10.96.5.5/ 2>&1 || true; done | sort | uniq -c; }
+echo "100 new connections from london-pod to bar's ClusterIP:"; tally 100
+show bash -c "ip netns exec $NODE $BIN dump --admin-socket $WORK/admin.sock | sed -n '/^POLICY/,/^\$/p'"
+
+step "failover: bar has no ready pod in London (localReady: false) -> bar-paris; paris dies -> bar-berlin"
+set_state 's/localReady: true /localReady: false/'
+wait_for "the failover" bash -c "ip netns exec $NODE $BIN dump --admin-socket $WORK/admin.sock | grep -q 'failover'"
+echo "20 new connections:"; tally 20
+set_state '/name: paris/,/masquerade/ s/alive: true/alive: false/'
+wait_for "berlin" bash -c "ip netns exec $POD curl -sS --max-time 1 http://10.96.5.5/ | grep -q berlin"
+echo "paris marked dead, 20 new connections:"; tally 20
+show bash -c "ip netns exec $NODE $BIN dump --admin-socket $WORK/admin.sock | sed -n '/^POLICY/,/^\$/p'"
+set_state '/name: paris/,/masquerade/ s/alive: false/alive: true/; s/localReady: false/localReady: true /'
+wait_for "the split" bash -c "ip netns exec $NODE $BIN dump --admin-socket $WORK/admin.sock | grep -q 'local *90.0%'"
+echo "paris alive and a local pod ready again: the split is back; 20 new connections:"; tally 20
+
 step "the feed stops: DNS and traffic carry on from the agent's last state"
 stop_feed
 from_pod dig +short bar-paris.default.svc.cluster.local
