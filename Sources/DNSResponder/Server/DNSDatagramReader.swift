@@ -124,6 +124,29 @@ final class DNSDatagramReader: @unchecked Sendable {
         lock.withLock { answerer.statistics }
     }
 
+    /// Takes the socket out of its port's SO_REUSEPORT group for new queries while the ones
+    /// already queued on it are still read and answered: a connected UDP socket is only
+    /// chosen for datagrams from its one peer (here: its own address's discard port, which
+    /// sends nothing), so the kernel gives every new query to the other sockets — another
+    /// agent's during a rolling restart. Closing at once would drop the queued queries.
+    func beginDrain() {
+        var peer = localAddress
+        // A wildcard-bound socket has no address of its own to name: loopback will do.
+        switch peer {
+        case .v4(let address) where address.address.sin_addr.s_addr == 0:
+            peer = (try? SocketAddress(ipAddress: "127.0.0.1", port: 9)) ?? peer
+        case .v6 where peer.ipAddress == "::":
+            peer = (try? SocketAddress(ipAddress: "::1", port: 9)) ?? peer
+        default:
+            break
+        }
+        peer.port = 9
+        socketLock.withLock {
+            guard !closed else { return }
+            _ = peer.withSockAddr { pointer, length in connect(socket, pointer, socklen_t(length)) }
+        }
+    }
+
     /// Stops reading, waits for the thread, and closes the socket. Answers still coming
     /// back from upstreams afterwards are dropped.
     func stop() {

@@ -184,6 +184,13 @@ public final class DNSServer: Sendable {
         return total
     }
 
+    /// Stops new UDP queries from reaching this server's sockets (they go to the other
+    /// sockets of the port: a rolling restart's new agent) while the queued ones are still
+    /// answered; ``close()`` afterwards. Datagram readers only (`--dns-udp-reader threads`).
+    public func beginDrain() {
+        for reader in readers { reader.beginDrain() }
+    }
+
     /// Closes every listener.
     public func close() async {
         for channel in channels { try? await channel.close() }

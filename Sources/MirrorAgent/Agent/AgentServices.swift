@@ -267,7 +267,9 @@ struct DNSDrain: Service {
 
     func run() async throws {
         try? await gracefulShutdown()
-        await dns.shutdown()
+        // New queries go to the other agent sharing the port at once; the queued ones are
+        // answered; then the sockets close, and forwarded answers still in flight get a moment.
+        await dns.shutdown(draining: drain)
         try? await Task.sleep(for: drain)
     }
 }

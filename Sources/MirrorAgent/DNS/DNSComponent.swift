@@ -134,6 +134,14 @@ actor DNSComponent: MirrorConsumer {
         for listener in listeners { await listener.server.close() }
     }
 
+    /// Hands new UDP queries to the port's other sockets, answers the queued ones for
+    /// `drain`, then closes (see ``DNSServer/beginDrain()``).
+    func close(draining drain: Duration) async {
+        for listener in listeners { listener.server.beginDrain() }
+        try? await Task.sleep(for: drain)
+        await close()
+    }
+
     /// The bound addresses (ports resolved).
     var localAddresses: [SocketAddress] { listeners.map(\.address) }
 

@@ -78,10 +78,11 @@ actor DeferredDNS: MirrorConsumer {
     }
 
     /// Stops answering (see ``DNSComponent/close()``); later updates are ignored.
-    func shutdown() async {
-        await component?.close()
-        component = nil
+    func shutdown(draining drain: Duration = .zero) async {
         stopped = true
+        let closing = component
+        component = nil
+        await closing?.close(draining: drain)
     }
 
     /// Query counters since the listeners opened (nil before).
