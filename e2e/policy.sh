@@ -34,7 +34,15 @@ LOCAL_POD=10.10.1.5
 VIP=10.96.5.5
 
 cleanup() {
-  for pidfile in "$WORK"/*.pid; do [ -e "$pidfile" ] && kill "$(cat "$pidfile")" 2>/dev/null || true; done
+  local pids=()
+  for pidfile in "$WORK"/*.pid; do [ -e "$pidfile" ] && pids+=("$(cat "$pidfile")"); done
+  [ ${#pids[@]} -gt 0 ] && kill "${pids[@]}" 2>/dev/null || true
+  # Gone before $WORK is removed (an agent saves its state on exit), at most 5 s.
+  for _ in $(seq 1 50); do
+    alive=0; for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+    [ "$alive" -eq 0 ] && break; sleep 0.1
+  done
+  [ ${#pids[@]} -gt 0 ] && kill -KILL "${pids[@]}" 2>/dev/null || true
   ip netns pids "$LBAR" 2>/dev/null | xargs -r kill 2>/dev/null || true
   ip netns del "$LBAR" 2>/dev/null || true
   e2e/topology.sh down >/dev/null 2>&1 || true
