@@ -75,6 +75,10 @@ final class UnboundServer: @unchecked Sendable {
               do-not-query-localhost: no
               access-control: 127.0.0.0/8 allow
               num-threads: 1
+              # Without it unbound's sockets carry SO_REUSEPORT, and a responder under test
+              # binding port 0 could be handed unbound's port and share it (queries then
+              # land on either, and the responder can forward to itself).
+              so-reuseport: no
               local-zone: "example.test." static
 
             """
