@@ -58,6 +58,12 @@ actor DeferredDNS: MirrorConsumer {
         guard !stopped, component == nil, latest == nil, !addresses.isEmpty else { return }
         do {
             guard let started = try await DNSComponent.start(options: options, addresses: addresses, logger: logger) else { return }
+            // The first state may have arrived (and opened DNS with it) while this one bound:
+            // that one wins; this table has no mirrored name.
+            guard component == nil, !stopped else {
+                await started.close()
+                return
+            }
             component = started
             logger.warning("no mirror state yet: answering DNS by forwarding every query; mirrored names follow the first state",
                            metadata: ["after": "\(delay)"])
@@ -140,6 +146,8 @@ actor DeferredDNS: MirrorConsumer {
             firstTable = nil
             guard let started = try await DNSComponent.start(options: options, addresses: addresses, initial: update,
                                                              prebuilt: prebuilt, logger: logger) else { return }
+            // A forward-only component opened while this one bound: this one has the state.
+            if let forwardOnly = component { await forwardOnly.close() }
             component = started
             hasState = true
             logger.info("DNS records loaded", metadata: ["revision": "\(update.store.revision)", "took": "\(clock.now - began)"])
