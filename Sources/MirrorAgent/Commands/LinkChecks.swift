@@ -295,9 +295,7 @@ struct LinkChecks {
     }
 }
 
-/// A Link's probeSpec read as the feed's prober reads it: unusable fields fall back to
-/// Linkerd's defaults (`/ready`, 4191, 3 s; the timeout defaults to the period, at most
-/// 30 s), and each fallback is named so `check` can show it.
+/// A Link's probeSpec read as the feed's prober reads it (``LinkerdProbeSpec/resolved``).
 struct ProbeSettings: Sendable {
     var path = "/ready"
     var port = 4191
@@ -306,44 +304,12 @@ struct ProbeSettings: Sendable {
     var problems: [String] = []
 
     init(_ spec: LinkerdProbeSpec?) {
-        guard let spec else { return }
-        if let text = spec.port {
-            if let port = Int(text), (1...65535).contains(port) { self.port = port } else { problems.append("port \"\(text)\" is not a port: 4191 is probed") }
-        }
-        if let path = spec.path, !path.isEmpty { self.path = path.hasPrefix("/") ? path : "/" + path }
-        if let text = spec.period {
-            if let period = Self.duration(text), period > .zero { self.period = period } else { problems.append("period \"\(text)\" is not a duration (e.g. 3s): 3s is used") }
-        }
-        timeout = min(period, .seconds(30))
-        if let text = spec.timeout {
-            if let timeout = Self.duration(text), timeout > .zero {
-                self.timeout = timeout
-            } else {
-                problems.append("timeout \"\(text)\" is not a duration (e.g. 2s): \(LinkChecks.seconds(timeout)) is used")
-            }
-        }
-        if let text = spec.failureThreshold, (Int(text) ?? 0) < 1 {
-            problems.append("failureThreshold \"\(text)\" is not a positive number: 3 is used")
-        }
+        guard let resolved = spec?.resolved else { return }
+        (path, port, period, timeout, problems) = (resolved.path, resolved.port, resolved.period, resolved.timeout, resolved.problems)
     }
 
-    /// Go's duration text (`3s`, `500ms`, `1m30s`, `1.5s`), as Linkerd writes probe periods.
-    static func duration(_ text: String) -> Duration? {
-        let units: [(String, Double)] = [("ns", 1e-9), ("us", 1e-6), ("µs", 1e-6), ("ms", 1e-3), ("s", 1), ("m", 60), ("h", 3600)]
-        var rest = Substring(text.trimmingCharacters(in: .whitespaces))
-        guard !rest.isEmpty else { return nil }
-        if rest == "0" { return .zero }
-        var total = 0.0
-        while !rest.isEmpty {
-            let number = rest.prefix { $0.isASCII && ($0.isNumber || $0 == ".") }
-            guard let value = Double(number) else { return nil }
-            rest = rest.dropFirst(number.count)
-            guard let unit = units.first(where: { rest.hasPrefix($0.0) && !($0.0 == "m" && rest.hasPrefix("ms")) }) else { return nil }
-            total += value * unit.1
-            rest = rest.dropFirst(unit.0.count)
-        }
-        return .seconds(total)
-    }
+    /// Go's duration text, as Linkerd writes probe periods.
+    static func duration(_ text: String) -> Duration? { GoDuration.parse(text) }
 }
 
 /// Runs `operation`; nil when it has not finished after `limit` (it is then cancelled and

@@ -44,13 +44,13 @@ final class GatewayProber: Sendable {
         /// (`/ready`, 4191, 3 s, failure threshold 3).
         init?(link: LinkerdLink) {
             guard let spec = link.spec.probeSpec else { return nil }
+            let resolved = spec.resolved
             entries = link.spec.gatewayAddresses
-            port = spec.port.flatMap(Int.init).flatMap { (1...65535).contains($0) ? $0 : nil } ?? 4191
-            let path = spec.path ?? "/ready"
-            self.path = path.hasPrefix("/") ? path : "/" + path
-            period = spec.period.flatMap(GoDuration.parse).flatMap { $0 > .zero ? $0 : nil } ?? .seconds(3)
-            timeout = spec.timeout.flatMap(GoDuration.parse).flatMap { $0 > .zero ? $0 : nil } ?? min(period, .seconds(30))
-            failureThreshold = spec.failureThreshold.flatMap(Int.init).flatMap { $0 > 0 ? $0 : nil } ?? 3
+            port = resolved.port
+            path = resolved.path
+            period = resolved.period
+            timeout = resolved.timeout
+            failureThreshold = resolved.failureThreshold
         }
     }
 
@@ -200,24 +200,5 @@ final class GatewayProber: Sendable {
             }
             state.probes[address] = probe
         }
-    }
-}
-
-/// Go's duration text (`3s`, `500ms`, `1m30s`, `1.5s`), as Linkerd writes probe periods.
-enum GoDuration {
-    static func parse(_ text: String) -> Duration? {
-        let units: [(String, Double)] = [("ns", 1e-9), ("us", 1e-6), ("µs", 1e-6), ("ms", 1e-3), ("s", 1), ("m", 60), ("h", 3600)]
-        var rest = Substring(text.trimmingCharacters(in: .whitespaces))
-        guard !rest.isEmpty else { return nil }
-        var total = 0.0
-        while !rest.isEmpty {
-            let number = rest.prefix { $0.isNumber || $0 == "." }
-            guard let value = Double(number) else { return nil }
-            rest = rest.dropFirst(number.count)
-            guard let unit = units.first(where: { rest.hasPrefix($0.0) && !(($0.0 == "m") && rest.hasPrefix("ms")) }) else { return nil }
-            total += value * unit.1
-            rest = rest.dropFirst(unit.0.count)
-        }
-        return .seconds(total)
     }
 }
