@@ -106,23 +106,13 @@ struct Preflight {
                 return Result(name: name, passed: false,
                               detail: "no intercept rules for \(text) in the mirror-agent tables: the agent runs without --intercept-cluster-dns \(text), or has applied no state yet; queries go to the cluster DNS")
             }
-            let listening = Self.udpPortTaken(address)
+            let listening = (try? SocketAddress(ipAddress: "\(address)", port: 53)).map(UDPPort.isTaken) ?? false
             return Result(name: name, passed: true,
                           detail: "fail-open armed (queries are untracked only while a socket takes them); "
                               + (listening ? "the agent answers on it" : "no socket now: the cluster DNS answers (kube-proxy's DNAT)"))
         } catch {
             return Result(name: name, passed: false, detail: "\(error)")
         }
-    }
-
-    /// Whether something holds UDP port 53 of `address` (a bind fails with EADDRINUSE).
-    private static func udpPortTaken(_ address: IPAddress) -> Bool {
-        guard let socketAddress = try? SocketAddress(ipAddress: "\(address)", port: 53) else { return false }
-        let fd = socket(Int32(socketAddress.protocol.rawValue), Int32(SOCK_DGRAM.rawValue), 0)
-        guard fd >= 0 else { return false }
-        defer { close(fd) }
-        let status = socketAddress.withSockAddr { pointer, length in bind(fd, pointer, socklen_t(length)) }
-        return status != 0 && errno == EADDRINUSE
     }
 
     private func portFree(_ listen: String) -> Result {

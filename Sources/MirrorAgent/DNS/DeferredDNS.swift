@@ -1,7 +1,4 @@
 import Foundation
-#if canImport(Glibc)
-import Glibc
-#endif
 import Logging
 import NIOCore
 import DNSResponder
@@ -51,7 +48,7 @@ actor DeferredDNS: MirrorConsumer {
         try? await Task.sleep(for: delay)
         // Another agent already answering here (a surged rollout while the feed is down) has
         // mirrored names this one lacks: joining its port would answer them NXDOMAIN.
-        while !stopped, component == nil, latest == nil, let busy = addresses.first(where: Self.servedByAnother) {
+        while !stopped, component == nil, latest == nil, let busy = addresses.first(where: UDPPort.isTaken) {
             logger.notice("no mirror state yet, and another process answers DNS on \(busy): not joining it until a state arrives")
             guard (try? await Task.sleep(for: .seconds(2))) != nil else { return }
         }
@@ -71,16 +68,6 @@ actor DeferredDNS: MirrorConsumer {
         } catch {
             logger.error("cannot open DNS: \(error)")
         }
-    }
-
-    /// Whether some socket already holds UDP `address` (a plain bind, without SO_REUSEPORT,
-    /// fails with EADDRINUSE).
-    private static func servedByAnother(_ address: SocketAddress) -> Bool {
-        let fd = socket(Int32(address.protocol.rawValue), Int32(SOCK_DGRAM.rawValue), 0)
-        guard fd >= 0 else { return false }
-        defer { close(fd) }
-        let status = address.withSockAddr { pointer, length in bind(fd, pointer, socklen_t(length)) }
-        return status != 0 && errno == EADDRINUSE
     }
 
     /// Stops answering (see ``DNSComponent/close()``); later updates are ignored.
