@@ -52,39 +52,6 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 failures=0 passed=0
-pass() { echo "ok    $1"; passed=$((passed + 1)); }
-fail() { echo "FAIL  $1: $2"; failures=$((failures + 1)); }
-# expect NAME WANT COMMAND...: the command's output must contain WANT.
-expect() {
-  local name=$1 want=$2; shift 2
-  local got
-  got=$("$@" 2>&1) || true
-  if [[ "$got" == *"$want"* ]]; then pass "$name"; else fail "$name" "wanted '$want', got '$got'"; fi
-}
-# expect_re NAME REGEX COMMAND...: a line of the command's output must match the extended REGEX.
-expect_re() {
-  local name=$1 want=$2; shift 2
-  local got
-  got=$("$@" 2>&1) || true
-  if grep -Eq -- "$want" <<<"$got"; then pass "$name"; else fail "$name" "wanted /$want/, got '$got'"; fi
-}
-# reject NAME UNWANTED COMMAND...: the command's output must not contain UNWANTED.
-reject() {
-  local name=$1 unwanted=$2; shift 2
-  local got
-  got=$("$@" 2>&1) || true
-  if [[ "$got" != *"$unwanted"* ]]; then pass "$name"; else fail "$name" "did not want '$unwanted', got '$got'"; fi
-}
-# within START LIMIT COMMAND...: retries COMMAND (quiet) until it succeeds, until LIMIT ms after
-# START (date +%s%N, taken before the action); prints the ms from START to the success, or fails.
-within() {
-  local start=$1 limit=$2; shift 2
-  while :; do
-    if "$@" >/dev/null 2>&1; then echo $(( ($(date +%s%N) - start) / 1000000 )); return 0; fi
-    [ $(( ($(date +%s%N) - start) / 1000000 )) -lt "$limit" ] || return 1
-    sleep 0.02
-  done
-}
 
 feed_dump() { node "$BIN" dump --feed --admin-socket "$WORK/feed.sock"; }
 feed_dump_matches() { feed_dump | grep -Eq -- "$1"; }

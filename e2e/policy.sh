@@ -56,15 +56,6 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 failures=0 passed=0
-pass() { echo "ok    $1"; passed=$((passed + 1)); }
-fail() { echo "FAIL  $1: $2"; failures=$((failures + 1)); }
-# expect NAME WANT COMMAND...: the command's output must contain WANT.
-expect() {
-  local name=$1 want=$2; shift 2
-  local got
-  got=$("$@" 2>&1) || true
-  if [[ "$got" == *"$want"* ]]; then pass "$name"; else fail "$name" "wanted '$want', got '$got'"; fi
-}
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 dump() { node "$BIN" dump --admin-socket "$WORK/admin.sock" "$@"; }
 metrics() { node curl -sS --max-time 2 http://127.0.0.1:9153/metrics; }
@@ -175,8 +166,8 @@ tally() {
        END {printf "london=%d paris=%d berlin=%d errors=%d total=%d\n", n["london"], n["paris"], n["berlin"], n["errors"], t}' "$1"
 }
 count_of() { tally "$2" | tr ' ' '\n' | awk -F= -v k="$1" '$1 == k {print $2}'; }
-# within OBSERVED N P: OBSERVED within 4 sigma of the binomial mean N*P.
-within() {
+# within_binomial OBSERVED N P: OBSERVED within 4 sigma of the binomial mean N*P.
+within_binomial() {
   awk -v o="$1" -v n="$2" -v p="$3" 'BEGIN {m = n * p; s = sqrt(n * p * (1 - p)); d = o - m; if (d < 0) d = -d; exit !(d <= 4 * s)}'
 }
 bounds() { awk -v n="$1" -v p="$2" 'BEGIN {m = n * p; s = 4 * sqrt(n * p * (1 - p)); printf "%d..%d", m - s + 0.999, m + s}'; }
@@ -253,8 +244,8 @@ echo "      $split (paris wanted in $(bounds 1000 0.1))"
 figures+=("split 900/100, 1000 connections: $split")
 local_n=$(count_of london "$WORK/split.txt") paris_n=$(count_of paris "$WORK/split.txt")
 if [ "$(count_of total "$WORK/split.txt")" -eq 1000 ] && [ "$(count_of errors "$WORK/split.txt")" -eq 0 ] \
-  && [ "$((local_n + paris_n))" -eq 1000 ] && within "$paris_n" 1000 0.1; then
-  pass "1000 connections: $paris_n to paris, $local_n local, within 4 sigma of 100"
+  && [ "$((local_n + paris_n))" -eq 1000 ] && within_binomial "$paris_n" 1000 0.1; then
+  pass "1000 connections: $paris_n to paris, $local_n local, within_binomial 4 sigma of 100"
 else
   fail "the 90/10 split" "$split"
 fi
@@ -307,7 +298,7 @@ restored=$(tally "$WORK/restored.txt")
 echo "      $restored (paris wanted in $(bounds 200 0.1))"
 figures+=("split restored, 200 connections: $restored")
 if [ "$(count_of errors "$WORK/restored.txt")" -eq 0 ] && [ "$(count_of berlin "$WORK/restored.txt")" -eq 0 ] \
-  && within "$(count_of paris "$WORK/restored.txt")" 200 0.1; then
+  && within_binomial "$(count_of paris "$WORK/restored.txt")" 200 0.1; then
   pass "200 connections after localReady is back: $restored"
 else
   fail "split restored" "$restored"
@@ -329,7 +320,7 @@ bad_policy() { # NAME SED_EXPRESSION WANTED_LOG_TEXT
   local seen
   seen=$(tally "$WORK/bad.txt")
   if [ "$(count_of errors "$WORK/bad.txt")" -eq 0 ] && [ "$(count_of berlin "$WORK/bad.txt")" -eq 0 ] \
-    && within "$(count_of paris "$WORK/bad.txt")" 200 0.1; then
+    && within_binomial "$(count_of paris "$WORK/bad.txt")" 200 0.1; then
     pass "$1: the split in force is kept (200 connections: $seen)"
   else
     fail "$1: split kept" "$seen"
@@ -347,7 +338,7 @@ wait_for "the 50/50 split in dump" bash -c "ip netns exec $NODE $BIN dump --admi
 connections 400 "$WORK/half.txt"
 half=$(tally "$WORK/half.txt")
 figures+=("500/500 after the bad edits, 400 connections: $half")
-if [ "$(count_of errors "$WORK/half.txt")" -eq 0 ] && within "$(count_of paris "$WORK/half.txt")" 400 0.5; then
+if [ "$(count_of errors "$WORK/half.txt")" -eq 0 ] && within_binomial "$(count_of paris "$WORK/half.txt")" 400 0.5; then
   pass "a valid edit after the refused ones applies: 500/500 gives $half"
 else
   fail "the valid edit after the bad ones" "$half"

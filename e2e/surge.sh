@@ -55,15 +55,6 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 failures=0 passed=0
-pass() { echo "ok    $1"; passed=$((passed + 1)); }
-fail() { echo "FAIL  $1: $2"; failures=$((failures + 1)); }
-# expect NAME WANT COMMAND...: the command's output must contain WANT.
-expect() {
-  local name=$1 want=$2; shift 2
-  local got
-  got=$("$@" 2>&1) || true
-  if [[ "$got" == *"$want"* ]]; then pass "$name"; else fail "$name" "wanted '$want', got '$got'"; fi
-}
 
 # launch_agent NAME: one agent as the DaemonSet's container runs it (the same flags for every
 # agent; the admin socket and state under $WORK instead of the host's /run and /var/lib).

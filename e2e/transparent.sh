@@ -46,14 +46,6 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 failures=0 passed=0
-pass() { echo "ok    $1"; passed=$((passed + 1)); }
-fail() { echo "FAIL  $1: $2"; failures=$((failures + 1)); }
-expect() {
-  local name=$1 want=$2; shift 2
-  local got
-  got=$("$@" 2>&1) || true
-  if [[ "$got" == *"$want"* ]]; then pass "$name"; else fail "$name" "wanted '$want', got '$got'"; fi
-}
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 
 # The pod's one-try lookups. `ask NAME [dig options]` prints the answers or the status.
