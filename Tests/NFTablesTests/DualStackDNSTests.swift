@@ -210,7 +210,7 @@ final class DualStackLab: @unchecked Sendable {
 
     /// An HTTP server answering `name` on `address:port` (IPv4 or IPv6).
     private func serve(_ namespace: TestNamespace, _ address: String, _ port: Int, _ name: String) throws {
-        if let pid = try NamespaceLab.launchPython(in: namespace, source: Self.serverSource, [address, "\(port)", name]) { pids.append(pid) }
+        if let pid = try NamespaceLab.launchPython(in: namespace, source: NamespaceLab.serverSource, [address, "\(port)", name]) { pids.append(pid) }
         let listening = address.contains(":") ? "[\(address)]:\(port)" : "\(address):\(port)"
         for _ in 0 ..< 100 {
             if (try? namespace.exec(["ss", "-ltnH", "src", listening]))?.contains("LISTEN") == true { return }
@@ -250,30 +250,4 @@ final class DualStackLab: @unchecked Sendable {
         return CurlReply(exit: Int32(fields[0]) ?? -1, body: lines.joined(separator: "\n").trimmingCharacters(in: .whitespacesAndNewlines),
                          remoteIP: fields[1], connect: Double(fields[2]) ?? .infinity, total: Double(fields[3]) ?? .infinity)
     }
-
-    /// The HTTP server: reads the request head, answers `200` with the server's name, closes.
-    private static let serverSource = """
-            import socket, sys
-            address, port, name = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-            server = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET)
-            server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            server.bind((address, port))
-            server.listen(64)
-            body = (name + "\\n").encode()
-            while True:
-                client, _ = server.accept()
-                client.settimeout(2)
-                try:
-                    data = b""
-                    while b"\\r\\n\\r\\n" not in data:
-                        chunk = client.recv(4096)
-                        if not chunk:
-                            break
-                        data += chunk
-                    client.sendall(b"HTTP/1.0 200 OK\\r\\nContent-Length: %d\\r\\n\\r\\n" % len(body) + body)
-                except OSError:
-                    pass
-                client.close()
-
-            """
 }

@@ -50,10 +50,11 @@ final class NamespaceLab: @unchecked Sendable {
     }
 
     /// The HTTP server: reads the request head, answers `200` with the server's name, closes.
-    private static let serverSource = """
+    /// IPv4 or IPv6 by the address given.
+    static let serverSource = """
             import socket, sys
             address, port, name = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-            server = socket.socket()
+            server = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET)
             server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             server.bind((address, port))
             server.listen(64)
