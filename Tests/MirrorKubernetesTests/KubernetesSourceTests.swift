@@ -194,7 +194,9 @@ struct KubernetesSourceTests {
             #expect(await eventually { b.service("default", "bar-paris")?.ips.isEmpty == false })
             #expect(b.source.status.leader.isLeader == false)
             #expect(b.source.status.leader.holder == "feed-a")
-            // Both publish the same state.
+            // Both publish the same state (each from its own watches, so once both have heard
+            // of the ClusterIP: a publishes it one coalescing window after its own informer).
+            #expect(await eventually { a.service("default", "bar-paris")?.ips.isEmpty == false })
             #expect(a.state?.services == b.state?.services)
 
             await a.stop()
